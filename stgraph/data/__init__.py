@@ -1,0 +1,23 @@
+"""The data model: :class:`STGraph`, io, windows, splits and scalers."""
+
+from stgraph.data.io import load, save
+from stgraph.data.scalers import IdentityScaler, MinMaxScaler, StandardScaler, make_scaler
+from stgraph.data.splits import Split, chronological_split
+from stgraph.data.stgraph import META_DEFAULTS, STGraph, to_unix_seconds
+from stgraph.data.windows import SlidingWindows, windows_for_split
+
+__all__ = [
+    "META_DEFAULTS",
+    "IdentityScaler",
+    "MinMaxScaler",
+    "STGraph",
+    "SlidingWindows",
+    "Split",
+    "StandardScaler",
+    "chronological_split",
+    "load",
+    "make_scaler",
+    "save",
+    "to_unix_seconds",
+    "windows_for_split",
+]

@@ -1,0 +1,491 @@
+"""The :class:`STGraph` data model: a PyG ``Data`` subclass for spatio-temporal graphs.
+
+Observations are stored node-major, ``x`` of shape ``[N, T, V]``, so that PyG's ``Batch`` and
+``DataLoader`` concatenate nodes exactly as they do for static graphs. Missing values never appear as
+NaN in ``x``: ``mask`` (``[N, T, V]``, bool) says which entries were observed.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch_geometric.data import Data
+
+from stgraph.errors import STGraphValidationError
+
+#: Attributes stacked along a new batch dimension instead of being concatenated (one per graph).
+_STACKED_KEYS = ("time", "y_time")
+#: Node-level attributes: first dimension is N.
+NODE_KEYS = ("x", "mask", "y", "y_mask", "pos", "node_attr")
+#: Static-edge attributes: first dimension is E.
+EDGE_KEYS = ("edge_weight", "edge_attr")
+#: Dynamic-edge attributes: first dimension is E_dyn.
+DYN_EDGE_KEYS = ("dyn_edge_weight", "dyn_edge_time")
+
+META_DEFAULTS: dict[str, Any] = {
+    "variables": [],  # list of {"name": str, "unit": str}
+    "domain": None,  # "traffic", "epidemiology", "crime", "weather", "mobility", ...
+    "city": None,
+    "crs": "EPSG:4326",
+    "interval": None,  # seconds between consecutive steps
+    "spatial_scale": None,  # metres: typical node spacing or cell size
+    "sources": [],  # list of {"name", "url", "files"}
+    "provenance": [],  # list of strings: what produced this graph, in order
+}
+
+
+def _as_tensor(value: Any, dtype: torch.dtype | None = None) -> Tensor | None:
+    if value is None:
+        return None
+    if isinstance(value, Tensor):
+        return value.to(dtype) if dtype is not None and value.dtype != dtype else value
+    arr = np.asarray(value)
+    t = torch.from_numpy(np.ascontiguousarray(arr))
+    return t.to(dtype) if dtype is not None else t
+
+
+def to_unix_seconds(value: Any) -> int:
+    """Convert a step index-free time value (str, datetime, numpy/pandas timestamp, int) to unix s.
+
+    Naive datetimes and strings without a zone are taken as UTC.
+    """
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, str):
+        value = np.datetime64(value.replace("Z", ""))
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        return int(value.timestamp())
+    if isinstance(value, np.datetime64):
+        return int(value.astype("datetime64[s]").astype(np.int64))
+    if hasattr(value, "timestamp"):  # pandas.Timestamp
+        return int(value.timestamp())
+    raise TypeError(f"cannot interpret {value!r} as a time")
+
+
+def _optional(key: str) -> property:
+    def fget(self: Data) -> Any:
+        return self._store.get(key, None)
+
+    def fset(self: Data, value: Any) -> None:
+        self._store[key] = value
+
+    return property(fget, fset, doc=f"``{key}`` or ``None``.")
+
+
+class STGraph(Data):
+    r"""A spatio-temporal graph: readings on nodes over time, with static and dynamic edges.
+
+    A :class:`torch_geometric.data.Data`, so PyG transforms, :class:`~torch_geometric.data.Batch`
+    and :class:`~torch_geometric.loader.DataLoader` work unchanged. Graphs batched together are
+    expected to have the same number of steps ``T`` (windows of a series do).
+
+    Args:
+        x (Tensor, optional): observations ``[N, T, V]``. NaN entries are treated as missing when
+            ``mask`` is not given: they become ``0`` in ``x`` and ``False`` in ``mask``.
+        mask (Tensor, optional): bool ``[N, T, V]``, ``True`` where observed. Defaults to
+            ``isfinite(x)``.
+        time (Tensor, optional): int64 ``[T]``, unix seconds of each step, strictly increasing.
+        pos (Tensor, optional): ``[N, 2]`` longitude, latitude in degrees (EPSG:4326).
+        edge_index (Tensor, optional): static edges ``[2, E]`` (source, target).
+        edge_weight (Tensor, optional): ``[E]``.
+        edge_attr (Tensor, optional): ``[E, F_e]``.
+        node_attr (Tensor, optional): static node context ``[N, F_s]``.
+        dyn_edge_index (Tensor, optional): time-varying edges ``[2, E_d]``.
+        dyn_edge_weight (Tensor, optional): ``[E_d]``.
+        dyn_edge_time (Tensor, optional): int64 ``[E_d]``, the step index (into ``time``) each
+            dynamic edge belongs to.
+        meta (dict, optional): metadata; see :data:`META_DEFAULTS`. ``meta["variables"]`` holds one
+            ``{"name", "unit"}`` per variable.
+        validate (bool): check shapes, ranges and monotone time on construction (default ``True``).
+        **kwargs: further attributes (e.g. ``y``, ``y_mask`` for forecasting windows).
+
+    Shapes:
+        ``x``, ``mask``: :math:`(N, T, V)`; ``time``: :math:`(T)`; ``pos``: :math:`(N, 2)`;
+        ``edge_index``: :math:`(2, E)`; ``dyn_edge_index``: :math:`(2, E_d)`.
+
+    Raises:
+        STGraphValidationError: naming the field and what was expected.
+    """
+
+    def __init__(
+        self,
+        x: Tensor | None = None,
+        mask: Tensor | None = None,
+        time: Tensor | None = None,
+        pos: Tensor | None = None,
+        edge_index: Tensor | None = None,
+        edge_weight: Tensor | None = None,
+        edge_attr: Tensor | None = None,
+        node_attr: Tensor | None = None,
+        dyn_edge_index: Tensor | None = None,
+        dyn_edge_weight: Tensor | None = None,
+        dyn_edge_time: Tensor | None = None,
+        meta: dict | None = None,
+        validate: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        x = _as_tensor(x)
+        if x is not None:
+            if not torch.is_floating_point(x):
+                x = x.float()
+            finite = torch.isfinite(x)
+            if mask is None:
+                mask = finite
+            else:
+                mask = _as_tensor(mask, torch.bool)
+                if validate and mask.shape == x.shape and bool((mask & ~finite).any()):
+                    n_bad = int((mask & ~finite).sum())
+                    raise STGraphValidationError(
+                        f"x: {n_bad} entries are NaN/inf but marked observed in mask; "
+                        "missing values must have mask=False"
+                    )
+            if not bool(finite.all()):
+                x = torch.where(finite, x, torch.zeros((), dtype=x.dtype))
+        super().__init__(
+            x=x,
+            mask=_as_tensor(mask, torch.bool),
+            time=_as_tensor(time, torch.long),
+            pos=_as_tensor(pos),
+            edge_index=_as_tensor(edge_index, torch.long),
+            edge_weight=_as_tensor(edge_weight),
+            edge_attr=_as_tensor(edge_attr),
+            node_attr=_as_tensor(node_attr),
+            dyn_edge_index=_as_tensor(dyn_edge_index, torch.long),
+            dyn_edge_weight=_as_tensor(dyn_edge_weight),
+            dyn_edge_time=_as_tensor(dyn_edge_time, torch.long),
+            **kwargs,
+        )
+        if meta is not None or x is not None:
+            full = copy.deepcopy(META_DEFAULTS)
+            full.update(meta or {})
+            self.meta = full
+        if validate and x is not None:
+            self.validate()
+
+    # ------------------------------------------------------------------ PyG batching contract
+    def __cat_dim__(self, key: str, value: Any, *args: Any, **kwargs: Any) -> Any:
+        if key in _STACKED_KEYS:
+            return None
+        return super().__cat_dim__(key, value, *args, **kwargs)
+
+    def __inc__(self, key: str, value: Any, *args: Any, **kwargs: Any) -> Any:
+        if key == "dyn_edge_time":
+            return 0
+        return super().__inc__(key, value, *args, **kwargs)
+
+    # ------------------------------------------------------------------ properties
+    mask = _optional("mask")
+    node_attr = _optional("node_attr")
+    dyn_edge_index = _optional("dyn_edge_index")
+    dyn_edge_weight = _optional("dyn_edge_weight")
+    dyn_edge_time = _optional("dyn_edge_time")
+    y_mask = _optional("y_mask")
+    y_time = _optional("y_time")
+
+    @property
+    def num_steps(self) -> int:
+        """Number of time steps ``T``."""
+        return int(self.x.size(1)) if self.x is not None else 0
+
+    @property
+    def num_variables(self) -> int:
+        """Number of variables ``V``."""
+        return int(self.x.size(2)) if self.x is not None else 0
+
+    @property
+    def variables(self) -> list[str]:
+        """Variable names, from the metadata (``var0``, ``var1``, ... when unnamed)."""
+        names = [v["name"] for v in (self.meta or {}).get("variables", [])]
+        return names if names else [f"var{i}" for i in range(self.num_variables)]
+
+    @property
+    def units(self) -> list[str]:
+        """Variable units, from the metadata (``""`` when unknown)."""
+        units = [v.get("unit", "") for v in (self.meta or {}).get("variables", [])]
+        return units if units else [""] * self.num_variables
+
+    @property
+    def interval(self) -> int | None:
+        """Sampling interval in seconds (metadata), or ``None``."""
+        return (self.meta or {}).get("interval")
+
+    @property
+    def missing_share(self) -> float:
+        """Share of entries of ``x`` that are not observed."""
+        if self.mask is None or self.mask.numel() == 0:
+            return 0.0
+        return 1.0 - float(self.mask.float().mean())
+
+    @property
+    def meta(self) -> dict:
+        return self._store.get("meta", None)
+
+    @meta.setter
+    def meta(self, value: dict) -> None:
+        self._store["meta"] = value
+
+    # ------------------------------------------------------------------ validation
+    def validate(self) -> STGraph:
+        """Check shapes, dtypes and ranges; raise :class:`STGraphValidationError` naming the field."""
+        x = self.x
+        if x is None:
+            raise STGraphValidationError("x: required, expected a float tensor [N, T, V]")
+        if x.dim() != 3:
+            raise STGraphValidationError(f"x: expected 3 dims [N, T, V], got shape {tuple(x.shape)}")
+        n, t, v = x.shape
+        if self.mask is None or tuple(self.mask.shape) != (n, t, v):
+            got = None if self.mask is None else tuple(self.mask.shape)
+            raise STGraphValidationError(f"mask: expected shape {(n, t, v)} like x, got {got}")
+        if self.time is not None:
+            if tuple(self.time.shape) != (t,):
+                raise STGraphValidationError(
+                    f"time: expected shape ({t},) (one timestamp per step of x), got {tuple(self.time.shape)}"
+                )
+            if t > 1:
+                steps = self.time[1:] - self.time[:-1]
+                if bool((steps <= 0).any()):
+                    i = int(torch.nonzero(steps <= 0)[0]) + 1
+                    raise STGraphValidationError(
+                        f"time: must strictly increase; step {i} ({int(self.time[i])}) "
+                        f"is not after step {i - 1} ({int(self.time[i - 1])})"
+                    )
+        if self.pos is not None:
+            if tuple(self.pos.shape) != (n, 2):
+                raise STGraphValidationError(
+                    f"pos: expected shape ({n}, 2) (lon, lat per node), got {tuple(self.pos.shape)}"
+                )
+            crs = (self.meta or {}).get("crs", "EPSG:4326")
+            if crs in ("EPSG:4326", None):
+                lon, lat = self.pos[:, 0], self.pos[:, 1]
+                bad = ~torch.isfinite(self.pos).all(1) | (lon.abs() > 180) | (lat.abs() > 90)
+                if bool(bad.any()):
+                    i = int(torch.nonzero(bad)[0])
+                    raise STGraphValidationError(
+                        f"pos: node {i} has (lon, lat) = ({float(lon[i])}, {float(lat[i])}); expected "
+                        "degrees with |lon| <= 180 and |lat| <= 90 (EPSG:4326)"
+                    )
+        self._check_edges("edge_index", ("edge_weight", "edge_attr"), n)
+        self._check_edges("dyn_edge_index", ("dyn_edge_weight", "dyn_edge_time"), n)
+        if self.dyn_edge_index is not None:
+            if self.dyn_edge_time is None:
+                raise STGraphValidationError("dyn_edge_time: required with dyn_edge_index ([E_d] step indices)")
+            if self.dyn_edge_time.numel() and (
+                int(self.dyn_edge_time.min()) < 0 or int(self.dyn_edge_time.max()) >= t
+            ):
+                raise STGraphValidationError(f"dyn_edge_time: step indices must lie in [0, {t})")
+        if self.node_attr is not None and (self.node_attr.dim() != 2 or self.node_attr.size(0) != n):
+            raise STGraphValidationError(
+                f"node_attr: expected shape ({n}, F), got {tuple(self.node_attr.shape)}"
+            )
+        names = (self.meta or {}).get("variables", [])
+        if names and len(names) != v:
+            raise STGraphValidationError(
+                f"meta['variables']: {len(names)} names for {v} variables in x"
+            )
+        for key in ("y", "y_mask"):
+            val = getattr(self, key, None)
+            if val is not None and (val.dim() != 3 or val.size(0) != n or val.size(2) != v):
+                raise STGraphValidationError(f"{key}: expected shape ({n}, H, {v}), got {tuple(val.shape)}")
+        return self
+
+    def _check_edges(self, index_key: str, attr_keys: Sequence[str], n: int) -> None:
+        ei = getattr(self, index_key, None)
+        if ei is None:
+            for k in attr_keys:
+                if getattr(self, k, None) is not None and k != "edge_attr":
+                    raise STGraphValidationError(f"{k}: given without {index_key}")
+            return
+        if ei.dim() != 2 or ei.size(0) != 2:
+            raise STGraphValidationError(f"{index_key}: expected shape (2, E), got {tuple(ei.shape)}")
+        if ei.numel() and (int(ei.min()) < 0 or int(ei.max()) >= n):
+            raise STGraphValidationError(
+                f"{index_key}: node indices must lie in [0, {n}); found [{int(ei.min())}, {int(ei.max())}]"
+            )
+        e = ei.size(1)
+        for k in attr_keys:
+            val = getattr(self, k, None)
+            if val is not None and val.size(0) != e:
+                raise STGraphValidationError(
+                    f"{k}: expected {e} rows (one per edge of {index_key}), got {tuple(val.shape)}"
+                )
+
+    # ------------------------------------------------------------------ slicing
+    def _steps_of(self, value: Any, default: int) -> int:
+        if value is None:
+            return default
+        if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+            return int(value) if value >= 0 else self.num_steps + int(value)
+        if self.time is None:
+            raise ValueError("slicing by date needs `time`; this graph has none")
+        stamp = to_unix_seconds(value)
+        return int(torch.searchsorted(self.time, torch.tensor(stamp, dtype=torch.long)))
+
+    def slice_time(self, start: Any = None, stop: Any = None) -> STGraph:
+        """Steps ``[start, stop)``: step indices (ints) or times (str/datetime, UTC).
+
+        Dynamic edges of the kept steps are kept, with ``dyn_edge_time`` re-based to the slice.
+        """
+        a = self._steps_of(start, 0)
+        b = self._steps_of(stop, self.num_steps)
+        if not 0 <= a <= b <= self.num_steps:
+            raise IndexError(f"slice_time: [{a}, {b}) is not inside [0, {self.num_steps})")
+        out = copy.copy(self)
+        for key in ("x", "mask"):
+            out[key] = self[key][:, a:b]
+        if self.time is not None:
+            out.time = self.time[a:b]
+        if self.dyn_edge_index is not None:
+            keep = (self.dyn_edge_time >= a) & (self.dyn_edge_time < b)
+            out.dyn_edge_index = self.dyn_edge_index[:, keep]
+            out.dyn_edge_time = self.dyn_edge_time[keep] - a
+            if self.dyn_edge_weight is not None:
+                out.dyn_edge_weight = self.dyn_edge_weight[keep]
+        out.meta = copy.deepcopy(self.meta)
+        out.meta["provenance"] = [*out.meta.get("provenance", []), f"slice_time[{a}:{b}]"]
+        return out
+
+    def select_nodes(self, nodes: Tensor | Sequence[int]) -> STGraph:
+        """The subgraph on ``nodes`` (indices or a bool mask), keeping edges between kept nodes.
+
+        Nodes are renumbered in the order given.
+        """
+        idx = _as_tensor(nodes)
+        n = self.num_nodes
+        if idx.dtype == torch.bool:
+            if idx.numel() != n:
+                raise IndexError(f"select_nodes: bool mask has {idx.numel()} entries for {n} nodes")
+            idx = idx.nonzero().view(-1)
+        idx = idx.long().view(-1)
+        if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= n):
+            raise IndexError(f"select_nodes: indices must lie in [0, {n})")
+        remap = torch.full((n,), -1, dtype=torch.long)
+        remap[idx] = torch.arange(idx.numel())
+        out = copy.copy(self)
+        for key in NODE_KEYS:
+            val = getattr(self, key, None)
+            if val is not None:
+                out[key] = val[idx]
+        for index_key, attrs in (("edge_index", EDGE_KEYS), ("dyn_edge_index", DYN_EDGE_KEYS)):
+            ei = getattr(self, index_key, None)
+            if ei is None:
+                continue
+            new = remap[ei]
+            keep = (new >= 0).all(0)
+            out[index_key] = new[:, keep]
+            for k in attrs:
+                val = getattr(self, k, None)
+                if val is not None:
+                    out[k] = val[keep]
+        ids = (self.meta or {}).get("node_ids")
+        out.meta = copy.deepcopy(self.meta)
+        if ids is not None:
+            out.meta["node_ids"] = [ids[i] for i in idx.tolist()]
+        out.meta["provenance"] = [*out.meta.get("provenance", []), f"select_nodes({idx.numel()} of {n})"]
+        return out
+
+    # ------------------------------------------------------------------ conversions
+    def pos_metres(self) -> Tensor:
+        """Node coordinates in metres on a local equirectangular projection about the centroid.
+
+        Accurate to well under 1 % within a city (tens of km); use pyproj for larger extents.
+        """
+        if self.pos is None:
+            raise ValueError("pos_metres: this graph has no pos")
+        pos = self.pos.double()
+        lon0, lat0 = pos[:, 0].mean(), pos[:, 1].mean()
+        r = 6_371_008.8
+        xs = torch.deg2rad(pos[:, 0] - lon0) * r * math.cos(math.radians(float(lat0)))
+        ys = torch.deg2rad(pos[:, 1] - lat0) * r
+        return torch.stack([xs, ys], 1)
+
+    def to_networkx(self, *, dynamic: bool = False) -> Any:
+        """A ``networkx.DiGraph`` with ``pos``, ``node_attr`` and edge weights/attributes.
+
+        With ``dynamic=True`` a ``MultiDiGraph`` that also holds the dynamic edges, each with its
+        ``step`` (and ``time`` when known).
+        """
+        import networkx as nx
+
+        g = nx.MultiDiGraph() if dynamic else nx.DiGraph()
+        g.graph.update({k: v for k, v in (self.meta or {}).items() if k != "node_ids"})
+        ids = (self.meta or {}).get("node_ids")
+        for i in range(self.num_nodes):
+            attrs: dict[str, Any] = {}
+            if ids is not None:
+                attrs["node_id"] = ids[i]
+            if self.pos is not None:
+                attrs["lon"], attrs["lat"] = (float(c) for c in self.pos[i])
+            if self.node_attr is not None:
+                attrs["node_attr"] = self.node_attr[i].tolist()
+            g.add_node(i, **attrs)
+        if self.edge_index is not None:
+            for e, (s, d) in enumerate(self.edge_index.t().tolist()):
+                attrs = {}
+                if self.edge_weight is not None:
+                    attrs["weight"] = float(self.edge_weight[e])
+                if self.edge_attr is not None:
+                    attrs["edge_attr"] = self.edge_attr[e].tolist()
+                g.add_edge(s, d, **attrs)
+        if dynamic and self.dyn_edge_index is not None:
+            for e, (s, d) in enumerate(self.dyn_edge_index.t().tolist()):
+                step = int(self.dyn_edge_time[e])
+                attrs = {"step": step}
+                if self.time is not None:
+                    attrs["time"] = int(self.time[step])
+                if self.dyn_edge_weight is not None:
+                    attrs["weight"] = float(self.dyn_edge_weight[e])
+                g.add_edge(s, d, **attrs)
+        return g
+
+    def to_pandas(self, *, observed_only: bool = False) -> Any:
+        """A long table: one row per (node, time, variable) with ``value`` and ``observed``.
+
+        Columns: ``node`` (index), ``node_id`` (if known), ``step``, ``time`` (UTC timestamps, if
+        known), ``variable``, ``unit``, ``value`` (NaN where not observed), ``observed``.
+        """
+        import pandas as pd
+
+        n, t, v = self.x.shape
+        node, step, var = np.meshgrid(np.arange(n), np.arange(t), np.arange(v), indexing="ij")
+        values = self.x.detach().cpu().numpy().astype(np.float64).copy()
+        observed = self.mask.cpu().numpy()
+        values[~observed] = np.nan
+        df = pd.DataFrame({"node": node.ravel(), "step": step.ravel()})
+        ids = (self.meta or {}).get("node_ids")
+        if ids is not None:
+            df.insert(1, "node_id", np.asarray(ids, dtype=object)[df["node"].to_numpy()])
+        if self.time is not None:
+            df["time"] = pd.to_datetime(self.time.numpy()[df["step"].to_numpy()], unit="s", utc=True)
+        df["variable"] = pd.Categorical.from_codes(var.ravel(), categories=self.variables)
+        df["unit"] = np.asarray(self.units, dtype=object)[var.ravel()]
+        df["value"] = values.ravel()
+        df["observed"] = observed.ravel()
+        if observed_only:
+            df = df[df["observed"]].reset_index(drop=True)
+        return df
+
+    # ------------------------------------------------------------------ io
+    def save(self, path: Any) -> Any:
+        """Write ``meta.json`` + ``tensors.safetensors`` into directory ``path`` atomically."""
+        from stgraph.data.io import save
+
+        return save(self, path)
+
+    def __repr__(self) -> str:
+        parts = []
+        for key, val in self._store.items():
+            if key == "meta":
+                continue
+            parts.append(f"{key}={list(val.shape)}" if isinstance(val, Tensor) else f"{key}={val!r}")
+        meta = self.meta or {}
+        parts += [f"{k}={meta[k]!r}" for k in ("domain", "city", "interval") if meta.get(k) is not None]
+        return f"{type(self).__name__}({', '.join(parts)})"

@@ -1,0 +1,152 @@
+"""Lazily indexed sliding windows over an :class:`STGraph` for forecasting.
+
+Only window start indices are kept; each item is sliced from the graph when requested, so a
+series of ``T`` steps costs ``O(1)`` memory however many windows it yields.
+"""
+
+from __future__ import annotations
+
+
+import torch
+from torch.utils.data import Dataset
+
+from stgraph.data.stgraph import STGraph
+
+
+class SlidingWindows(Dataset):
+    r"""Forecasting windows ``x[t : t+L] -> y[t+L : t+L+H]`` inside steps ``[start, stop)``.
+
+    Every window lies entirely inside ``[start, stop)``: pass a split part's range and no window
+    crosses the split boundary. With ``history=True`` only the *targets* must lie inside the range
+    and the inputs may reach back before ``start`` (PyG Temporal's ``temporal_signal_split`` and
+    tsl do this: at test time the recent past is known).
+
+    Each item is an :class:`STGraph` with ``x``/``mask`` ``[N, L, V]``, ``y``/``y_mask``
+    ``[N, H, V]``, ``time`` ``[L]``, ``y_time`` ``[H]``, the static graph, and the dynamic edges of
+    the input steps (``dyn_edge_time`` re-based to the window).
+
+    Args:
+        graph: the series.
+        input_steps: ``L``, steps fed to the model.
+        horizon: ``H``, steps to predict.
+        stride: steps between consecutive window starts (default 1).
+        start, stop: the step range (default: the whole series).
+        history: allow inputs before ``start`` (see above).
+
+    Raises:
+        ValueError: if not a single window fits, naming the lengths.
+    """
+
+    def __init__(
+        self,
+        graph: STGraph,
+        input_steps: int,
+        horizon: int,
+        *,
+        stride: int = 1,
+        start: int = 0,
+        stop: int | None = None,
+        history: bool = False,
+    ) -> None:
+        if input_steps < 1 or horizon < 1 or stride < 1:
+            raise ValueError(
+                f"input_steps, horizon and stride must be >= 1, got {input_steps}, {horizon}, {stride}"
+            )
+        t = graph.num_steps
+        stop = t if stop is None else stop
+        if not 0 <= start <= stop <= t:
+            raise ValueError(f"window range [{start}, {stop}) is not inside the series [0, {t})")
+        self.graph = graph
+        self.input_steps, self.horizon, self.stride = input_steps, horizon, stride
+        self.start, self.stop, self.history = start, stop, history
+        first = max(0, start - input_steps) if history else start
+        span = input_steps + horizon
+        if stop - first < span:
+            raise ValueError(
+                f"window of {input_steps} input + {horizon} horizon = {span} steps is longer than "
+                f"the {stop - first} steps available in [{first}, {stop}) of a {t}-step series"
+            )
+        self._first = first
+        self._len = (stop - first - span) // stride + 1
+
+    def __len__(self) -> int:
+        return self._len
+
+    def window_start(self, i: int) -> int:
+        """First input step of window ``i``."""
+        if not -self._len <= i < self._len:
+            raise IndexError(f"window {i} out of range for {self._len} windows")
+        return self._first + (i % self._len) * self.stride
+
+    def __getitem__(self, i: int) -> STGraph:
+        g = self.graph
+        s = self.window_start(int(i))
+        m = s + self.input_steps
+        e = m + self.horizon
+        out = STGraph(
+            x=g.x[:, s:m],
+            mask=g.mask[:, s:m],
+            y=g.x[:, m:e],
+            y_mask=g.mask[:, m:e],
+            time=None if g.time is None else g.time[s:m],
+            y_time=None if g.time is None else g.time[m:e],
+            pos=g.pos,
+            edge_index=g.edge_index,
+            edge_weight=g.edge_weight,
+            edge_attr=g.edge_attr,
+            node_attr=g.node_attr,
+            validate=False,
+        )
+        if g.dyn_edge_index is not None:
+            keep = (g.dyn_edge_time >= s) & (g.dyn_edge_time < m)
+            out.dyn_edge_index = g.dyn_edge_index[:, keep]
+            out.dyn_edge_time = g.dyn_edge_time[keep] - s
+            if g.dyn_edge_weight is not None:
+                out.dyn_edge_weight = g.dyn_edge_weight[keep]
+        out.meta = g.meta  # shared, read-only by convention: windows are views of one series
+        out.window = torch.tensor([s], dtype=torch.long)
+        return out
+
+    def dense(self, indices: torch.Tensor | list[int] | None = None) -> dict[str, torch.Tensor]:
+        """Windows stacked as dense tensors: ``x``/``mask`` ``[B, N, L, V]``, ``y``/``y_mask`` ``[B, N, H, V]``.
+
+        The fast path for statistical baselines and evaluation on a single graph.
+        """
+        if indices is None:
+            indices = torch.arange(self._len)
+        starts = torch.tensor([self.window_start(int(i)) for i in indices], dtype=torch.long)
+        span = torch.arange(self.input_steps + self.horizon)
+        steps = starts[:, None] + span[None, :]  # [B, L+H]
+        x = self.graph.x[:, steps].permute(1, 0, 2, 3)  # [B, N, L+H, V]
+        mask = self.graph.mask[:, steps].permute(1, 0, 2, 3)
+        L = self.input_steps
+        out = {"x": x[:, :, :L], "mask": mask[:, :, :L], "y": x[:, :, L:], "y_mask": mask[:, :, L:]}
+        if self.graph.time is not None:
+            out["time"], out["y_time"] = self.graph.time[steps[:, :L]], self.graph.time[steps[:, L:]]
+        out["start"] = starts
+        return out
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}({len(self)}, input_steps={self.input_steps}, "
+            f"horizon={self.horizon}, stride={self.stride}, range=[{self.start}, {self.stop}))"
+        )
+
+
+def windows_for_split(graph: STGraph, split, input_steps: int, horizon: int, *, stride: int = 1,
+                      history: bool = False) -> dict[str, SlidingWindows | None]:
+    """One :class:`SlidingWindows` per non-empty split part (``None`` for an empty part)."""
+    out: dict[str, SlidingWindows | None] = {}
+    for part in ("train", "val", "test"):
+        a, b = split[part]
+        if b <= a:
+            out[part] = None
+            continue
+        out[part] = SlidingWindows(
+            graph, input_steps, horizon, stride=stride, start=a, stop=b,
+            history=history and part != "train",
+        )
+    return out
+
+
+__all__ = ["SlidingWindows", "windows_for_split"]

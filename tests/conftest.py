@@ -1,0 +1,33 @@
+"""Shared fixtures: the real data folder ($STGRAPH_DATA, else ../shared/data)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _data_dir() -> Path | None:
+    env = os.environ.get("STGRAPH_DATA")
+    for cand in ([Path(env)] if env else []) + [REPO.parent / "shared" / "data"]:
+        if cand.is_dir():
+            return cand.resolve()
+    return None
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """The directory with the real data sets; tests needing it skip when it is absent."""
+    d = _data_dir()
+    if d is None:
+        pytest.skip("real data not found: set STGRAPH_DATA to the folder of MANIFEST.md")
+    return d
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    """Never write into the user's cache from tests."""
+    monkeypatch.setenv("STGRAPH_CACHE", str(tmp_path_factory.getbasetemp() / "stgraph-cache"))
