@@ -1,0 +1,104 @@
+"""Checkpoint directories: ``config.yaml``, ``model.safetensors``, optimizer state, ``metrics.json``.
+
+Layout of a run directory (every file written atomically)::
+
+    config.yaml          the validated training config
+    model.safetensors    weights and buffers of the selected (best-validation) model
+    last.safetensors     weights after the last finished epoch (for resuming)
+    optimizer.pt         optimizer state + RNG state after the last finished epoch
+                         (tensors and plain containers only: read with weights_only=True)
+    trainer_state.json   epoch, best validation score, epochs without improvement, finished flag
+    log.csv              one row per epoch
+    metrics.json         test metrics with the protocol, written by evaluation
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from stgraph.utils.atomic import atomic_path, atomic_write_text
+
+MODEL_FILE = "model.safetensors"
+LAST_FILE = "last.safetensors"
+OPTIM_FILE = "optimizer.pt"
+STATE_FILE = "trainer_state.json"
+CONFIG_FILE = "config.yaml"
+METRICS_FILE = "metrics.json"
+
+
+def save_weights(module: torch.nn.Module, path: str | os.PathLike) -> Path:
+    """Write ``module.state_dict()`` (parameters and buffers) as safetensors, atomically."""
+    state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+    # safetensors refuses tensors that share memory; clone those.
+    seen: dict[int, str] = {}
+    for k, v in list(state.items()):
+        ptr = v.data_ptr() if v.numel() else -1
+        if ptr in seen and ptr != -1:
+            state[k] = v.clone()
+        seen[ptr] = k
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp), metadata={"format": "pt"})
+    return Path(path)
+
+
+def load_weights(module: torch.nn.Module, path: str | os.PathLike, *, strict: bool = True) -> torch.nn.Module:
+    """Load safetensors weights into ``module``.
+
+    Buffers whose shape depends on the data (fitted statistics: scaler means, lookup tables) are
+    resized to the stored shape first; parameters must match exactly.
+    """
+    state = load_file(str(path))
+    params = dict(module.named_parameters())
+    for name, buf in list(module.named_buffers()):
+        if name in state and name not in params and tuple(buf.shape) != tuple(state[name].shape):
+            owner = module.get_submodule(name.rsplit(".", 1)[0]) if "." in name else module
+            setattr(owner, name.rsplit(".", 1)[-1], torch.empty_like(state[name]))
+    module.load_state_dict(state, strict=strict)
+    return module
+
+
+def save_optimizer(optimizer: torch.optim.Optimizer, path: str | os.PathLike) -> Path:
+    """Optimizer state and the torch RNG state, loadable with ``weights_only=True``."""
+    payload = {"optimizer": optimizer.state_dict(), "torch_rng": torch.get_rng_state()}
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(buf.getvalue())
+    return Path(path)
+
+
+def load_optimizer(optimizer: torch.optim.Optimizer, path: str | os.PathLike) -> None:
+    """Restore what :func:`save_optimizer` wrote (``torch.load(weights_only=True)``)."""
+    payload = torch.load(path, weights_only=True, map_location="cpu")
+    optimizer.load_state_dict(payload["optimizer"])
+    torch.set_rng_state(payload["torch_rng"])
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> Path:
+    """JSON with NaN written as null, atomically."""
+    return atomic_write_text(path, json.dumps(_nan_to_none(obj), indent=2) + "\n")
+
+
+def _nan_to_none(obj: Any) -> Any:
+    if isinstance(obj, float) and obj != obj:
+        return None
+    if isinstance(obj, dict):
+        return {k: _nan_to_none(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_nan_to_none(v) for v in obj]
+    return obj
+
+
+def read_state(run_dir: str | os.PathLike) -> dict[str, Any] | None:
+    """The trainer state of a run directory, or ``None`` if it has none."""
+    p = Path(run_dir) / STATE_FILE
+    if not p.is_file():
+        return None
+    return json.loads(p.read_text(encoding="utf-8"))

@@ -1,0 +1,184 @@
+"""Training configuration: YAML validated by dataclasses; unknown keys are errors.
+
+A config names the data set, the protocol, the model and the optimisation settings::
+
+    seed: 0
+    dataset: {name: los-loop}
+    protocol: {name: tgcn-val}
+    model: {name: dcrnn, options: {hidden: 64}}
+    train: {epochs: 30, batch_size: 64, lr: 0.001}
+    output: {dir: runs/los-loop-dcrnn}
+
+``--set train.lr=0.01`` style overrides are applied to the raw mapping before validation, so they
+are checked exactly like the file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from stgraph.errors import ConfigError
+
+
+@dataclass
+class DatasetConfig:
+    name: str = field(metadata={"help": "registered data set name (stgraph datasets list)"})
+    options: dict[str, Any] = field(default_factory=dict, metadata={"help": "loader keyword options"})
+
+
+@dataclass
+class ProtocolConfig:
+    name: str = field(default="default", metadata={"help": "registered protocol (tgcn, tgcn-val, pgt, ...)"})
+    overrides: dict[str, Any] = field(default_factory=dict, metadata={"help": "protocol fields to change"})
+
+
+@dataclass
+class ModelConfig:
+    name: str = field(metadata={"help": "registered model (historical_average, last_value, var, dcrnn, stfm, ...)"})
+    options: dict[str, Any] = field(default_factory=dict, metadata={"help": "model keyword options"})
+    config: str | None = field(default=None, metadata={"help": "YAML file of model options (e.g. configs/model/small.yaml)"})
+
+
+@dataclass
+class TrainSettings:
+    epochs: int = field(default=30, metadata={"help": "maximum epochs"})
+    batch_size: int = field(default=64, metadata={"help": "windows per batch"})
+    lr: float = field(default=1e-3, metadata={"help": "Adam learning rate"})
+    weight_decay: float = field(default=0.0, metadata={"help": "Adam weight decay"})
+    patience: int = field(default=5, metadata={"help": "epochs without validation improvement before stopping"})
+    grad_clip: float | None = field(default=5.0, metadata={"help": "max gradient norm (null: off)"})
+    loss: str = field(default="mae", metadata={"help": "mae or mse, masked, in original units"})
+    max_batches_per_epoch: int | None = field(default=None, metadata={"help": "cap batches per epoch (null: all)"})
+    eval_batch_size: int = field(default=256, metadata={"help": "windows per evaluation batch"})
+    num_threads: int | None = field(default=None, metadata={"help": "torch CPU threads (null: torch default)"})
+
+
+@dataclass
+class OutputConfig:
+    dir: str = field(default="runs/run", metadata={"help": "checkpoint directory"})
+    tensorboard: bool = field(default=True, metadata={"help": "write TensorBoard event files"})
+    progress: bool = field(default=True, metadata={"help": "show progress bars"})
+
+
+@dataclass
+class TrainConfig:
+    dataset: DatasetConfig
+    model: ModelConfig
+    protocol: ProtocolConfig = field(default_factory=ProtocolConfig)
+    train: TrainSettings = field(default_factory=TrainSettings)
+    output: OutputConfig = field(default_factory=OutputConfig)
+    seed: int = field(default=0, metadata={"help": "seed for Python, NumPy and torch"})
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _check_type(value: Any, tp: Any, where: str, source: str) -> Any:
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _check_type(value, arg, where, source)
+            except ConfigError:
+                pass
+        raise ConfigError(f"{source}: {where} = {value!r}: expected {tp}")
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{source}: {where}: expected a mapping, got {type(value).__name__}")
+        return dict(value)
+    if dataclasses.is_dataclass(tp):
+        return _from_dict(tp, value, where, source)
+    if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if tp is int and isinstance(value, bool):
+        raise ConfigError(f"{source}: {where} = {value!r}: expected int")
+    if isinstance(tp, type) and not isinstance(value, tp):
+        raise ConfigError(f"{source}: {where} = {value!r}: expected {tp.__name__}, got {type(value).__name__}")
+    return value
+
+
+def _from_dict(cls: type, raw: Any, where: str, source: str) -> Any:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: {where or 'top level'}: expected a mapping, got {type(raw).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        key = f"{where}.{unknown[0]}" if where else unknown[0]
+        raise ConfigError(f"{source}: unknown key {key!r}; allowed here: {sorted(fields)}")
+    kwargs = {}
+    for name, f in fields.items():
+        path = f"{where}.{name}" if where else name
+        if name in raw:
+            kwargs[name] = _check_type(raw[name], hints[name], path, source)
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"{source}: missing required key {path!r}")
+    return cls(**kwargs)
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str] | None) -> dict[str, Any]:
+    """Apply ``key.sub=value`` strings (values parsed as YAML) to a raw config mapping."""
+    for item in overrides or []:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected key=value, e.g. train.lr=0.01")
+        key, text = item.split("=", 1)
+        parts = key.strip().split(".")
+        node = raw
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {item!r}: {p!r} is not a section")
+        node[parts[-1]] = yaml.safe_load(text)
+    return raw
+
+
+def load_config(path: str | os.PathLike | None = None, *, overrides: list[str] | None = None,
+                raw: dict[str, Any] | None = None) -> TrainConfig:
+    """Read and validate a training config (a YAML file or a mapping) with ``--set`` overrides."""
+    source = str(path) if path is not None else "<config>"
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"{p}: config file not found")
+        try:
+            raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{p}: not valid YAML ({exc})") from exc
+    raw = apply_overrides(dict(raw or {}), overrides)
+    cfg = _from_dict(TrainConfig, raw, "", source)
+    if cfg.model.config:
+        mp = Path(cfg.model.config)
+        if not mp.is_absolute() and path is not None and not mp.exists():
+            mp = Path(path).parent / mp
+        if not mp.is_file():
+            raise ConfigError(f"{source}: model.config {cfg.model.config!r} not found")
+        opts = yaml.safe_load(mp.read_text(encoding="utf-8")) or {}
+        if not isinstance(opts, dict):
+            raise ConfigError(f"{mp}: expected a mapping of model options")
+        cfg.model.options = {**opts, **cfg.model.options}
+    if cfg.train.loss not in ("mae", "mse"):
+        raise ConfigError(f"{source}: train.loss = {cfg.train.loss!r}: expected 'mae' or 'mse'")
+    for name in ("epochs", "batch_size", "eval_batch_size"):
+        if getattr(cfg.train, name) < 1:
+            raise ConfigError(f"{source}: train.{name} must be >= 1")
+    return cfg
+
+
+def dump_config(cfg: TrainConfig) -> str:
+    """The config as YAML text (written into every checkpoint)."""
+    return yaml.safe_dump(cfg.to_dict(), sort_keys=False)
