@@ -181,7 +181,7 @@ def _fit(model: Forecaster, cfg: TrainConfig, protocol: Protocol, windows: dict,
                 if ts.grad_clip:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), ts.grad_clip)
                 opt.step()
-                total += float(loss) * batch.num_graphs
+                total += float(loss.detach()) * batch.num_graphs
                 count += batch.num_graphs
                 bar.set_postfix(loss=f"{total / max(count, 1):.4f}")
             train_loss = total / max(count, 1)

@@ -1,0 +1,124 @@
+"""Small graph helpers the loaders share: dense matrices to edges, grid edges, proximity edges.
+
+These are deliberately minimal (a registry must not depend on ``graph_builders``, which depends on
+:mod:`stgraph.data`); ``graph_builders.proximity.connect`` is the general tool.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import Tensor
+
+EARTH_RADIUS_M = 6_371_008.8
+
+
+def dense_to_edges(adj: np.ndarray, *, self_loops: bool = False) -> tuple[Tensor, Tensor]:
+    """Edges ``(i -> j)`` for every non-zero ``adj[i, j]``, PyG order (sorted by source).
+
+    Args:
+        adj: ``[N, N]`` weights; row = source, column = target.
+        self_loops: keep the diagonal (default: drop it, as PyG layers add their own).
+
+    Returns:
+        ``edge_index`` ``[2, E]`` (int64) and ``edge_weight`` ``[E]`` (float32).
+    """
+    a = np.asarray(adj)
+    nz = a != 0
+    if not self_loops:
+        np.fill_diagonal(nz, False)
+    src, dst = np.nonzero(nz)
+    edge_index = torch.from_numpy(np.stack([src, dst]).astype(np.int64))
+    return edge_index, torch.from_numpy(a[src, dst].astype(np.float32))
+
+
+def grid_edges(rows: int, cols: int) -> Tensor:
+    """4-neighbour edges of a ``rows x cols`` grid, both directions; node ``r * cols + c``.
+
+    Returns:
+        ``edge_index`` ``[2, E]`` with ``E = 2 * (rows * (cols - 1) + cols * (rows - 1))``.
+    """
+    idx = np.arange(rows * cols).reshape(rows, cols)
+    right = np.stack([idx[:, :-1].ravel(), idx[:, 1:].ravel()])
+    down = np.stack([idx[:-1, :].ravel(), idx[1:, :].ravel()])
+    und = np.concatenate([right, down], axis=1)
+    both = np.concatenate([und, und[::-1]], axis=1)
+    order = np.lexsort((both[1], both[0]))
+    return torch.from_numpy(both[:, order].astype(np.int64))
+
+
+def haversine_matrix(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+    """Great-circle distances in metres between all pairs of points, ``[N, N]``."""
+    lam, phi = np.radians(lon)[:, None], np.radians(lat)[:, None]
+    dphi, dlam = phi - phi.T, lam - lam.T
+    h = np.sin(dphi / 2) ** 2 + np.cos(phi) * np.cos(phi.T) * np.sin(dlam / 2) ** 2
+    return 2 * EARTH_RADIUS_M * np.arcsin(np.sqrt(np.clip(h, 0.0, 1.0)))
+
+
+def proximity_edges(
+    lon: np.ndarray,
+    lat: np.ndarray,
+    *,
+    method: str = "knn",
+    k: int = 8,
+    threshold: float = 0.1,
+    sigma: float | None = None,
+) -> tuple[Tensor, Tensor, dict]:
+    r"""Distance graph from coordinates, weighted by a Gaussian kernel (DCRNN).
+
+    :math:`w_{ij} = \exp(-d_{ij}^2 / \sigma^2)` with :math:`d` the haversine distance and
+    :math:`\sigma` the standard deviation of all pairwise distances (DCRNN's choice) unless given.
+
+    Args:
+        lon, lat: ``[N]`` degrees.
+        method: ``"knn"``: edge ``j -> i`` for each of the ``k`` nearest ``j`` of every ``i``
+            (directed; weights from the kernel). ``"gaussian"``: every pair whose weight is at
+            least ``threshold`` (symmetric).
+        k: neighbours per node for ``"knn"``.
+        threshold: smallest kept weight for ``"gaussian"``.
+        sigma: kernel width in metres (default: std of the off-diagonal distances).
+
+    Returns:
+        ``edge_index`` ``[2, E]``, ``edge_weight`` ``[E]`` (no self-loops) and a dict describing
+        the construction (for ``meta["provenance"]``/``meta["graph"]``).
+    """
+    n = len(lon)
+    d = haversine_matrix(np.asarray(lon, float), np.asarray(lat, float))
+    off = ~np.eye(n, dtype=bool)
+    if sigma is None:
+        sigma = float(d[off].std())
+    w = np.exp(-((d / sigma) ** 2))
+    if method == "knn":
+        if not 0 < k < n:
+            raise ValueError(f"proximity_edges: k must lie in [1, {n - 1}], got {k}")
+        d_no_self = np.where(off, d, np.inf)
+        nbrs = np.argsort(d_no_self, axis=1, kind="stable")[:, :k]  # [N, k] neighbours of i
+        dst = np.repeat(np.arange(n), k)
+        src = nbrs.ravel()
+        order = np.lexsort((dst, src))
+        src, dst = src[order], dst[order]
+    elif method == "gaussian":
+        keep = (w >= threshold) & off
+        src, dst = np.nonzero(keep)
+    else:
+        raise ValueError(f"proximity_edges: method must be 'knn' or 'gaussian', got {method!r}")
+    edge_index = torch.from_numpy(np.stack([src, dst]).astype(np.int64))
+    weight = torch.from_numpy(w[src, dst].astype(np.float32))
+    info = {"method": method, "kernel": "gaussian", "sigma_m": sigma, "distance": "haversine"}
+    info.update({"k": k} if method == "knn" else {"threshold": threshold})
+    return edge_index, weight, info
+
+
+def median_neighbour_distance(lon: np.ndarray, lat: np.ndarray) -> float:
+    """Median over nodes of the distance (m) to the nearest other node: a node spacing scale."""
+    d = haversine_matrix(np.asarray(lon, float), np.asarray(lat, float))
+    np.fill_diagonal(d, np.inf)
+    return float(np.median(d.min(axis=1)))
+
+
+def degree_cell_metres(step_deg: float, lat_deg: float) -> tuple[float, float]:
+    """East-west and north-south size in metres of a ``step_deg`` cell at latitude ``lat_deg``."""
+    ns = math.radians(step_deg) * EARTH_RADIUS_M
+    return ns * math.cos(math.radians(lat_deg)), ns

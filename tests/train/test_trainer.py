@@ -1,0 +1,137 @@
+"""The training loop end to end on real chickenpox data: checkpoints, determinism, resume."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from stgraph.data import STGraph, StandardScaler
+from stgraph.errors import ConfigError
+from stgraph.models.base import Forecaster
+from stgraph.train import load_config, train
+from stgraph.train import trainer as trainer_mod
+
+
+class LinearLags(Forecaster):
+    """A per-node linear map of the scaled lags (shared weights): small and fast to train."""
+
+    name = "test_linear_lags"
+
+    def __init__(self, input_steps: int, horizon: int, num_variables: int = 1, dropout: float = 0.1) -> None:
+        super().__init__(input_steps, horizon, num_variables)
+        self.scaler = StandardScaler()
+        self.lin = torch.nn.Linear(input_steps, horizon)
+        self.drop = torch.nn.Dropout(dropout)  # exercises the RNG state across resume
+
+    def fit(self, graph: STGraph, train_range: tuple[int, int]) -> Forecaster:
+        a, b = train_range
+        self.scaler.fit(graph.x[:, a:b], graph.mask[:, a:b])
+        return self
+
+    def forward(self, batch: STGraph) -> torch.Tensor:
+        z = self.scaler.transform(batch.x) * batch.mask  # [BN, L, V]
+        out = self.lin(self.drop(z.transpose(1, 2))).transpose(1, 2)  # [BN, H, V]
+        return self.scaler.inverse_transform(out)
+
+
+@pytest.fixture(scope="module")
+def pox(data_dir) -> STGraph:
+    d = json.loads((data_dir / "pgt-chickenpox" / "chickenpox.json").read_text())
+    x = torch.tensor(d["FX"], dtype=torch.float32).t()[:, :, None]
+    ei = torch.tensor(d["edges"]).t()
+    return STGraph(x=x, time=1104710400 + 7 * 86400 * torch.arange(x.size(1)), edge_index=ei,
+                   meta={"variables": [{"name": "cases", "unit": "standardised"}], "interval": 7 * 86400})
+
+
+def _cfg(tmp_path, name="run", epochs=4, protocol="pgt-80-20", model="test_linear_lags", **train):
+    return load_config(raw={
+        "seed": 7, "dataset": {"name": "chickenpox"}, "protocol": {"name": protocol},
+        "model": {"name": model}, "train": {"epochs": epochs, "batch_size": 32, "lr": 0.01, **train},
+        "output": {"dir": str(tmp_path / name), "tensorboard": True, "progress": False},
+    })
+
+
+def test_run_writes_checkpoint_and_metrics(tmp_path, pox):
+    res = train(_cfg(tmp_path), graph=pox)
+    d = res.run_dir
+    for f in ("config.yaml", "model.safetensors", "last.safetensors", "optimizer.pt", "trainer_state.json",
+              "log.csv", "metrics.json", "metrics.md", "metrics-horizon.png"):
+        assert (d / f).is_file(), f
+    assert any((d / "tensorboard").iterdir())
+    metrics = json.loads((d / "metrics.json").read_text())
+    assert metrics["protocol"]["name"] == "pgt-80-20" and metrics["num_windows"] == 104
+    assert set(metrics["horizons"]["1"]) == {"mae", "rmse", "mape", "mse"}
+    assert len((d / "log.csv").read_text().splitlines()) == 1 + 4
+    assert "lin.weight" in load_file(str(d / "model.safetensors"))
+    # the optimizer state is readable with weights_only=True
+    assert "optimizer" in torch.load(d / "optimizer.pt", weights_only=True)
+
+
+def test_same_seed_same_result(tmp_path, pox):
+    a = train(_cfg(tmp_path, "a", epochs=2), graph=pox).metrics["average"]
+    b = train(_cfg(tmp_path, "b", epochs=2), graph=pox).metrics["average"]
+    assert a == b
+
+
+def test_resume_after_interruption_matches_uninterrupted_run(tmp_path, pox, monkeypatch):
+    full = train(_cfg(tmp_path, "full", epochs=4), graph=pox)
+    real_write_state = trainer_mod._write_state
+    calls = {"n": 0}
+
+    def crash_after_two_epochs(run_dir, state):
+        real_write_state(run_dir, state)
+        calls["n"] += 1
+        if state["epoch"] == 2 and not state["finished"]:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(trainer_mod, "_write_state", crash_after_two_epochs)
+    with pytest.raises(KeyboardInterrupt):
+        train(_cfg(tmp_path, "cut", epochs=4), graph=pox)
+    monkeypatch.setattr(trainer_mod, "_write_state", real_write_state)
+    state = json.loads((tmp_path / "cut" / "trainer_state.json").read_text())
+    assert state["epoch"] == 2 and not state["finished"]
+    resumed = train(_cfg(tmp_path, "cut", epochs=4), graph=pox)
+    w_full = load_file(str(full.run_dir / "model.safetensors"))
+    w_cut = load_file(str(resumed.run_dir / "model.safetensors"))
+    assert all(torch.equal(w_full[k], w_cut[k]) for k in w_full)
+    assert resumed.metrics["average"] == full.metrics["average"]
+
+
+def test_validation_selects_best_epoch_and_stops_early(tmp_path, pox):
+    cfg = _cfg(tmp_path, "es", epochs=60, protocol="default", patience=2, lr=0.3)
+    cfg.protocol.overrides = {"input_steps": 4, "horizon": 1, "report_steps": [1]}
+    res = train(cfg, graph=pox)
+    rows = (res.run_dir / "log.csv").read_text().splitlines()[1:]
+    vals = [float(r.split(",")[2]) for r in rows]
+    assert res.epochs < 60 and len(vals) == res.epochs
+    best = min(range(len(vals)), key=vals.__getitem__)
+    assert len(vals) - 1 - best == 2  # stopped exactly `patience` epochs after the best
+
+
+def test_statistical_model_needs_no_epochs(tmp_path, pox):
+    res = train(_cfg(tmp_path, "lv", model="last_value", protocol="pgt"), graph=pox)
+    assert res.epochs == 0 and res.metrics["num_windows"] == 414
+    # last value on the PGT split = mean of squared week-to-week changes over the test targets
+    x = pox.x[:, :, 0]
+    diffs = (x[:, 107:] - x[:, 106:-1]) ** 2
+    assert res.metrics["average"]["mse"] == pytest.approx(float(diffs.double().mean()), rel=1e-5)
+
+
+def test_bad_config_writes_nothing(tmp_path, pox):
+    with pytest.raises(ConfigError, match="unknown model"):
+        train(_cfg(tmp_path, "bad", model="no_such_model"), graph=pox)
+    assert not (tmp_path / "bad").exists()
+    cfg = _cfg(tmp_path, "long", protocol="default")
+    cfg.protocol.overrides = {"input_steps": 600, "horizon": 1, "report_steps": [1]}
+    with pytest.raises(ValueError, match="longer than"):
+        train(cfg, graph=pox)
+    assert not (tmp_path / "long").exists()
+
+
+def test_changed_config_does_not_overwrite_a_run(tmp_path, pox):
+    train(_cfg(tmp_path, "x", epochs=1), graph=pox)
+    with pytest.raises(ConfigError, match="different"):
+        train(_cfg(tmp_path, "x", epochs=2), graph=pox)
