@@ -1,0 +1,318 @@
+"""Shared input handling of the table/raster builders: reading, column checks, CRS, checksums.
+
+Every failure names the file (or ``<DataFrame>``), the column and what was expected.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import math
+import os
+import zipfile
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from stgraph.errors import ChecksumError, DataFormatError
+
+#: Mean Earth radius (m), as used by the haversine distances throughout graph_builders.
+EARTH_RADIUS_M = 6_371_008.8
+
+TableLike = "pd.DataFrame | str | os.PathLike"
+
+
+def source_name(source: Any) -> str:
+    """How a table source is named in error messages: its path, or ``<DataFrame>``."""
+    if isinstance(source, (str, os.PathLike)):
+        return str(source)
+    return "<DataFrame>"
+
+
+def sha256_file(path: str | os.PathLike, *, chunk: int = 1 << 20) -> str:
+    """The hex sha256 of a file, read in chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def verify_sha256(path: str | os.PathLike, expected: str) -> None:
+    """Raise :class:`ChecksumError` unless ``path`` has sha256 ``expected`` (hex)."""
+    got = sha256_file(path)
+    if got.lower() != expected.strip().lower():
+        raise ChecksumError(f"{path}: sha256 is {got}, expected {expected}; the file was not read")
+
+
+def read_table(
+    source: Any,
+    *,
+    required: Sequence[str] = (),
+    header: Any = "infer",
+    names: Sequence[str] | None = None,
+    **read_kw: Any,
+) -> pd.DataFrame:
+    """A DataFrame from a DataFrame, a CSV (optionally ``.gz``/``.bz2``), a ZIP holding one CSV,
+    or a Parquet file; checks that the ``required`` columns are present.
+
+    Raises:
+        FileNotFoundError: the path does not exist.
+        DataFormatError: the file cannot be parsed, or required columns are missing (the message
+            names the file, the missing columns and the columns found).
+    """
+    name = source_name(source)
+    if isinstance(source, pd.DataFrame):
+        df = source
+    elif isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: no such file")
+        suffix = "".join(path.suffixes[-2:]).lower()
+        kw = dict(read_kw)
+        if names is not None:
+            kw["names"] = list(names)
+            kw["header"] = None if header == "infer" else header
+        elif header != "infer":
+            kw["header"] = header
+        try:
+            if suffix.endswith(".parquet"):
+                df = pd.read_parquet(path)
+            elif suffix.endswith(".zip"):
+                with zipfile.ZipFile(path) as zf:
+                    members = [m for m in zf.namelist() if not m.endswith("/")]
+                    csvs = [m for m in members if m.lower().endswith((".csv", ".txt"))]
+                    if len(csvs) != 1:
+                        raise DataFormatError(
+                            f"{path}: expected exactly one .csv inside the zip, found {members}"
+                        )
+                    with zf.open(csvs[0]) as fh:
+                        df = pd.read_csv(io.BufferedReader(fh), **kw)
+            else:
+                df = pd.read_csv(path, **kw)
+        except DataFormatError:
+            raise
+        except (ValueError, pd.errors.ParserError, UnicodeDecodeError, zipfile.BadZipFile) as exc:
+            raise DataFormatError(f"{path}: cannot be read as a table ({exc})") from exc
+    else:
+        raise TypeError(f"expected a DataFrame or a path, got {type(source).__name__}")
+    require_columns(df, required, name)
+    return df
+
+
+def require_columns(df: pd.DataFrame, columns: Iterable[str | None], name: str) -> None:
+    """Raise :class:`DataFormatError` naming ``name`` and every column of ``columns`` not in ``df``."""
+    missing = [c for c in columns if c is not None and c not in df.columns]
+    if missing:
+        found = [str(c) for c in df.columns[:20]]
+        more = "" if len(df.columns) <= 20 else f" ... ({len(df.columns)} in all)"
+        raise DataFormatError(f"{name}: missing column(s) {missing}; found {found}{more}")
+
+
+def to_lonlat(
+    x: np.ndarray, y: np.ndarray, crs: Any, *, x_col: str = "x", y_col: str = "y", name: str = ""
+) -> tuple[np.ndarray, np.ndarray]:
+    """Convert coordinates in ``crs`` (anything pyproj accepts, e.g. ``"EPSG:32721"``) to lon/lat."""
+    from pyproj import CRS, Transformer
+
+    src = CRS.from_user_input(crs)
+    if src.equals(CRS.from_epsg(4326)):
+        return np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    tr = Transformer.from_crs(src, "EPSG:4326", always_xy=True)
+    lon, lat = tr.transform(np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64))
+    lon, lat = np.asarray(lon), np.asarray(lat)
+    bad = np.isfinite(x) & np.isfinite(y) & ~(np.isfinite(lon) & np.isfinite(lat))
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise DataFormatError(
+            f"{name}: ({x_col}, {y_col}) = ({x[i]}, {y[i]}) is not a valid coordinate in {crs}"
+        )
+    return lon, lat
+
+
+def check_lonlat(
+    lon: np.ndarray,
+    lat: np.ndarray,
+    *,
+    lon_col: str,
+    lat_col: str,
+    name: str,
+    max_bad_share: float = 0.0,
+) -> np.ndarray:
+    """Check that finite coordinates are degrees (EPSG:4326); return the rows that are not.
+
+    Values beyond ±180 (lon) or ±90 (lat) cannot be degrees. When more than ``max_bad_share`` of
+    the finite rows are such, the column is taken to be in another CRS (usually projected metres
+    given as lon/lat) and :class:`DataFormatError` names the column, the range seen and the fix;
+    otherwise the bool mask of those rows is returned for the caller to drop and count.
+    """
+    lon = np.asarray(lon, dtype=np.float64)
+    lat = np.asarray(lat, dtype=np.float64)
+    invalid = np.zeros(lon.shape, dtype=bool)
+    for v, col, lim in ((lon, lon_col, 180.0), (lat, lat_col, 90.0)):
+        fin = np.isfinite(v)
+        bad = fin & (np.abs(np.where(fin, v, 0.0)) > lim)
+        n_fin, n_bad = int(fin.sum()), int(bad.sum())
+        if n_bad and n_bad > max_bad_share * n_fin:
+            raise DataFormatError(
+                f"{name}: column {col!r} has values in [{v[fin].min():.6g}, {v[fin].max():.6g}] "
+                f"({n_bad} of {n_fin} beyond ±{lim:g}); expected degrees (EPSG:4326). "
+                "If these are projected coordinates (e.g. metres), pass crs=... (e.g. 'EPSG:32721')"
+            )
+        invalid |= bad
+    return invalid
+
+
+def haversine_m(
+    lon1: np.ndarray, lat1: np.ndarray, lon2: np.ndarray, lat2: np.ndarray
+) -> np.ndarray:
+    """Great-circle distance in metres (broadcasting)."""
+    lon1, lat1, lon2, lat2 = (
+        np.radians(np.asarray(a, dtype=np.float64)) for a in (lon1, lat1, lon2, lat2)
+    )
+    a = (
+        np.sin((lat2 - lat1) / 2) ** 2
+        + np.cos(lat1) * np.cos(lat2) * np.sin((lon2 - lon1) / 2) ** 2
+    )
+    return 2 * EARTH_RADIUS_M * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0)))
+
+
+def utm_crs(lon: float, lat: float) -> str:
+    """The EPSG code of the UTM zone holding (lon, lat), e.g. ``'EPSG:32616'`` for Chicago."""
+    zone = int(math.floor((lon + 180.0) / 6.0)) % 60 + 1
+    return f"EPSG:{32600 + zone if lat >= 0 else 32700 + zone}"
+
+
+def project_m(lon: np.ndarray, lat: np.ndarray, crs: str) -> tuple[np.ndarray, np.ndarray]:
+    """Project lon/lat degrees to metres in ``crs`` (e.g. from :func:`utm_crs`)."""
+    from pyproj import Transformer
+
+    tr = Transformer.from_crs("EPSG:4326", crs, always_xy=True)
+    x, y = tr.transform(np.asarray(lon, dtype=np.float64), np.asarray(lat, dtype=np.float64))
+    return np.asarray(x), np.asarray(y)
+
+
+def parse_interval(interval: Any) -> pd.Timedelta:
+    """A pandas offset alias (``"1D"``, ``"15min"``, ``"1h"``), a Timedelta or seconds → Timedelta."""
+    if isinstance(interval, pd.Timedelta):
+        td = interval
+    elif isinstance(interval, (int, float, np.integer, np.floating)):
+        td = pd.Timedelta(seconds=float(interval))
+    else:
+        try:
+            td = pd.Timedelta(pd.tseries.frequencies.to_offset(interval))
+        except (ValueError, TypeError) as exc:
+            raise ValueError(
+                f"interval: cannot interpret {interval!r}; expected e.g. '1D', '15min', '1h' or seconds"
+            ) from exc
+    if td <= pd.Timedelta(0):
+        raise ValueError(f"interval: must be positive, got {interval!r}")
+    return td
+
+
+def parse_times(
+    values: pd.Series, *, time_format: str | None, tz: str | None, name: str, col: str
+) -> tuple[pd.Series, np.ndarray, np.ndarray]:
+    """Parse a time column into wall-clock times (naive, in ``tz`` when given).
+
+    Returns:
+        ``(wall, missing, unparseable)``: ``wall`` a naive ``datetime64[ns]`` Series (NaT where
+        not parsed), and two bool arrays: value absent, value present but not a time.
+
+    Naive input is wall-clock time in ``tz`` (or UTC when ``tz`` is ``None``); tz-aware input is
+    converted to ``tz`` (or UTC).
+    """
+    missing = values.isna().to_numpy()
+    if pd.api.types.is_datetime64_any_dtype(values):
+        parsed = values
+    elif pd.api.types.is_numeric_dtype(values):
+        parsed = pd.to_datetime(values, unit="s", errors="coerce", utc=True)
+    elif (fast := _strptime_arrow(values, time_format)) is not None:
+        parsed = fast
+    else:
+        kw: dict[str, Any] = {"errors": "coerce"}
+        if time_format is not None:
+            kw["format"] = time_format
+        else:
+            kw["format"] = "mixed"
+        try:
+            parsed = pd.to_datetime(values, **kw)
+        except (ValueError, TypeError) as exc:  # mixed zones and the like
+            try:
+                parsed = pd.to_datetime(values, utc=True, **kw)
+            except (ValueError, TypeError):
+                raise DataFormatError(
+                    f"{name}: column {col!r}: cannot parse times ({exc})"
+                ) from exc
+    if isinstance(parsed.dtype, pd.DatetimeTZDtype):
+        parsed = parsed.dt.tz_convert(tz or "UTC").dt.tz_localize(None)
+    parsed = parsed.astype("datetime64[ns]")
+    unparseable = parsed.isna().to_numpy() & ~missing
+    return parsed, missing, unparseable
+
+
+def _strptime_arrow(values: pd.Series, time_format: str | None) -> pd.Series | None:
+    """Parse strings with pyarrow's vectorised strptime, or ``None`` to fall back to pandas.
+
+    With an explicit non-ISO format (e.g. ``%m/%d/%Y %I:%M:%S %p``) pandas parses row by row
+    (~5 µs a row); Arrow's kernel is ~10x faster with the same results (checked on the 321,876
+    Chicago crimes) and the same failure mode (unparseable → null). Formats with directives
+    Arrow does not handle the same way (fractions, zones) go to pandas.
+    """
+    if time_format is None or any(d in time_format for d in ("%f", "%z", "%Z", "%j", "%U", "%W")):
+        return None
+    try:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+    except ImportError:  # pragma: no cover - pyarrow is a core dependency
+        return None
+    try:
+        arr = pa.array(values, from_pandas=True)
+        if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
+            return None
+        out = pc.strptime(arr, format=time_format, unit="ns", error_is_null=True)
+    except (pa.ArrowException, TypeError, ValueError):
+        return None
+    return pd.Series(out.to_numpy(zero_copy_only=False), index=values.index).astype(
+        "datetime64[ns]"
+    )
+
+
+def wall_to_unix(wall: np.ndarray | pd.DatetimeIndex, tz: str | None) -> np.ndarray:
+    """Unix seconds (int64) of naive wall-clock times in ``tz`` (UTC when ``None``)."""
+    idx = pd.DatetimeIndex(wall)
+    if tz is not None:
+        idx = idx.tz_localize(tz, ambiguous="NaT", nonexistent="NaT")
+        if idx.isna().any():
+            i = int(np.flatnonzero(idx.isna())[0])
+            raise DataFormatError(
+                f"time step {pd.DatetimeIndex(wall)[i]} is repeated or skipped in {tz} (a DST "
+                "change), so a regular series cannot be wall-clock time there: it is probably UTC "
+                "or standard time; pass tz=None (UTC) or a fixed offset such as 'Etc/GMT-10'"
+            )
+        idx = idx.tz_convert("UTC").tz_localize(None)
+    return idx.to_numpy().astype("datetime64[s]").astype(np.int64)
+
+
+def build_graph(x: Any, mask: Any, *, meta: dict, **fields: Any) -> Any:
+    """An :class:`STGraph` from a finite ``x`` and its ``mask``, validated.
+
+    Same result as ``STGraph(x=x, mask=mask, ...)`` for a finite ``x``, without the NaN scan of
+    the constructor (two passes over ``[N, T, V]``; seconds for dense count tensors of large road
+    graphs). Builders call it only where ``x`` is finite by construction (NaN already replaced
+    by 0 with ``mask`` False).
+    """
+    import torch
+
+    from stgraph.data.stgraph import STGraph
+
+    x = torch.as_tensor(x)
+    if not torch.is_floating_point(x):
+        x = x.float()
+    graph = STGraph(meta=meta, **fields)
+    graph.x = x
+    graph.mask = torch.as_tensor(mask, dtype=torch.bool)
+    return graph.validate()

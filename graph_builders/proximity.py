@@ -1,0 +1,364 @@
+"""Proximity graphs between located nodes: Gaussian kernel (DCRNN), kNN, radius, Delaunay.
+
+``connect(pos, *, method=...)`` returns ``(edge_index, edge_weight)``; given an STGraph it returns a
+copy with those edges. Distances are great-circle (``metric="haversine"``, metres) between lon/lat
+positions, or road-network distances (``distances=``: a ``from, to, dist`` table with ``node_ids``,
+or a dense ``[N, N]`` matrix with ``inf`` where unknown).
+
+The Gaussian kernel is the recipe of DCRNN (``scripts/gen_adj_mx.py`` in liyaguang/DCRNN):
+``sigma`` = standard deviation of all finite distances (including the zero self-distances),
+``w = exp(-(d / sigma)^2)``, and ``w < threshold`` set to 0. Entry ``A[i, j]`` (distance from ``i`` to
+``j``) becomes the edge ``i -> j``. With coordinates, the pairs beyond the distance where the kernel
+falls below ``threshold`` are never formed: a KD-tree finds the rest, so memory is ``O(N + E)``.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from scipy.spatial import Delaunay, cKDTree
+
+from stgraph.errors import DataFormatError
+
+EARTH_RADIUS_M = 6_371_008.8
+METHODS = ("gaussian", "knn", "radius", "delaunay")
+
+
+def _unit_vectors(lonlat: np.ndarray) -> np.ndarray:
+    lon, lat = np.radians(lonlat[:, 0]), np.radians(lonlat[:, 1])
+    return np.stack([np.cos(lat) * np.cos(lon), np.cos(lat) * np.sin(lon), np.sin(lat)], 1)
+
+
+def _chord_to_m(chord: np.ndarray) -> np.ndarray:
+    return 2.0 * EARTH_RADIUS_M * np.arcsin(np.clip(chord / 2.0, 0.0, 1.0))
+
+
+def _m_to_chord(m: float) -> float:
+    return float(2.0 * np.sin(min(m / EARTH_RADIUS_M, np.pi) / 2.0))
+
+
+def haversine_matrix(pos: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+    """Great-circle distances (m) from ``pos[rows]`` to every position: ``[len(rows), N]``."""
+    xyz = _unit_vectors(pos)
+    sub = xyz if rows is None else xyz[rows]
+    dot = np.clip(sub @ xyz.T, -1.0, 1.0)
+    chord = np.sqrt(np.maximum(2.0 - 2.0 * dot, 0.0))
+    return _chord_to_m(chord)
+
+
+def _check_pos(pos: Any) -> np.ndarray:
+    arr = (
+        pos.detach().cpu().double().numpy()
+        if isinstance(pos, torch.Tensor)
+        else np.asarray(pos, dtype=np.float64)
+    )
+    if arr.ndim != 2 or arr.shape[1] != 2:
+        raise ValueError(f"pos: expected shape (N, 2) of lon, lat degrees, got {arr.shape}")
+    bad = ~np.isfinite(arr).all(1) | (np.abs(arr[:, 0]) > 180) | (np.abs(arr[:, 1]) > 90)
+    if bad.any():
+        i = int(np.nonzero(bad)[0][0])
+        raise ValueError(
+            f"pos: row {i} is ({arr[i, 0]}, {arr[i, 1]}); expected finite lon in [-180, 180] and lat "
+            f"in [-90, 90] ({int(bad.sum())} bad rows)"
+        )
+    return arr
+
+
+def distance_matrix(
+    distances: Any, node_ids: Sequence | None = None, *, columns: Sequence[str] | None = None
+) -> tuple[np.ndarray, dict[str, int]]:
+    """A dense ``[N, N]`` distance matrix (``inf`` = unknown) from a table or an array.
+
+    Args:
+        distances: ``[N, N]`` array, or a DataFrame / path of a CSV table with ``from, to, dist``
+            columns (by name via ``columns``, else the first three columns; a CSV without a header
+            as DCRNN's ``distances_*.csv``).
+        node_ids: the id of each node, in node order (required with a table).
+        columns: names of the from, to and distance columns.
+
+    Returns:
+        ``(matrix, dropped)`` with ``dropped`` counting table rows whose ids are not in ``node_ids``
+        and rows with a missing or negative distance.
+    """
+    if isinstance(distances, (np.ndarray, torch.Tensor)):
+        mat = np.asarray(
+            distances.detach().cpu() if isinstance(distances, torch.Tensor) else distances,
+            dtype=np.float64,
+        )
+        if mat.ndim != 2 or mat.shape[0] != mat.shape[1]:
+            raise ValueError(f"distances: expected a square [N, N] matrix, got {mat.shape}")
+        return mat, {}
+    if node_ids is None:
+        raise ValueError(
+            "distances: a from/to/dist table needs node_ids (the id of each node in order)"
+        )
+    source = distances
+    if not isinstance(distances, pd.DataFrame):
+        distances = pd.read_csv(distances, header=None, dtype=str)
+    if columns is not None:
+        missing = [c for c in columns if c not in distances.columns]
+        if missing:
+            raise DataFormatError(
+                f"{source!s:.80}: missing columns {missing}; have {list(distances.columns)}"
+            )
+        table = distances[list(columns)]
+    else:
+        if distances.shape[1] < 3:
+            raise DataFormatError(
+                f"{source!s:.80}: expected 3 columns (from, to, distance), got {distances.shape[1]}"
+            )
+        table = distances.iloc[:, :3]
+    ids = [str(i) for i in node_ids]
+    index = {k: i for i, k in enumerate(ids)}
+    if len(index) != len(ids):
+        raise ValueError("node_ids: ids must be unique")
+    src = table.iloc[:, 0].astype(str).map(index)
+    dst = table.iloc[:, 1].astype(str).map(index)
+    dist = pd.to_numeric(table.iloc[:, 2], errors="coerce")
+    dropped: dict[str, int] = {}
+    unknown = src.isna() | dst.isna()
+    if unknown.any():
+        dropped["distance_row_unknown_id"] = int(unknown.sum())
+    bad = ~unknown & (dist.isna() | (dist < 0))
+    if bad.any():
+        dropped["distance_row_missing_or_negative"] = int(bad.sum())
+    ok = ~(unknown | bad)
+    n = len(ids)
+    mat = np.full((n, n), np.inf)
+    mat[src[ok].astype(np.int64).to_numpy(), dst[ok].astype(np.int64).to_numpy()] = dist[
+        ok
+    ].to_numpy(np.float64)
+    return mat, dropped
+
+
+def _haversine_std(pos: np.ndarray, block: int = 2048) -> float:
+    """Standard deviation of all ``N^2`` great-circle distances, in blocks of rows (O(N) memory)."""
+    n = len(pos)
+    s = s2 = 0.0
+    for a in range(0, n, block):
+        d = haversine_matrix(pos, np.arange(a, min(a + block, n)))
+        s += float(d.sum())
+        s2 += float((d * d).sum())
+    mean = s / (n * n)
+    return float(np.sqrt(max(s2 / (n * n) - mean * mean, 0.0)))
+
+
+def _pairs_within(pos: np.ndarray, radius_m: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """All ordered pairs ``(i, j)``, ``i != j``, within ``radius_m`` great-circle metres."""
+    tree = cKDTree(_unit_vectors(pos))
+    sp = tree.sparse_distance_matrix(tree, _m_to_chord(radius_m), output_type="ndarray")
+    i, j, c = sp["i"], sp["j"], sp["v"]
+    off = i != j
+    return i[off].astype(np.int64), j[off].astype(np.int64), _chord_to_m(c[off])
+
+
+def _symmetrise(src, dst, dist):
+    a = np.concatenate([src, dst])
+    b = np.concatenate([dst, src])
+    d = np.concatenate([dist, dist])
+    code = a * (max(int(a.max(initial=0)), int(b.max(initial=0))) + 1) + b
+    _, first = np.unique(code, return_index=True)
+    return a[first], b[first], d[first]
+
+
+def _weights(dist: np.ndarray, weight: str, sigma: float | None) -> np.ndarray:
+    if weight == "distance":
+        return dist
+    if weight == "binary":
+        return np.ones_like(dist)
+    if weight == "gaussian":
+        s = sigma if sigma is not None else (float(dist.std()) if dist.size else 1.0)
+        return np.exp(-np.square(dist / (s if s > 0 else 1.0)))
+    raise ValueError(f"weight={weight!r}: expected 'distance', 'gaussian' or 'binary'")
+
+
+def connect(
+    pos: Any = None,
+    *,
+    method: str = "gaussian",
+    distances: Any = None,
+    node_ids: Sequence | None = None,
+    metric: str = "haversine",
+    sigma: float | None = None,
+    threshold: float = 0.1,
+    k: int = 8,
+    radius: float = 1000.0,
+    include_self: bool = False,
+    directed: bool | None = None,
+    weight: str | None = None,
+    return_summary: bool = False,
+) -> Any:
+    """Connect nodes by proximity.
+
+    Args:
+        pos: ``[N, 2]`` lon/lat degrees (array or tensor), or an STGraph (its ``pos``; the result is
+            then a copy of the graph with the new edges and ``meta["proximity"]``).
+        method: ``"gaussian"`` (thresholded Gaussian kernel, DCRNN), ``"knn"`` (each node's ``k``
+            nearest), ``"radius"`` (all pairs within ``radius`` m) or ``"delaunay"`` (edges of the
+            Delaunay triangulation of the projected positions; needs ``pos``).
+        distances: road-network distances instead of great-circle ones: a ``from, to, dist`` table
+            (DataFrame or CSV path, with ``node_ids``) or a dense ``[N, N]`` matrix, ``inf`` where
+            unknown (then ``pos`` may be ``None`` except for ``delaunay``).
+        node_ids: node ids, in node order, matching the table's from/to columns.
+        metric: ``"haversine"`` (the only geometric metric; lon/lat in, metres out).
+        sigma: kernel width in metres (``None``: the std of the finite distances, as DCRNN).
+        threshold: Gaussian weights below it are dropped (DCRNN's ``normalized_k`` = 0.1).
+        k: neighbours per node for ``knn``.
+        radius: metres for ``radius``.
+        include_self: keep self-loops (weight 1 for Gaussian, 0 m for distance weights).
+        directed: ``None`` = automatic: Gaussian on road distances and kNN are directed (edge
+            ``j -> i`` for each of ``i``'s neighbours ``j``; Gaussian ``i -> j`` for ``A[i, j]``),
+            symmetric otherwise; ``False`` symmetrises, ``True`` keeps the one-way pairs.
+        weight: ``"gaussian"``, ``"distance"`` (metres) or ``"binary"``; default: ``"gaussian"`` for
+            the Gaussian method, ``"distance"`` for the others.
+        return_summary: also return a dict with sigma, counts and dropped distance rows.
+
+    Returns:
+        ``(edge_index [2, E] int64, edge_weight [E] float32)`` (+ summary), or an STGraph.
+    """
+    from stgraph.data import STGraph
+
+    graph = pos if isinstance(pos, STGraph) else None
+    if graph is not None:
+        pos = graph.pos
+        if node_ids is None:
+            node_ids = (graph.meta or {}).get("node_ids")
+    if method not in METHODS:
+        raise ValueError(f"method={method!r}: expected one of {', '.join(METHODS)}")
+    if metric != "haversine":
+        raise ValueError(f"metric={metric!r}: only 'haversine' (lon/lat degrees) is supported")
+    weight = weight or ("gaussian" if method == "gaussian" else "distance")
+    p = _check_pos(pos) if pos is not None else None
+    summary: dict[str, Any] = {"method": method, "weight": weight}
+    dmat = None
+    if distances is not None:
+        dmat, dropped = distance_matrix(distances, node_ids)
+        summary["dropped"] = dropped
+        if p is not None and len(p) != len(dmat):
+            raise ValueError(f"distances: {len(dmat)} nodes but pos has {len(p)}")
+    elif p is None:
+        raise ValueError("connect: give pos ([N, 2] lon/lat) or distances")
+    n = len(dmat) if dmat is not None else len(p)
+
+    if method == "gaussian":
+        if dmat is not None:
+            finite = np.isfinite(dmat)
+            s = sigma if sigma is not None else float(dmat[finite].std())
+            w = np.exp(-np.square(dmat / s))
+            w[w < threshold] = 0.0
+            src, dst = np.nonzero(w)
+            ww = w[src, dst]
+            dist = dmat[src, dst]
+            directed = True if directed is None else directed
+        else:
+            s = sigma if sigma is not None else _haversine_std(p)
+            cutoff = s * np.sqrt(-np.log(threshold)) if threshold > 0 else np.inf
+            src, dst, dist = _pairs_within(p, cutoff)
+            ww = np.exp(-np.square(dist / s))
+            keep = ww >= threshold
+            src, dst, dist, ww = src[keep], dst[keep], dist[keep], ww[keep]
+            if include_self:
+                src = np.concatenate([src, np.arange(n)])
+                dst = np.concatenate([dst, np.arange(n)])
+                dist = np.concatenate([dist, np.zeros(n)])
+                ww = np.concatenate([ww, np.ones(n)])
+            directed = False if directed is None else directed
+        summary["sigma"] = float(s)
+        if weight != "gaussian":
+            ww = _weights(dist, weight, s)
+    else:
+        if method == "knn":
+            if dmat is not None:
+                d = np.where(np.eye(n, dtype=bool), np.inf, dmat)
+                kk = min(k, n - 1)
+                nb = np.argsort(d, axis=1, kind="stable")[:, :kk]
+                dist = np.take_along_axis(d, nb, 1).ravel()
+                tgt = np.repeat(np.arange(n), kk)
+                src_ = nb.ravel()
+                ok = np.isfinite(dist)
+                src, dst, dist = src_[ok], tgt[ok], dist[ok]
+            else:
+                kk = min(k, n - 1)
+                chord, nb = cKDTree(_unit_vectors(p)).query(_unit_vectors(p), k=kk + 1)
+                chord, nb = chord[:, 1:], nb[:, 1:]  # the nearest is the node itself
+                src = nb.ravel().astype(np.int64)
+                dst = np.repeat(np.arange(n), kk)
+                dist = _chord_to_m(chord.ravel())
+            directed = True if directed is None else directed
+        elif method == "radius":
+            if dmat is not None:
+                d = np.where(np.eye(n, dtype=bool), np.inf, dmat)
+                src, dst = np.nonzero(d <= radius)
+                dist = d[src, dst]
+                directed = True if directed is None else directed
+            else:
+                src, dst, dist = _pairs_within(p, radius)
+                directed = False if directed is None else directed
+        else:  # delaunay
+            if p is None:
+                raise ValueError("method='delaunay' needs pos")
+            if n < 3:
+                raise ValueError(f"method='delaunay' needs at least 3 nodes, got {n}")
+            from graph_builders.osm.spatial import project
+
+            xy, _ = project(p[:, 0], p[:, 1])
+            tri = Delaunay(xy)
+            s3 = tri.simplices
+            src = np.concatenate([s3[:, 0], s3[:, 1], s3[:, 2]]).astype(np.int64)
+            dst = np.concatenate([s3[:, 1], s3[:, 2], s3[:, 0]]).astype(np.int64)
+            if dmat is not None:
+                dist = dmat[src, dst]
+            else:
+                dist = haversine_pairs(p, src, dst)
+            directed = False if directed is None else directed
+        if not directed:
+            src, dst, dist = _symmetrise(src, dst, dist)
+        if include_self:
+            src = np.concatenate([src, np.arange(n)])
+            dst = np.concatenate([dst, np.arange(n)])
+            dist = np.concatenate([dist, np.zeros(n)])
+        ww = _weights(dist, weight, sigma)
+    if method == "gaussian" and not directed and dmat is not None:
+        src, dst, ww = _symmetrise(src, dst, ww)
+    if not include_self:
+        off = src != dst
+        src, dst, ww = src[off], dst[off], ww[off]
+    order = np.lexsort((dst, src))
+    edge_index = torch.from_numpy(np.stack([src[order], dst[order]]).astype(np.int64))
+    edge_weight = torch.from_numpy(np.asarray(ww, dtype=np.float32)[order])
+    summary["edges"] = int(edge_index.size(1))
+    if graph is not None:
+        out = copy.copy(graph)
+        out.edge_index = edge_index
+        out.edge_weight = edge_weight
+        out.edge_attr = None
+        out.meta = copy.deepcopy(graph.meta)
+        out.meta["proximity"] = summary
+        if summary.get("dropped"):
+            out.meta.setdefault("dropped", {}).update(summary["dropped"])
+        out.meta["provenance"] = [
+            *out.meta.get("provenance", []),
+            f"proximity.connect(method={method})",
+        ]
+        return out
+    return (edge_index, edge_weight, summary) if return_summary else (edge_index, edge_weight)
+
+
+def haversine_pairs(pos: np.ndarray, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Great-circle metres between ``pos[src]`` and ``pos[dst]``."""
+    xyz = _unit_vectors(pos)
+    chord = np.linalg.norm(xyz[src] - xyz[dst], axis=1)
+    return _chord_to_m(chord)
+
+
+def to_dense(edge_index: torch.Tensor, edge_weight: torch.Tensor, num_nodes: int) -> np.ndarray:
+    """Dense ``[N, N]`` matrix with ``A[src, dst] = weight`` (for comparisons)."""
+    a = np.zeros((num_nodes, num_nodes), dtype=np.float64)
+    ei = edge_index.numpy()
+    a[ei[0], ei[1]] = edge_weight.double().numpy()
+    return a

@@ -1,0 +1,442 @@
+"""Rasters (gridded fields: reanalysis, satellite, gridded counts) → grid graphs.
+
+One node per grid cell, or per block of ``coarsen × coarsen`` cells (the mean, or sum, over the
+valid cells of the block, computed by :meth:`xarray.DataArray.coarsen`). Cells are linked to their
+4 (rook) or 8 (queen) neighbours. NaN cells are masked; cells that are NaN over the whole period
+are dropped (or kept, fully masked) and counted in ``meta["dropped"]``.
+
+Example::
+
+    from graph_builders import raster
+    g = raster.from_grid("era5-2mt-2019-03-uk.grib", coarsen=2, neighbourhood=8)
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+import torch
+
+from graph_builders._inputs import EARTH_RADIUS_M, haversine_m, source_name
+from stgraph.data.stgraph import STGraph
+from stgraph.errors import DataFormatError
+
+__all__ = ["from_grid", "grid_edges", "open_raster"]
+
+_GRIB_SUFFIXES = (".grib", ".grib1", ".grib2", ".grb", ".grb2")
+_NETCDF_SUFFIXES = (".nc", ".nc4", ".netcdf", ".cdf", ".h5", ".hdf5")
+
+#: Offsets (d_row, d_col) of the neighbours: 4 = rook (edge-sharing), 8 = queen (+ corners).
+_OFFSETS = {
+    4: ((-1, 0), (1, 0), (0, -1), (0, 1)),
+    8: ((-1, 0), (1, 0), (0, -1), (0, 1), (-1, -1), (-1, 1), (1, -1), (1, 1)),
+}
+
+
+def grid_edges(
+    rows: int, cols: int, *, neighbourhood: int = 4, keep: np.ndarray | None = None
+) -> np.ndarray:
+    """Directed edges (both directions) between neighbouring cells of a ``rows × cols`` grid.
+
+    Cells are numbered row-major (``row * cols + col``). With ``keep`` (bool ``[rows * cols]``),
+    only edges between kept cells are returned, renumbered to the kept cells in row-major order.
+
+    Returns:
+        int64 array ``[2, E]``, sorted by source then target.
+    """
+    if neighbourhood not in _OFFSETS:
+        raise ValueError(f"neighbourhood: expected 4 or 8, got {neighbourhood!r}")
+    r, c = np.divmod(np.arange(rows * cols, dtype=np.int64), cols)
+    src, dst = [], []
+    for dr, dc in _OFFSETS[neighbourhood]:
+        rr, cc = r + dr, c + dc
+        ok = (rr >= 0) & (rr < rows) & (cc >= 0) & (cc < cols)
+        src.append((r * cols + c)[ok])
+        dst.append((rr * cols + cc)[ok])
+    s, d = np.concatenate(src), np.concatenate(dst)
+    if keep is not None:
+        keep = np.asarray(keep, dtype=bool).reshape(-1)
+        ok = keep[s] & keep[d]
+        remap = np.cumsum(keep) - 1
+        s, d = remap[s[ok]], remap[d[ok]]
+    order = np.lexsort((d, s))
+    return np.stack([s[order], d[order]]).astype(np.int64)
+
+
+def open_raster(path: str | os.PathLike, *, engine: str | None = None) -> Any:
+    """Open a netCDF, GRIB or zarr file as an :class:`xarray.Dataset` (lazily where possible).
+
+    GRIB is read through cfgrib without writing an index file beside the data
+    (``backend_kwargs={"indexpath": ""}``), so read-only data folders work.
+    """
+    import xarray as xr
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file or directory")
+    suffix = path.suffix.lower()
+    try:
+        if engine == "cfgrib" or (engine is None and suffix in _GRIB_SUFFIXES):
+            return xr.open_dataset(path, engine="cfgrib", backend_kwargs={"indexpath": ""})
+        if engine == "zarr" or (engine is None and (suffix == ".zarr" or path.is_dir())):
+            return xr.open_zarr(path)
+        return xr.open_dataset(path, engine=engine)
+    except (OSError, ValueError, KeyError) as exc:
+        raise DataFormatError(f"{path}: cannot be opened as a raster ({exc})") from exc
+
+
+def _as_dataarray(
+    data: Any,
+    *,
+    variable: str | Sequence[str] | None,
+    dims: Sequence[str] | None,
+    coords: Mapping[str, Any] | None,
+    lat_dim: str,
+    lon_dim: str,
+    time_dim: str,
+    var_dim: str,
+    engine: str | None,
+) -> tuple[Any, str, list[str]]:
+    """Normalise the accepted inputs to one DataArray; returns (array, name, files)."""
+    import xarray as xr
+
+    files: list[str] = []
+    if isinstance(data, (str, os.PathLike)):
+        files = [str(data)]
+        data = open_raster(data, engine=engine)
+    name = files[0] if files else f"<{type(data).__name__}>"
+    if isinstance(data, np.ndarray) or torch.is_tensor(data):
+        arr = np.asarray(data.numpy() if torch.is_tensor(data) else data)
+        if dims is None:
+            defaults = {2: (lat_dim, lon_dim), 3: (time_dim, lat_dim, lon_dim)}
+            if arr.ndim not in defaults:
+                raise ValueError(
+                    f"{name}: a {arr.ndim}-d array needs dims=... naming each axis "
+                    f"(e.g. ({lat_dim!r}, {lon_dim!r}, {time_dim!r}, {var_dim!r}))"
+                )
+            dims = defaults[arr.ndim]
+        if len(dims) != arr.ndim:
+            raise ValueError(
+                f"{name}: dims {tuple(dims)} do not match an array of shape {arr.shape}"
+            )
+        coords = dict(coords or {})
+        for d in (lat_dim, lon_dim):
+            if d not in coords:
+                raise ValueError(
+                    f"{name}: coords[{d!r}] is required for a numpy raster (cell centres, degrees)"
+                )
+        data = xr.DataArray(
+            arr, dims=tuple(dims), coords={k: v for k, v in coords.items() if k in dims}
+        )
+    if isinstance(data, xr.Dataset):
+        if variable is None:
+            names = [
+                v for v, da in data.data_vars.items() if lat_dim in da.dims and lon_dim in da.dims
+            ]
+        else:
+            names = [variable] if isinstance(variable, str) else list(variable)
+        missing = [v for v in names if v not in data.data_vars]
+        if missing or not names:
+            raise DataFormatError(
+                f"{name}: variable(s) {missing or names} not found with dims ({lat_dim}, {lon_dim}); "
+                f"data variables: {list(data.data_vars)}"
+            )
+        unit_attrs = [
+            str(data[v].attrs.get("units", data[v].attrs.get("GRIB_units", ""))) for v in names
+        ]
+        data = data[names].to_array(dim=var_dim)
+        data.attrs["units"] = unit_attrs
+    elif isinstance(data, xr.DataArray):
+        if variable is not None and var_dim in data.dims:
+            data = data.sel({var_dim: [variable] if isinstance(variable, str) else list(variable)})
+    else:
+        raise TypeError(
+            f"from_grid: expected an xarray DataArray/Dataset, a numpy array or a path, got {type(data).__name__}"
+        )
+    missing_dims = [d for d in (lat_dim, lon_dim) if d not in data.dims]
+    if missing_dims:
+        raise DataFormatError(
+            f"{name}: dimension(s) {missing_dims} not found; dims are {list(data.dims)} "
+            "(pass lat_dim=/lon_dim= to name them)"
+        )
+    extra = [d for d in data.dims if d not in (lat_dim, lon_dim, time_dim, var_dim)]
+    if extra:
+        raise DataFormatError(
+            f"{name}: unexpected dimension(s) {extra} (sizes {[data.sizes[d] for d in extra]}); "
+            "select one level first, e.g. data.isel(level=0)"
+        )
+    if var_dim not in data.dims:
+        label = data.name if data.name is not None else "value"
+        data = data.expand_dims({var_dim: [label]})
+    if time_dim not in data.dims:
+        data = data.expand_dims({time_dim: 1})
+    return data.transpose(lat_dim, lon_dim, time_dim, var_dim), name, files
+
+
+def _regular_coord(values: np.ndarray, dim: str, name: str, limit: float) -> float:
+    """Check a 1-d cell-centre coordinate (degrees, monotone); return the cell size (deg)."""
+    v = np.asarray(values, dtype=np.float64)
+    if v.ndim != 1 or v.size < 2 or not np.isfinite(v).all():
+        raise DataFormatError(f"{name}: coordinate {dim!r} must be 1-d, finite, with >= 2 cells")
+    if np.abs(v).max() > limit:
+        raise DataFormatError(
+            f"{name}: coordinate {dim!r} has values in [{v.min():.6g}, {v.max():.6g}]; expected "
+            f"degrees within ±{limit:g} (EPSG:4326). Reproject the raster to lon/lat first"
+        )
+    step = np.diff(v)
+    if not ((step > 0).all() or (step < 0).all()):
+        raise DataFormatError(f"{name}: coordinate {dim!r} is not strictly monotone")
+    return float(np.median(np.abs(step)))
+
+
+def _units(da: Any, var_dim: str, units: str | Sequence[str] | None) -> list[dict[str, str]]:
+    labels = (
+        [str(v) for v in da[var_dim].values]
+        if var_dim in da.coords
+        else [f"var{i}" for i in range(da.sizes[var_dim])]
+    )
+    if units is None:
+        unit = da.attrs.get("units", da.attrs.get("GRIB_units", ""))
+        unit_list = [str(u) for u in unit] if isinstance(unit, list) else [str(unit)] * len(labels)
+    elif isinstance(units, str):
+        unit_list = [units] * len(labels)
+    else:
+        unit_list = list(units)
+        if len(unit_list) != len(labels):
+            raise ValueError(f"units: {len(unit_list)} given for {len(labels)} variables {labels}")
+    return [{"name": n, "unit": u} for n, u in zip(labels, unit_list, strict=True)]
+
+
+def from_grid(
+    data: Any,
+    *,
+    variable: str | Sequence[str] | None = None,
+    coarsen: int = 1,
+    neighbourhood: Literal[4, 8] = 4,
+    time_dim: str = "time",
+    lat_dim: str = "latitude",
+    lon_dim: str = "longitude",
+    var_dim: str = "variable",
+    dims: Sequence[str] | None = None,
+    coords: Mapping[str, Any] | None = None,
+    reduce: Literal["mean", "sum"] = "mean",
+    boundary: Literal["pad", "trim"] = "pad",
+    drop_empty: bool = True,
+    edge_weight: Literal["inverse_distance", "binary"] = "inverse_distance",
+    units: str | Sequence[str] | None = None,
+    domain: str | None = None,
+    city: str | None = None,
+    engine: str | None = None,
+) -> STGraph:
+    r"""A grid graph from a raster: one node per cell (or per ``coarsen × coarsen`` block).
+
+    Args:
+        data: an :class:`xarray.DataArray` or ``Dataset``; a numpy array (with ``coords`` giving
+            cell-centre latitudes/longitudes, and ``dims`` unless it is ``(time, lat, lon)`` or
+            ``(lat, lon)``); or a path to a netCDF, GRIB (via cfgrib, no index file written) or
+            zarr store.
+        variable (str or list, optional): data variable(s) of a Dataset (default: all with the
+            lat/lon dims); each becomes one variable of the graph.
+        coarsen (int): block size; each node is the ``reduce`` over the valid (non-NaN) cells of a
+            ``coarsen × coarsen`` block (default ``1``: one node per cell).
+        neighbourhood (int): ``4`` (rook: cells sharing a side) or ``8`` (queen: also corners).
+        time_dim, lat_dim, lon_dim, var_dim (str): dimension names. Coordinates are cell centres
+            in degrees (EPSG:4326); longitudes in [0, 360) are wrapped to [-180, 180).
+        dims, coords: axis names and coordinates of a numpy input.
+        reduce (str): ``"mean"`` (default) or ``"sum"`` (e.g. for counts) over a block.
+        boundary (str): when the grid is not a multiple of ``coarsen``: ``"pad"`` (default: the
+            last blocks are partial, reduced over the cells they have) or ``"trim"`` (drop them).
+        drop_empty (bool): drop cells that are NaN at every step and in every variable (default),
+            or keep them with ``mask`` all ``False``. Either way they are counted in
+            ``meta["dropped"]["all_nan_cells"]`` / ``meta["all_nan_cells"]``.
+        edge_weight (str): ``"inverse_distance"`` (default): ``min(1, s / d)`` for an edge of
+            centre-to-centre length ``d`` (haversine), ``s`` the shortest nominal block side in
+            the grid, so the nearest regular neighbours weigh 1 and all weights lie in (0, 1];
+            or ``"binary"``: all 1. ``edge_attr`` holds ``d`` in metres.
+        units: unit(s) of the variable(s); default the raster's ``units`` attribute.
+        domain, city (str, optional): metadata.
+        engine (str, optional): xarray engine for a path (default: from the suffix).
+
+    Returns:
+        STGraph with ``x`` ``[N, T, V]`` (``mask`` False where NaN), ``pos`` = block centres
+        (lon, lat), nodes in row-major order of the (coarsened) grid; ``node_attr`` =
+        ``[cell_width_m, cell_height_m, valid_cells]`` (``valid_cells``: cells of the block with
+        any data); ``meta["spatial_scale"]`` = ``sqrt(width · height)`` of a block at the grid's
+        mean latitude, ``meta["cell_size_m"]`` = ``{"x", "y"}``, ``meta["grid"]`` = shape,
+        factor, cell size in degrees and each node's ``[row, col]``.
+
+    Raises:
+        DataFormatError: missing dimensions, coordinates that are not degrees, a raster with no
+            finite value at all.
+    """
+    if not isinstance(coarsen, (int, np.integer)) or coarsen < 1:
+        raise ValueError(f"coarsen: expected an integer >= 1, got {coarsen!r}")
+    if neighbourhood not in _OFFSETS:
+        raise ValueError(f"neighbourhood: expected 4 or 8, got {neighbourhood!r}")
+    if reduce not in ("mean", "sum"):
+        raise ValueError(f"reduce: expected 'mean' or 'sum', got {reduce!r}")
+    if boundary not in ("pad", "trim"):
+        raise ValueError(f"boundary: expected 'pad' or 'trim', got {boundary!r}")
+    if edge_weight not in ("inverse_distance", "binary"):
+        raise ValueError(
+            f"edge_weight: expected 'inverse_distance' or 'binary', got {edge_weight!r}"
+        )
+
+    da, name, files = _as_dataarray(
+        data,
+        variable=variable,
+        dims=dims,
+        coords=coords,
+        lat_dim=lat_dim,
+        lon_dim=lon_dim,
+        time_dim=time_dim,
+        var_dim=var_dim,
+        engine=engine,
+    )
+    variables = _units(da, var_dim, units)
+    for d in (lat_dim, lon_dim):
+        if d not in da.coords:
+            raise DataFormatError(
+                f"{name}: dimension {d!r} has no coordinate (cell centres in degrees)"
+            )
+    dlat = _regular_coord(da[lat_dim].values, lat_dim, name, 90.0) * coarsen
+    lon_vals = np.asarray(da[lon_dim].values, dtype=np.float64)
+    if (
+        np.isfinite(lon_vals).all()
+        and lon_vals.max() > 180
+        and lon_vals.min() >= 0
+        and lon_vals.max() < 360
+    ):
+        da = da.assign_coords({lon_dim: ((lon_vals + 180.0) % 360.0) - 180.0})
+    dlon = _regular_coord(da[lon_dim].values, lon_dim, name, 180.0) * coarsen
+
+    mean_lat = float(np.mean(da[lat_dim].values))  # of the fine grid: the same for every factor
+    da = da.astype(np.float64)
+    values = da.values  # (lat, lon, T, V); loads lazily opened files once
+    if not np.isfinite(values).any():
+        raise DataFormatError(
+            f"{name}: the raster has no finite value (all {values.size} entries are NaN/inf)"
+        )
+    da = da.copy(data=np.where(np.isfinite(values), values, np.nan))
+    valid = da.notnull().any(dim=(time_dim, var_dim)).astype(np.int64)
+    if coarsen > 1:
+        window = {lat_dim: int(coarsen), lon_dim: int(coarsen)}
+        n_ok = da.notnull().coarsen(window, boundary=boundary, coord_func="mean").sum()
+        block = da.fillna(0.0).coarsen(window, boundary=boundary, coord_func="mean").sum()
+        # sum over the valid cells, then / their count: NaN cells neither count nor weigh
+        n_ok = n_ok.astype(np.float64).where(n_ok > 0)  # NaN where a block has no valid cell
+        da = (block / n_ok if reduce == "mean" else block).where(n_ok > 0)
+        valid = valid.coarsen(window, boundary=boundary, coord_func="mean").sum()
+
+    lat = np.asarray(da[lat_dim].values, dtype=np.float64)
+    lon = np.asarray(da[lon_dim].values, dtype=np.float64)
+    rows, cols = lat.size, lon.size
+    if rows < 1 or cols < 1:
+        raise DataFormatError(
+            f"{name}: no cells left after coarsening by {coarsen} with boundary={boundary!r}"
+        )
+    arr = np.asarray(da.values, dtype=np.float64)  # (rows, cols, T, V)
+    t_len, n_var = arr.shape[2], arr.shape[3]
+    flat = arr.reshape(rows * cols, t_len, n_var)
+    observed = np.isfinite(flat)
+    has_data = observed.any(axis=(1, 2))
+    n_empty = int((~has_data).sum())
+    keep = has_data if drop_empty else np.ones(rows * cols, dtype=bool)
+
+    lat_grid, lon_grid = np.meshgrid(lat, lon, indexing="ij")
+    node_lat, node_lon = lat_grid.reshape(-1)[keep], lon_grid.reshape(-1)[keep]
+    rr, cc = np.divmod(np.flatnonzero(keep), cols)
+
+    ei = grid_edges(rows, cols, neighbourhood=neighbourhood, keep=keep)
+    dist = haversine_m(node_lon[ei[0]], node_lat[ei[0]], node_lon[ei[1]], node_lat[ei[1]])
+    rad = np.pi / 180.0
+    height = EARTH_RADIUS_M * dlat * rad
+    width = EARTH_RADIUS_M * dlon * rad * np.cos(mean_lat * rad)
+    if edge_weight == "binary" or dist.size == 0:
+        w = np.ones(dist.size)
+    else:
+        # shortest nominal block side (width shrinks towards the pole): regular neighbours weigh
+        # 1 along that side; partial edge blocks (boundary="pad") sit closer and are clipped to 1
+        side = min(height, EARTH_RADIUS_M * dlon * rad * np.cos(np.abs(lat).max() * rad))
+        w = np.minimum(1.0, side / np.maximum(dist, 1e-9))
+    node_attr = np.stack(
+        [
+            EARTH_RADIUS_M * dlon * rad * np.cos(node_lat * rad),
+            np.full(node_lat.shape, height),
+            np.asarray(valid.values, dtype=np.float64).reshape(-1)[keep],
+        ],
+        axis=1,
+    )
+
+    times = None
+    interval = None
+    if time_dim in da.coords and np.issubdtype(
+        np.asarray(da[time_dim].values).dtype, np.datetime64
+    ):
+        stamps = pd.DatetimeIndex(da[time_dim].values)
+        if stamps.tz is not None:
+            stamps = stamps.tz_convert("UTC").tz_localize(None)
+        times = stamps.to_numpy().astype("datetime64[s]").astype(np.int64)
+        steps = np.diff(times)
+        if steps.size and (steps <= 0).any():
+            i = int(np.flatnonzero(steps <= 0)[0]) + 1
+            raise DataFormatError(
+                f"{name}: {time_dim!r} must strictly increase; step {i} ({stamps[i]}) is not after "
+                f"step {i - 1} ({stamps[i - 1]})"
+            )
+        interval = int(np.median(steps)) if steps.size else None
+    elif time_dim in da.coords and np.issubdtype(np.asarray(da[time_dim].values).dtype, np.integer):
+        raw = np.asarray(da[time_dim].values, dtype=np.int64)
+        if raw.size > 1 and np.diff(raw).min() > 0 and raw.min() > 10**8:  # unix seconds
+            times = raw
+            interval = int(np.median(np.diff(raw)))
+
+    x = np.where(observed, flat, 0.0)[keep].astype(np.float32)
+    mask = observed[keep]
+    meta = {
+        "variables": variables,
+        "domain": domain,
+        "city": city,
+        "crs": "EPSG:4326",
+        "interval": interval,
+        "spatial_scale": float(np.sqrt(width * height)),
+        "cell_size_m": {"x": float(width), "y": float(height)},
+        "grid": {
+            "shape": [rows, cols],
+            "coarsen": int(coarsen),
+            "boundary": boundary,
+            "reduce": reduce,
+            "neighbourhood": int(neighbourhood),
+            "cell_deg": {"lat": dlat, "lon": dlon},
+            "cells": np.stack([rr, cc], 1).tolist(),
+        },
+        "node_ids": [f"r{r}c{c}" for r, c in zip(rr.tolist(), cc.tolist(), strict=True)],
+        "node_attr_names": ["cell_width_m", "cell_height_m", "valid_cells"],
+        "edge_attr_names": ["distance_m"],
+        "edge_weight": edge_weight,
+        "all_nan_cells": n_empty,
+        "dropped": {"all_nan_cells": n_empty} if drop_empty else {},
+        "sources": [
+            {"name": source_name(data) if not files else Path(files[0]).name, "files": files}
+        ],
+        "provenance": [
+            f"raster.from_grid(coarsen={coarsen}, neighbourhood={neighbourhood}, reduce={reduce!r}, "
+            f"boundary={boundary!r}, drop_empty={drop_empty})"
+        ],
+    }
+    return STGraph(
+        x=torch.from_numpy(x),
+        mask=torch.from_numpy(np.ascontiguousarray(mask)),
+        time=None if times is None else torch.from_numpy(times),
+        pos=torch.from_numpy(np.stack([node_lon, node_lat], 1)),
+        edge_index=torch.from_numpy(ei),
+        edge_weight=torch.from_numpy(w.astype(np.float32)),
+        edge_attr=torch.from_numpy(dist.astype(np.float32)[:, None]),
+        node_attr=torch.from_numpy(node_attr.astype(np.float32)),
+        meta=meta,
+    )

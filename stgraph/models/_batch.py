@@ -1,0 +1,105 @@
+"""Helpers shared by the baselines: reading a PyG batch of windows of one series."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from stgraph.data.stgraph import STGraph
+
+SECONDS_PER_DAY = 86_400
+SECONDS_PER_WEEK = 7 * SECONDS_PER_DAY
+
+
+def nodes_per_graph(batch: STGraph) -> int:
+    """``N``: the number of nodes of each window (all windows of a batch come from one series).
+
+    Raises:
+        ValueError: if the windows of the batch have different node counts.
+    """
+    ptr = getattr(batch, "ptr", None)
+    if ptr is None:  # a single window, not batched
+        return int(batch.x.size(0))
+    sizes = ptr[1:] - ptr[:-1]
+    n = int(sizes[0])
+    if bool((sizes != n).any()):
+        raise ValueError(
+            f"batch: windows have different node counts {sorted(set(sizes.tolist()))}; "
+            "these baselines expect windows of one series"
+        )
+    return n
+
+
+def num_windows(batch: STGraph) -> int:
+    """``B``: the number of windows in the batch (1 for an unbatched window)."""
+    ptr = getattr(batch, "ptr", None)
+    return 1 if ptr is None else int(ptr.numel() - 1)
+
+
+def per_window(t: Tensor | None, b: int) -> Tensor | None:
+    """``time``/``y_time``/``window`` as ``[B, ...]`` whether or not the item was batched."""
+    if t is None:
+        return None
+    return t.view(b, -1)
+
+
+def local_node_index(batch: STGraph, n: int) -> Tensor:
+    """Index of each row of ``batch.x`` within its own window's graph: ``[B*N]`` in ``[0, N)``."""
+    rows = batch.x.size(0)
+    return torch.arange(rows, device=batch.x.device) % n
+
+
+def check_nodes(batch: STGraph, fitted: int, model: str) -> int:
+    """``N`` of the batch, checked against the node count the model was fitted on."""
+    n = nodes_per_graph(batch)
+    if fitted and n != fitted:
+        raise ValueError(
+            f"{model}: fitted on a graph of {fitted} nodes but the batch has {n} nodes per window"
+        )
+    return n
+
+
+def graph_interval(graph: STGraph) -> int | None:
+    """The sampling interval (s) from the metadata, else the median step of ``graph.time``."""
+    interval = (graph.meta or {}).get("interval") if graph.meta is not None else None
+    if interval:
+        return int(interval)
+    if graph.time is not None and graph.time.numel() > 1:
+        return int((graph.time[1:] - graph.time[:-1]).median())
+    return None
+
+
+def last_observed(x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+    """Last observed value along dim 1 of ``x`` ``[R, L, V]``: values ``[R, V]``, found ``[R, V]``."""
+    steps = torch.arange(1, x.size(1) + 1, device=x.device).view(1, -1, 1)
+    pos = (mask.long() * steps).amax(1)  # 0 where nothing was observed
+    found = pos > 0
+    idx = (pos - 1).clamp_min(0).unsqueeze(1)
+    return x.gather(1, idx).squeeze(1), found
+
+
+class ResizableBuffers(torch.nn.Module):
+    """Mixin: fitted statistics have data-dependent shapes; take the stored shape when loading.
+
+    Lets ``load_state_dict`` restore a model built with its constructor arguments only (as the
+    trainer does from ``config.yaml`` + ``model.safetensors``) before ``fit`` was ever called.
+    """
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[override]
+        for name, buf in list(self._buffers.items()):
+            stored = state_dict.get(prefix + name)
+            if stored is not None and buf is not None and stored.shape != buf.shape:
+                self._buffers[name] = torch.empty_like(stored, dtype=buf.dtype)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+
+def target_times(batch: STGraph, b: int, horizon: int, interval: int | None) -> Tensor | None:
+    """Unix seconds of each predicted step ``[B, H]``: ``y_time``, else extrapolated from ``time``."""
+    y_time = per_window(getattr(batch, "y_time", None), b)
+    if y_time is not None:
+        return y_time
+    time = per_window(getattr(batch, "time", None), b)
+    if time is None or not interval:
+        return None
+    steps = torch.arange(1, horizon + 1, device=time.device) * int(interval)
+    return time[:, -1:] + steps

@@ -1,0 +1,74 @@
+"""The STFM backbone as a :class:`~stgraph.models.base.Forecaster` (registered as ``"stfm"``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from stgraph.data.stgraph import STGraph
+from stgraph.models.base import Forecaster
+from stgraph.nn.models.stfm import STFM
+from stgraph.nn.structure import cached_structure
+
+
+class STFMForecaster(Forecaster):
+    """Forecaster wrapper of :class:`stgraph.nn.STFM`.
+
+    The backbone normalises each node's window itself (masked instance normalisation, undone at
+    the output), so there is no global input scaler to fit: :meth:`fit` only checks the graph
+    and precomputes its cached structure (random-walk encodings, KD coarsening), reading no
+    observation at all. Model-size options come from ``configs/model/<size>.yaml``.
+
+    Args:
+        input_steps: ``L``.
+        horizon: ``H`` (the backbone itself can forecast any horizon).
+        num_variables: ``V`` (the backbone itself runs on any number of variables).
+        **options: keyword options of :class:`stgraph.nn.STFM` (``channels``, ``depth``,
+            ``heads``, ``patch_len``, ``levels``, ``cluster_size``, ``rwse_steps``,
+            ``ffn_ratio``, ``dropout``, ``norm_eps``, ``tasks``, ...).
+    """
+
+    name = "stfm"
+
+    def __init__(
+        self, input_steps: int, horizon: int, num_variables: int = 1, **options: Any
+    ) -> None:
+        super().__init__(input_steps, horizon, num_variables)
+        options = {k: v for k, v in options.items() if k not in ("name", "model")}
+        self.options = options
+        self.backbone = STFM(**options)
+
+    def fit(self, graph: STGraph, train_range: tuple[int, int]) -> STFMForecaster:
+        """Check ``graph`` and warm the structure cache (no readings are used)."""
+        a, b = train_range
+        if not 0 <= a < b <= graph.num_steps:
+            raise ValueError(
+                f"train_range [{a}, {b}) is not inside the series [0, {graph.num_steps})"
+            )
+        if graph.num_variables != self.num_variables:
+            raise ValueError(
+                f"the model was built for {self.num_variables} variables, the graph has "
+                f"{graph.num_variables} ({graph.variables})"
+            )
+        if graph.edge_index is not None:
+            crs = (graph.meta or {}).get("crs", "EPSG:4326")
+            cached_structure(
+                graph.edge_index,
+                graph.num_nodes,
+                graph.pos,
+                crs=crs,
+                rwse_steps=self.backbone.rwse_steps,
+                cluster_size=self.backbone.cluster_size,
+            )
+        return self
+
+    def forward(self, batch: STGraph) -> Tensor:
+        """Forecast ``[B*N, H, V]`` in original units."""
+        if batch.edge_index is None:
+            batch.edge_index = torch.empty(2, 0, dtype=torch.long, device=batch.x.device)
+        return self.backbone(batch, horizon=self.horizon)
+
+
+__all__ = ["STFMForecaster"]

@@ -1,0 +1,80 @@
+"""Forecast head: any horizon, queried by the target timestamps."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from stgraph.nn.structure import broadcast_graphs
+
+
+class ForecastHead(torch.nn.Module):
+    r"""Predicts each future step by attention from a time query to a node's patch tokens.
+
+    Each target step :math:`h` of graph :math:`b` is a query :math:`q_{bh}` built from its
+    timestamp and lead time (a decoder of time queries, as the horizon queries of TimesFM /
+    Pyraformer), so the horizon is a property of the input, not of the weights. The head works in
+    a reduced width :math:`C_h` so that its cost per (node, step) stays small:
+
+    .. math::
+        \alpha_{nhs} &= \mathrm{softmax}_s\big(q_{bh} W_Q\,(x_{ns} W_K)^\top / \sqrt d\big),\qquad
+        z_{nh} = \sum_s \alpha_{nhs}\, x_{ns} W_V + q_{bh} W_T + u_n W_U \\
+        \hat y_{nhv} &= \mathrm{GELU}(z_{nh})^\top (W_E e_v) + b^\top e_v
+
+    with :math:`u_n` the node's last token and :math:`e_v` the variable's name embedding (so any
+    number of variables can be read out). Multi-head: :math:`\alpha` per head over
+    :math:`C_h / \text{heads}` channels.
+
+    Args:
+        channels (int): token size ``C``.
+        heads (int): attention heads (default ``4``).
+        hidden (int): head width :math:`C_h` (default ``channels // 2``).
+
+    Shapes:
+        - **input:** ``x`` :math:`(N, S, C)` node tokens, ``query`` :math:`(B, H, C)` time
+          queries, ``var_emb`` :math:`(V, C)`, ``batch`` :math:`(N)` or ``None``
+        - **output:** :math:`(N, H, V)` (normalised units)
+    """
+
+    def __init__(self, channels: int, heads: int = 4, hidden: int | None = None) -> None:
+        super().__init__()
+        hidden = hidden or max(heads, channels // 2)
+        if hidden % heads or channels % heads:
+            raise ValueError(f"channels ({channels}) and hidden ({hidden}) must divide by heads ({heads})")
+        self.channels, self.heads, self.hidden = channels, heads, hidden
+        self.q = torch.nn.Linear(channels, channels)
+        self.k = torch.nn.Linear(channels, channels)
+        self.v = torch.nn.Linear(channels, hidden)
+        self.t = torch.nn.Linear(channels, hidden)
+        self.u = torch.nn.Linear(channels, hidden, bias=False)
+        self.var_w = torch.nn.Linear(channels, hidden)
+        self.var_b = torch.nn.Linear(channels, 1)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        for m in (self.q, self.k, self.v, self.t, self.u, self.var_w, self.var_b):
+            m.reset_parameters()
+
+    def forward(
+        self, x: Tensor, query: Tensor, var_emb: Tensor, batch: Tensor | None = None
+    ) -> Tensor:
+        n, s, c = x.shape
+        b, hz, _ = query.shape
+        nh, d, dv = self.heads, c // self.heads, self.hidden // self.heads
+        if batch is None:
+            batch = torch.zeros(n, dtype=torch.long, device=x.device)
+        q = broadcast_graphs(self.q(query).view(b, hz, nh, d), batch)  # [N, H, nh, d]
+        k = self.k(x).view(n, s, nh, d)
+        score = torch.einsum("nhad,nsad->nahs", q, k) / math.sqrt(d)
+        alpha = torch.softmax(score, dim=-1)  # [N, nh, H, S]
+        v = self.v(x).view(n, s, nh, dv)
+        z = torch.einsum("nahs,nsad->nhad", alpha, v).reshape(n, hz, self.hidden)
+        z = z + broadcast_graphs(self.t(query), batch) + self.u(x[:, -1]).unsqueeze(1)
+        w = self.var_w(var_emb)  # [V, C_h]
+        return F.gelu(z) @ w.t() + self.var_b(var_emb).view(1, 1, -1)
+
+    def __repr__(self) -> str:
+        return f"{self.__class__.__name__}({self.channels}, heads={self.heads}, hidden={self.hidden})"

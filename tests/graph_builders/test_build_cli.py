@@ -1,0 +1,149 @@
+"""``stgraph build``: configs and flags -> graph directory, map PNG, summary.json; config errors."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from graph_builders import osm
+from graph_builders.build import (
+    add_build_arguments,
+    build_from_args,
+    config_from_args,
+    load_config,
+    run_build,
+)
+from graph_builders.mapmatch import simulate_tracks
+from stgraph.data import load
+from stgraph.errors import ConfigError
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "build"
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture
+def data_env(data_dir, monkeypatch):
+    monkeypatch.setenv("STGRAPH_DATA", str(data_dir))
+    return data_dir
+
+
+def _check_outputs(out: Path) -> dict:
+    for f in ("graph/meta.json", "graph/tensors.safetensors", "map.png", "summary.json"):
+        assert (out / f).is_file(), f
+    assert (out / "map.png").read_bytes()[:8] == PNG
+    summary = json.loads((out / "summary.json").read_text())
+    g = load(out / "graph")
+    assert summary["nodes"] == g.num_nodes and summary["steps"] == g.num_steps
+    assert summary["edges"] == g.edge_index.shape[1]
+    assert [v["name"] for v in summary["variables"]] == g.variables
+    assert summary["dropped_total"] == sum(summary["dropped"].values())
+    return summary
+
+
+def test_build_via_config(data_env, tmp_path, capsys):
+    result = run_build(CONFIGS / "liverpool-bus.yaml", output=tmp_path / "out")
+    summary = _check_outputs(tmp_path / "out")
+    assert summary["name"] == "liverpool-bus" and summary["city"] == "Liverpool"
+    assert [v["name"] for v in summary["variables"]] == ["count", "trajectories", "buses.speed", "probes.speed"]
+    # every GPS fix is either counted or dropped by reason
+    buses = next(s for s in summary["sources"] if s["name"] == "buses")
+    match = buses["report"]["matching"]
+    assert match["points_matched"] + sum(buses["dropped"].values()) == 1533
+    assert float(result.graph.x[..., 0].sum()) == match["points_matched"]
+    assert summary["dyn_edges"] > 0 and summary["interval_s"] == 900
+    printed = capsys.readouterr().out
+    assert "stgraph build liverpool-bus" in printed and "dropped" in printed
+
+
+def test_build_via_flags(tmp_path):
+    roads = osm.road_graph(osm.helsinki_sample_path())
+    tracks = simulate_tracks(roads, n_tracks=5, seed=4)
+    gps = tmp_path / "gps.csv"
+    tracks[["track", "time", "lon", "lat"]].to_csv(gps, index=False)
+    parser = add_build_arguments(argparse.ArgumentParser())
+    args = parser.parse_args([
+        "--osm", str(osm.helsinki_sample_path()), "--trajectories", str(gps), "--interval", "15min",
+        "-o", str(tmp_path / "flags"), "--color-by", "count", "--city", "Helsinki",
+    ])
+    assert build_from_args(args) == 0
+    summary = _check_outputs(tmp_path / "flags")
+    assert summary["nodes"] == roads.num_nodes and summary["color_by"] == "count"
+    assert summary["interval_s"] == 900
+    assert summary["sources"][0]["kind"] == "roads"
+    match = summary["sources"][1]["report"]["matching"]
+    assert match["points_in"] == len(tracks) == match["points_matched"]
+
+
+def test_build_through_stgraph_cli(data_env, tmp_path):
+    cli = pytest.importorskip("stgraph.cli")
+    out = tmp_path / "cli"
+    code = cli.main(["build", "--config", str(CONFIGS / "west-oakland.yaml"), "-o", str(out)])
+    assert code == 0
+    summary = _check_outputs(out)
+    assert summary["steps"] == 0 and summary["nodes"] > 10
+
+
+def test_every_config_validates_and_points_at_real_files(data_env):
+    names = sorted(p.stem for p in CONFIGS.glob("*.yaml"))
+    assert {"helsinki-roads", "monaco", "andorra", "baltimore", "west-oakland", "los-loop",
+            "melbourne-pedestrian", "montevideo-bus", "era5-uk", "chicago-crime", "nyc-crime",
+            "geolife", "liverpool-bus"} <= set(names)
+    for name in names:
+        cfg = load_config(CONFIGS / f"{name}.yaml")
+        assert cfg.name == name
+        files = [cfg.roads.path] if cfg.roads else []
+        for s in cfg.sources:
+            files += [f for f in (s.path, s.locations, s.readings) if f]
+        assert files, name
+        for f in files:
+            assert Path(f).is_file() and str(data_env) in f, (name, f)
+
+
+def _write(tmp_path, doc) -> Path:
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def test_config_errors_name_key_and_file(data_env, tmp_path):
+    base = yaml.safe_load((CONFIGS / "liverpool-bus.yaml").read_text())
+    bad = dict(base, colour_by="count")
+    with pytest.raises(ConfigError, match=r"cfg\.yaml.*'colour_by'"):
+        load_config(_write(tmp_path, bad))
+    bad = dict(base, sources=[dict(base["sources"][0], option={"x": 1})])
+    with pytest.raises(ConfigError, match=r"cfg\.yaml.*'option'.*sources\[0\]"):
+        load_config(_write(tmp_path, bad))
+    bad = dict(base, sources=[dict(base["sources"][0], options={"grid": {"cell_m": 250}, "cel_m": 3})])
+    with pytest.raises(ConfigError, match=r"cfg\.yaml.*'cel_m'"):
+        load_config(_write(tmp_path, bad))
+    bad = dict(base, sources=[dict(base["sources"][0], kind="lidar")])
+    with pytest.raises(ConfigError, match="lidar"):
+        load_config(_write(tmp_path, bad))
+    bad = dict(base, roads={"path": "${STGRAPH_NO_SUCH_VAR}/x.pbf"})
+    with pytest.raises(ConfigError, match="STGRAPH_NO_SUCH_VAR"):
+        load_config(_write(tmp_path, bad))
+    with pytest.raises(ConfigError, match="nothing to build"):
+        load_config(_write(tmp_path, {"name": "empty"}))
+
+
+def test_flag_errors_are_clear(tmp_path, capsys):
+    parser = add_build_arguments(argparse.ArgumentParser())
+    assert build_from_args(parser.parse_args(["-o", str(tmp_path)])) == 2
+    assert "--config" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="LOCATIONS.csv:READINGS.csv"):
+        config_from_args(parser.parse_args(["--sensors", "only_one.csv"]))
+
+
+def test_bad_input_file_is_a_clear_error(tmp_path):
+    path = tmp_path / "gps.csv"
+    path.write_text("a,b\n1,2\n")
+    parser = add_build_arguments(argparse.ArgumentParser())
+    args = parser.parse_args(["--trajectories", str(path), "-o", str(tmp_path / "o")])
+    from stgraph.errors import DataFormatError
+
+    with pytest.raises(DataFormatError, match="gps.csv.*lon"):
+        build_from_args(args)

@@ -1,0 +1,271 @@
+"""Layer-level tests of stgraph.nn on hand-built graphs: shapes, reprs, and dense references."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from stgraph.nn import (
+    AnomalyScoreHead,
+    DirectedDynamicConv,
+    FeedForward,
+    ForecastHead,
+    GraphClassificationHead,
+    HierarchicalPooling,
+    KrigingHead,
+    MaskedInstanceNorm,
+    NodeClassificationHead,
+    NodeContextEncoder,
+    PartitionAttention,
+    PatchTokenizer,
+    ReconstructionHead,
+    SpatialEncoding,
+    STBlock,
+    TemporalMixing,
+    TimeEncoding,
+    VariableCrossAttention,
+    VariableNameEncoder,
+    VariableReadout,
+    attention_groups,
+    compute_structure,
+    kd_partition,
+    random_walk_encoding,
+)
+from stgraph.nn.layers.directed_conv import normalized_adjacency
+from stgraph.nn.layers.time_encoding import time_features
+from stgraph.nn.structure import coarsen
+
+# A four-node directed graph: 0 -> 1 -> 2 -> 3 and 3 -> 0 (weights 1, 2, 3, 4).
+EDGE_INDEX = torch.tensor([[0, 1, 2, 3], [1, 2, 3, 0]])
+EDGE_WEIGHT = torch.tensor([1.0, 2.0, 3.0, 4.0])
+
+
+def test_masked_instance_norm_ignores_missing_values_and_inverts():
+    torch.manual_seed(0)
+    x = torch.randn(4, 12, 2) * 5 + 30
+    mask = torch.rand(4, 12, 2) > 0.3
+    mask[3] = False  # node 3 unobserved
+    norm = MaskedInstanceNorm()
+    assert repr(norm) == "MaskedInstanceNorm(eps=0.1)"
+    xn, loc, scale, level = norm(x, mask, edge_index=EDGE_INDEX, edge_weight=EDGE_WEIGHT)
+    assert xn.shape == (4, 12, 2) and loc.shape == scale.shape == (4, 1, 2)
+    assert level.shape == (4, 2, 2)
+    assert bool((xn[~mask] == 0).all())
+    # missing entries' stored values do not matter
+    x2 = torch.where(mask, x, torch.full_like(x, 1e6))
+    xn2, loc2, scale2, _ = norm(x2, mask, edge_index=EDGE_INDEX, edge_weight=EDGE_WEIGHT)
+    assert torch.allclose(xn, xn2) and torch.allclose(loc, loc2) and torch.allclose(scale, scale2)
+    # observed node 0 mean is the masked mean
+    m0 = mask[0, :, 0]
+    assert torch.isclose(loc[0, 0, 0], x[0, m0, 0].mean(), atol=1e-4)
+    # unobserved node 3 takes the weighted mean of its observed neighbours 2 (w=3) and 0 (w=4)
+    expect = (3 * loc[2] + 4 * loc[0]) / 7
+    assert torch.allclose(loc[3], expect, atol=1e-5)
+    assert torch.allclose(MaskedInstanceNorm.inverse(xn, loc, scale)[mask], x[mask], atol=1e-3)
+
+
+def test_variable_name_encoder_any_names():
+    enc = VariableNameEncoder(16)
+    assert repr(enc) == "VariableNameEncoder(16, char_channels=32)"
+    e = enc(["speed", "flow", "never-seen variable ä", "speed"], ["mph", "veh/h", "", "mph"])
+    assert e.shape == (4, 16)
+    assert torch.allclose(e[0], e[3])
+    assert not torch.allclose(e[0], e[1])
+
+
+def test_time_features_calendar():
+    # 2012-03-01 00:00 UTC was a Thursday; +6 h is a quarter of the day
+    t0 = 1330560000
+    f = time_features(torch.tensor([[t0, t0 + 6 * 3600]]), torch.tensor([300]))
+    assert f.shape == (1, 2, 8)
+    assert torch.allclose(f[0, 0, :2], torch.tensor([0.0, 1.0]), atol=1e-6)
+    assert torch.allclose(f[0, 1, :2], torch.tensor([1.0, 0.0]), atol=1e-6)
+    dow = 3 / 7  # Monday = 0
+    assert torch.allclose(f[0, 0, 4], torch.tensor(math.sin(2 * math.pi * dow)), atol=1e-5)
+    assert torch.isclose(f[0, 0, 6], torch.tensor(math.log(300 / 3600) / 4))
+    te = TimeEncoding(8)
+    assert te(torch.tensor([[t0]]), torch.tensor([3600])).shape == (1, 1, 8)
+    assert repr(te) == "TimeEncoding(8)"
+
+
+def test_tokenizer_and_variable_merge_shapes_and_masks():
+    torch.manual_seed(0)
+    x, mask = torch.randn(4, 10, 3), torch.rand(4, 10, 3) > 0.5
+    mask[1] = False
+    tok = PatchTokenizer(4, 16)
+    assert repr(tok) == "PatchTokenizer(patch_len=4, channels=16)"
+    var_emb = torch.randn(3, 16)
+    tokens, valid = tok(x, mask, torch.zeros(4, 3, 2), var_emb)
+    assert tokens.shape == (4, 3, 3, 16) and valid.shape == (4, 3, 3)
+    assert not bool(valid[1].any())
+    merge = VariableCrossAttention(16, heads=4)
+    assert repr(merge) == "VariableCrossAttention(16, heads=4)"
+    y = merge(tokens, valid)
+    assert y.shape == (4, 3, 16)
+    assert torch.allclose(y[1], merge.missing.expand(3, 16))  # all missing -> learned token
+    # invalid variable tokens get no weight: perturbing them changes nothing
+    tokens2 = torch.where(valid.unsqueeze(-1), tokens, torch.randn_like(tokens))
+    assert torch.allclose(merge(tokens2, valid), y, atol=1e-6)
+
+
+def test_spatial_and_context_encoders():
+    enc = SpatialEncoding(16, rwse_steps=4)
+    assert repr(enc) == "SpatialEncoding(16, rwse_steps=4, frequencies=3)"
+    ctx = NodeContextEncoder(16)
+    c = ctx(torch.randn(5, 3), torch.randn(3, 16))
+    assert c.shape == (5, 16) and repr(ctx) == "NodeContextEncoder(16)"
+    assert enc(torch.rand(5, 4), torch.randn(5, 2), torch.ones(5, 1), c).shape == (5, 16)
+
+
+def test_temporal_mixing_and_feed_forward():
+    tm, ff = TemporalMixing(16, heads=2), FeedForward(16)
+    assert repr(tm) == "TemporalMixing(16, heads=2)" and repr(ff) == "FeedForward(16, ratio=2.0)"
+    x = torch.randn(4, 3, 16)
+    assert tm(x).shape == (4, 3, 16) and ff(x).shape == (4, 3, 16)
+    # per node: node 0's output does not depend on node 1
+    x2 = x.clone()
+    x2[1] += 1
+    assert torch.allclose(tm(x2)[0], tm(x)[0])
+
+
+def test_directed_dynamic_conv_matches_dense_formula():
+    torch.manual_seed(0)
+    conv = DirectedDynamicConv(8)
+    assert repr(conv) == "DirectedDynamicConv(8, 8)"
+    x = torch.randn(4, 2, 8)
+    dyn = torch.tensor([[0, 2], [3, 3]])  # 0 -> 3 and 2 -> 3 at steps 1 and 5
+    dyn_step = torch.tensor([0, 1])  # their patch indices
+    dyn_w = torch.tensor([1.0, 3.0])
+    out = conv(x, EDGE_INDEX, EDGE_WEIGHT, dyn, dyn_step, dyn_w)
+    assert out.shape == (4, 2, 8)
+    a = torch.zeros(4, 4)
+    a[EDGE_INDEX[0], EDGE_INDEX[1]] = EDGE_WEIGHT  # a[src, dst]
+    a_in = a.t() / a.t().sum(1, keepdim=True)
+    a_out = a / a.sum(1, keepdim=True)
+    agg_dyn = torch.zeros_like(x)
+    agg_dyn[3, 0], agg_dyn[3, 1] = x[0, 0], x[2, 1]  # one dynamic edge per patch
+    ref = conv.lin(torch.cat([x, torch.einsum("ij,jsc->isc", a_in, x),
+                              torch.einsum("ij,jsc->isc", a_out, x), agg_dyn], -1))
+    assert torch.allclose(out, ref, atol=1e-5)
+    # direction matters: reversed edges give another result
+    assert not torch.allclose(conv(x, EDGE_INDEX.flip(0), EDGE_WEIGHT), conv(x, EDGE_INDEX, EDGE_WEIGHT))
+    # gradients flow through the cached sparse operator
+    xg = x.clone().requires_grad_()
+    conv(xg, adj=normalized_adjacency(EDGE_INDEX, EDGE_WEIGHT, 4)).sum().backward()
+    xd = x.clone().requires_grad_()
+    F.linear(torch.cat([xd, torch.einsum("ij,jsc->isc", a_in, xd), torch.einsum("ij,jsc->isc", a_out, xd)], -1),
+             conv.lin.weight[:, :24], conv.lin.bias).sum().backward()
+    assert torch.allclose(xg.grad, xd.grad, atol=1e-5)
+
+
+def test_random_walk_encoding_matches_dense_powers():
+    ei = torch.tensor([[0, 1, 1, 2, 2, 3, 3, 0, 0], [1, 0, 2, 1, 3, 2, 0, 3, 2]])
+    rw = random_walk_encoding(ei, 4, 5)
+    a = torch.zeros(4, 4, dtype=torch.float64)
+    a[ei[0], ei[1]] = 1
+    a = ((a + a.t()) > 0).double()
+    p = a / a.sum(1, keepdim=True)
+    ref = torch.stack([torch.diagonal(torch.linalg.matrix_power(p, k)) for k in range(1, 6)], 1)
+    assert torch.allclose(rw.double(), ref, atol=1e-6)
+
+
+def test_kd_partition_balanced_and_permutation_equivariant():
+    rng = np.random.default_rng(0)
+    pts = rng.random((300, 2))
+    cells = kd_partition(pts, 16)
+    counts = np.bincount(cells)
+    assert counts.max() <= 16 and counts.min() >= 8 and counts.sum() == 300
+    perm = rng.permutation(300)
+    cells_p = kd_partition(pts[perm], 16)
+    groups = {frozenset(np.flatnonzero(cells == c)) for c in range(cells.max() + 1)}
+    groups_p = {frozenset(perm[np.flatnonzero(cells_p == c)]) for c in range(cells_p.max() + 1)}
+    assert groups == groups_p
+    assign, sizes = coarsen(pts, 16)
+    assert sizes[0] == 300 and sizes[-1] == 1 and len(assign) == len(sizes) - 1
+
+
+def _dense_partition_reference(layer, x, cells, parent_of_cell):
+    """Dense N x (N + K) attention with a mask: same cell, or a cell of the same parent."""
+    n, s, c = x.shape
+    h, d = layer.heads, c // layer.heads
+    q, k, v = layer.qkv(x).split(c, -1)
+    k_cells = int(cells.max()) + 1
+    ctx = torch.zeros(k_cells, s, c).index_add_(0, cells, x) / torch.bincount(cells).view(-1, 1, 1)
+    _, kc, vc = layer.qkv(ctx).split(c, -1)
+    keys, vals = torch.cat([k, kc]), torch.cat([v, vc])
+    allow = torch.cat([
+        cells.view(-1, 1) == cells.view(1, -1),
+        parent_of_cell[cells].view(-1, 1) == parent_of_cell.view(1, -1),
+    ], dim=1)  # [N, N + K]
+    qh = q.view(n, s, h, d).permute(1, 2, 0, 3)
+    kh = keys.view(-1, s, h, d).permute(1, 2, 0, 3)
+    vh = vals.view(-1, s, h, d).permute(1, 2, 0, 3)
+    score = qh @ kh.transpose(-1, -2) / math.sqrt(d)
+    score = score.masked_fill(~allow, float("-inf"))
+    y = (torch.softmax(score, -1) @ vh).permute(2, 0, 1, 3).reshape(n, s, c)
+    return layer.out(y)
+
+
+def test_partition_attention_equals_dense_reference():
+    torch.manual_seed(0)
+    n = 70
+    pos = torch.rand(n, 2)
+    st = compute_structure(torch.empty(2, 0, dtype=torch.long), n, pos, crs="metres", cluster_size=8)
+    layer = PartitionAttention(16, heads=4)
+    assert repr(layer) == "PartitionAttention(16, heads=4)"
+    x = torch.randn(n, 2, 16)
+    members, ctx_members, group_ctx, slots = attention_groups(st, 0)
+    ctx = torch.zeros(st.sizes[1], 2, 16).index_add_(0, st.assign[0], x)
+    ctx = ctx / torch.bincount(st.assign[0]).view(-1, 1, 1)
+    out = layer(x, members, ctx, ctx_members, group_ctx, slots)
+    ref = _dense_partition_reference(layer, x, st.assign[0], st.assign[1])
+    assert out.shape == (n, 2, 16)
+    assert torch.allclose(out, ref, atol=1e-5)
+    # without precomputed slots as well
+    assert torch.allclose(layer(x, members, ctx, ctx_members, group_ctx), out)
+
+
+def test_hierarchy_block_and_heads_shapes():
+    torch.manual_seed(0)
+    n, s, c = 50, 2, 16
+    pos = torch.rand(n, 2)
+    src = torch.arange(n)
+    ei = torch.stack([src, (src + 1) % n])
+    st = compute_structure(ei, n, pos, crs="metres", cluster_size=8)
+    st.adj = normalized_adjacency(ei, None, n)
+    x = torch.randn(n, s, c)
+    hp = HierarchicalPooling(c, levels=2, heads=2)
+    assert repr(hp) == "HierarchicalPooling(16, levels=2, heads=2)"
+    assert hp(x, st).shape == (n, s, c)
+    blk = STBlock(c, heads=2)
+    assert repr(blk) == "STBlock(16, heads=2)"
+    assert blk(x, st.adj, st).shape == (n, s, c)
+    var_emb = torch.randn(3, c)
+    fh = ForecastHead(c, heads=2)
+    assert fh(x, torch.randn(1, 7, c), var_emb).shape == (n, 7, 3)
+    assert ReconstructionHead(c, 6)(x, var_emb, 10).shape == (n, 10, 3)
+    scores, node = AnomalyScoreHead(c, 6)(x, var_emb, torch.randn(n, 12, 3), torch.ones(n, 12, 3, dtype=torch.bool))
+    assert scores.shape == (n, 12, 3) and node.shape == (n,) and bool((scores >= 0).all())
+    k = KrigingHead(c, 6)(x, var_emb, torch.zeros(n, 1, 3), torch.ones(n, 1, 3), 12, torch.tensor([1, 4]))
+    assert k.shape == (2, 12, 3)
+    assert NodeClassificationHead(c, 5)(x).shape == (n, 5)
+    batch = torch.cat([torch.zeros(20, dtype=torch.long), torch.ones(30, dtype=torch.long)])
+    assert GraphClassificationHead(c, 4)(x, batch).shape == (2, 4)
+    assert VariableReadout(c, 2)(x, var_emb).shape == (n, s, 3, 2)
+
+
+@pytest.mark.parametrize("cls,args", [
+    (TemporalMixing, (16,)), (PartitionAttention, (16,)), (DirectedDynamicConv, (16,)),
+    (VariableCrossAttention, (16,)), (STBlock, (16,)), (ForecastHead, (16,)),
+])
+def test_reset_parameters_reinitialises(cls, args):
+    torch.manual_seed(0)
+    layer = cls(*args)
+    before = [p.detach().clone() for p in layer.parameters()]
+    layer.reset_parameters()
+    after = list(layer.parameters())
+    assert any(not torch.equal(a, b) for a, b in zip(before, after, strict=True))

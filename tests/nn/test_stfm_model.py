@@ -1,0 +1,209 @@
+"""Model-level tests of the STFM backbone: transfer across graphs, equivariance, masks, io."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file, save_file
+from scipy.spatial import cKDTree
+from torch_geometric.loader import DataLoader
+
+from stgraph.data import SlidingWindows, STGraph
+from stgraph.models import build_model
+from stgraph.nn import STFM, cached_structure, clear_structure_cache
+from stgraph.nn.structure import batch_structure
+
+T0 = 1330560000  # 2012-03-01 00:00 UTC
+CONFIGS = __import__("pathlib").Path(__file__).resolve().parents[2] / "configs" / "model"
+
+
+def knn_graph(pos: np.ndarray, k: int = 8) -> torch.Tensor:
+    _, nb = cKDTree(pos).query(pos, k=k + 1)
+    src = nb[:, 1:].reshape(-1)
+    dst = np.repeat(np.arange(len(pos)), k)
+    return torch.from_numpy(np.stack([src, dst])).long()
+
+
+def make_graph(n: int, v: int, interval: int, steps: int = 30, seed: int = 0, dyn: bool = False) -> STGraph:
+    g = torch.Generator().manual_seed(seed)
+    lon = -118.5 + 0.5 * torch.rand(n, generator=g, dtype=torch.float64)
+    lat = 34.0 + 0.3 * torch.rand(n, generator=g, dtype=torch.float64)
+    pos = torch.stack([lon, lat], 1).float()
+    ei = knn_graph(pos.double().numpy(), k=min(8, n - 1))
+    t = torch.arange(steps, dtype=torch.float32)
+    x = 50 + 10 * torch.sin(t / 6).view(1, -1, 1) + torch.randn(n, steps, v, generator=g)
+    mask = torch.rand(n, steps, v, generator=g) > 0.1
+    names = ["speed", "flow", "occupancy", "temperature"][:v]
+    kwargs = {}
+    if dyn:
+        kwargs = dict(dyn_edge_index=ei[:, :20], dyn_edge_time=torch.arange(20) % steps,
+                      dyn_edge_weight=torch.rand(20, generator=g))
+    return STGraph(
+        x=x, mask=mask, time=T0 + torch.arange(steps) * interval, pos=pos, edge_index=ei,
+        edge_weight=torch.rand(ei.size(1), generator=g) + 0.1, node_attr=torch.randn(n, 3, generator=g),
+        meta={"variables": [{"name": s, "unit": ""} for s in names], "interval": interval,
+              "node_attr_names": ["lanes", "speed_limit", "poi_count"]},
+        **kwargs,
+    )
+
+
+def window_batch(g: STGraph, batch_size: int = 1, horizon: int = 12):
+    return next(iter(DataLoader(SlidingWindows(g, 12, horizon), batch_size=batch_size)))
+
+
+@pytest.fixture(scope="module")
+def model() -> STFM:
+    torch.manual_seed(0)
+    m = STFM(**yaml.safe_load((CONFIGS / "tiny.yaml").read_text()), tasks=["reconstruction", "kriging"])
+    return m.eval()
+
+
+@pytest.mark.parametrize("n", [20, 207, 2000])
+@pytest.mark.parametrize("v", [1, 4])
+@pytest.mark.parametrize("interval", [300, 3600])
+def test_same_weights_any_graph_variables_interval(model, n, v, interval):
+    g = make_graph(n, v, interval)
+    b = window_batch(g, batch_size=2 if n < 2000 else 1)
+    with torch.no_grad():
+        y = model(b)
+    assert y.shape == (b.num_nodes, 12, v)
+    assert bool(torch.isfinite(y).all())
+    # predictions are in original units (around the series' level of ~50), not normalised ones
+    assert 20 < float(y.mean()) < 80
+
+
+def test_parameters_do_not_depend_on_graph(model):
+    shapes = {k: tuple(p.shape) for k, p in model.state_dict().items()}
+    for n in (20, 207):
+        with torch.no_grad():
+            model(window_batch(make_graph(n, 2, 300)))
+    assert {k: tuple(p.shape) for k, p in model.state_dict().items()} == shapes
+
+
+def test_permutation_equivariance_over_nodes(model):
+    g = make_graph(60, 2, 300, dyn=True)
+    perm = torch.randperm(60, generator=torch.Generator().manual_seed(1))
+    inv = torch.argsort(perm)
+    gp = g.select_nodes(perm)
+    with torch.no_grad():
+        y = model(window_batch(g, 1))
+        yp = model(window_batch(gp, 1))
+    assert torch.allclose(yp, y[perm], atol=1e-4), float((yp - y[perm]).abs().max())
+    assert torch.allclose(yp[inv], y, atol=1e-4)
+
+
+def test_variable_order_equivariance(model):
+    g = make_graph(30, 3, 300)
+    order = [2, 0, 1]
+    g2 = STGraph(x=g.x[:, :, order], mask=g.mask[:, :, order], time=g.time, pos=g.pos,
+                 edge_index=g.edge_index, edge_weight=g.edge_weight, node_attr=g.node_attr,
+                 meta={**g.meta, "variables": [g.meta["variables"][i] for i in order]})
+    with torch.no_grad():
+        y, y2 = model(window_batch(g)), model(window_batch(g2))
+    assert torch.allclose(y2, y[:, :, order], atol=1e-4)
+
+
+def test_masked_inputs_never_leak(model):
+    g = make_graph(40, 2, 300)
+    b = window_batch(g, 2)
+    b2 = b.clone()
+    b2.x = torch.where(b.mask, b.x, torch.full_like(b.x, 1e4))
+    with torch.no_grad():
+        assert torch.allclose(model(b), model(b2), atol=1e-5)
+        # a node with no observation at all still gets a finite forecast (from its neighbours)
+        b2.mask[5] = False
+        assert bool(torch.isfinite(model(b2)[5]).all())
+
+
+def test_dynamic_edges_change_only_with_dynamic_edges(model):
+    g = make_graph(30, 1, 300, dyn=True)
+    b = window_batch(g)
+    with torch.no_grad():
+        y = model(b)
+        b.dyn_edge_index = b.dyn_edge_index[:, :0]
+        b.dyn_edge_time, b.dyn_edge_weight = b.dyn_edge_time[:0], b.dyn_edge_weight[:0]
+        y0 = model(b)
+    assert not torch.allclose(y, y0)
+
+
+def test_any_horizon_and_heads(model):
+    b = window_batch(make_graph(25, 2, 3600), horizon=5)
+    with torch.no_grad():
+        state = model.encode_data(b)
+        assert model.forecast(state, horizon=3).shape == (25, 3, 2)
+        assert model.forecast(state, y_time=b.y_time).shape == (25, 5, 2)
+        assert model.reconstruct(state).shape == (25, 12, 2)
+        assert model.krige(state, torch.tensor([0, 3])).shape == (2, 12, 2)
+    with pytest.raises(RuntimeError, match="anomaly"):
+        model.anomaly_score(state)
+
+
+def test_safetensors_roundtrip_identical(tmp_path, model):
+    b = window_batch(make_graph(50, 2, 300), 2)
+    path = tmp_path / "model.safetensors"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
+    torch.manual_seed(123)
+    other = STFM(**yaml.safe_load((CONFIGS / "tiny.yaml").read_text()), tasks=["reconstruction", "kriging"])
+    other.load_state_dict(load_file(str(path)))
+    other.eval()
+    with torch.no_grad():
+        assert torch.equal(model(b), other(b))
+
+
+def test_structure_cached_per_graph():
+    clear_structure_cache()
+    g = make_graph(100, 1, 300)
+    s1 = cached_structure(g.edge_index, 100, g.pos, cluster_size=16)
+    s2 = cached_structure(g.edge_index.clone(), 100, g.pos.clone(), cluster_size=16)
+    assert s1 is s2
+    b = window_batch(g, 3)
+    bs = batch_structure(b.edge_index, b.ptr, b.pos, cluster_size=16)
+    assert bs.num_nodes == 300 and bs.sizes[1] == 3 * s1.sizes[1]
+    assert batch_structure(b.edge_index, b.ptr, b.pos, cluster_size=16) is bs
+    # cells never mix graphs of a batch
+    graph_of_cell = torch.zeros(bs.sizes[1], dtype=torch.long).index_reduce_(
+        0, bs.assign[0], b.batch, "amax", include_self=False)
+    assert torch.equal(graph_of_cell[bs.assign[0]], b.batch)
+
+
+def test_forecaster_registered_and_trains():
+    torch.manual_seed(0)
+    opts = yaml.safe_load((CONFIGS / "tiny.yaml").read_text())
+    m = build_model("stfm", input_steps=12, horizon=12, num_variables=1, **opts)
+    g = make_graph(30, 1, 300, steps=60)
+    m.fit(g, (0, 48))
+    b = next(iter(DataLoader(SlidingWindows(g, 12, 12, stop=48), batch_size=8)))
+    opt = torch.optim.Adam(m.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(15):
+        y = m(b)
+        assert y.shape == (b.num_nodes, 12, 1)
+        loss = ((y - b.y).abs() * b.y_mask).sum() / b.y_mask.sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss))
+    assert losses[-1] < 0.8 * losses[0]
+    with pytest.raises(ValueError, match="variables"):
+        m.fit(make_graph(30, 2, 300), (0, 10))
+
+
+def test_runs_on_real_los_loop(data_dir):
+    speed = pd.read_csv(data_dir / "los-loop" / "los_speed.csv")
+    loc = pd.read_csv(data_dir / "metr-la-graph" / "graph_sensor_locations.csv")
+    loc = loc.set_index(loc["sensor_id"].astype(str)).loc[list(speed.columns)]
+    adj = pd.read_csv(data_dir / "los-loop" / "los_adj.csv", header=None).to_numpy()
+    src, dst = np.nonzero(adj)
+    x = torch.tensor(speed.to_numpy()[:48].T, dtype=torch.float32).unsqueeze(-1)
+    g = STGraph(x=x, time=T0 + 300 * torch.arange(48), pos=loc[["longitude", "latitude"]].to_numpy(),
+                edge_index=torch.tensor(np.stack([src, dst])), edge_weight=torch.tensor(adj[src, dst]),
+                meta={"variables": [{"name": "speed", "unit": "mph"}], "interval": 300})
+    m = build_model("stfm", input_steps=12, horizon=12, num_variables=1,
+                    **yaml.safe_load((CONFIGS / "small.yaml").read_text())).eval()
+    with torch.no_grad():
+        y = m(window_batch(g, 4))
+    assert y.shape == (4 * 207, 12, 1) and bool(torch.isfinite(y).all())
+    assert 1 <= float(y.mean()) <= 100  # mph, not normalised units
