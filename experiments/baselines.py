@@ -77,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--config", type=Path, default=REPO / "configs" / "baselines.yaml")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="MODEL.KEY=VALUE")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     ap.add_argument("--workdir", type=Path, default=REPO / "runs" / "baselines")
     ap.add_argument("--results", type=Path, default=REPO / "experiments" / "results")
     args = ap.parse_args(argv)
@@ -95,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
             "dataset": {"name": args.dataset},
             "protocol": {"name": args.protocol},
             "model": {"name": name, "options": spec.get("options", {})},
-            "train": spec.get("train", {}),
+            "train": {**spec.get("train", {}), **({"num_threads": args.threads} if args.threads else {})},
             "output": {"dir": str(run_dir), "tensorboard": False, "progress": sys.stderr.isatty()},
         }
         if run_dir.exists():

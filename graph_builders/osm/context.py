@@ -1,9 +1,12 @@
 """Static node context from the same OSM extract: POI and land-use counts within a radius.
 
-A point of interest is a tagged node, or the centroid of a tagged area (a shop in a building); a
-land-use feature is the centroid of a land-use area (``landuse=*``, green ``leisure``/``natural``
-areas, water). Each feature has one category; a node's context is, per category, how many features
-lie within ``radius`` metres of it (KD-tree on projected coordinates).
+A point of interest is a node tagged with one of ``amenity``, ``shop``, ``tourism``, ``leisure``,
+``office``, ``healthcare``, ``public_transport`` or a ``railway`` station/halt/tram stop (a bare
+``highway=bus_stop`` node is not read: modern tagging adds ``public_transport=platform``), or a
+closed way / multipolygon so tagged (a shop in a building), placed at the centroid of its
+boundary. A land-use feature is a ``landuse=*`` area, a green ``leisure``/``natural`` area, or
+water. Each feature has one category; a node's context is, per category, how many features lie
+within ``radius`` metres of it (KD-tree on projected coordinates).
 """
 
 from __future__ import annotations

@@ -37,7 +37,8 @@ _POI_NODE_KEYS = (
 #: Keys that make an area (closed way or multipolygon) a land-use or POI candidate.
 #: ``osmium.osm.Location().x`` of a node that is not in the file.
 _UNDEFINED_COORDINATE = 2147483647
-_AREA_KEYS = (*_POI_NODE_KEYS, "landuse", "natural", "water", "waterway")
+#: (``railway`` and ``waterway`` are left out: they would bring every rail and river line to Python.)
+_AREA_KEYS = (*(k for k in _POI_NODE_KEYS if k != "railway"), "landuse", "natural", "water")
 
 
 @dataclass

@@ -178,7 +178,13 @@ class DCRNN(Forecaster):
             if getattr(batch, "batch", None) is not None
             else x.new_zeros(rows, dtype=torch.long)
         )
-        supports = self._supports(batch.edge_index, getattr(batch, "edge_weight", None), rows)
+        edge_index = batch.edge_index
+        if edge_index is None:  # no graph: the cells reduce to per-node GRUs
+            edge_index = torch.empty(2, 0, dtype=torch.long, device=x.device)
+        edge_weight = getattr(batch, "edge_weight", None)
+        if edge_weight is not None:
+            edge_weight = edge_weight.to(x.dtype)
+        supports = self._supports(edge_index, edge_weight, rows)
         z = torch.where(mask, self.scaler.transform(x), torch.zeros_like(x))
         inputs = [z, mask.to(x.dtype)]
         if self.time_features:

@@ -160,6 +160,8 @@ class DiffusionConv(MessagePassing):
                     h = _SparseMatmul.apply(adj, adj_t, h)
                     outs.append(h)
             return torch.cat(outs, dim=-1)
+        if edge_weight is not None:
+            edge_weight = edge_weight.to(x.dtype)
         fwd, bwd = diffusion_weights(edge_index, edge_weight, x.size(0))
         for index, weight in ((edge_index.flip(0), bwd), (edge_index, fwd)):
             h = x

@@ -103,26 +103,26 @@ class SeasonalNaive(ResizableBuffers, Forecaster):
         L, season = x.size(1), int(self.season)
         _check_same_series(series, batch, starts, b, L)
 
+        # Indices live with the stored series (usually CPU); results move to the batch's device.
         h = torch.arange(self.horizon, device=starts.device)
         back = season * (torch.div(h, season, rounding_mode="floor") + 1)  # smallest k*S > h
         src = starts.view(-1, 1) + L + h - back  # [B, H] step index of the seasonal value
         node = local_node_index(batch, n).to(starts.device)
-        graph = batch.batch if getattr(batch, "batch", None) is not None else torch.zeros_like(node)
+        graph = batch.batch if getattr(batch, "batch", None) is not None else None
+        graph = torch.zeros_like(node) if graph is None else graph.to(starts.device)
         src_rows = src[graph]  # [R, H]
         start_rows = starts[graph].view(-1, 1)
-        inside = src_rows >= start_rows
-        v = x.size(2)
-        idx = (src_rows - start_rows).clamp(0, L - 1).unsqueeze(-1).expand(-1, -1, v)
-        in_val, in_obs = x.gather(1, idx), mask.gather(1, idx)
         past = src_rows.clamp_min(0)
-        out_val = series.x[node.view(-1, 1), past].to(x.dtype)
+        out_val = series.x[node.view(-1, 1), past].to(device=x.device, dtype=x.dtype)
         out_obs = series.mask[node.view(-1, 1), past] & (src_rows >= 0).unsqueeze(-1)
-        inside = inside.unsqueeze(-1)
-        value = torch.where(inside, in_val, out_val)
-        observed = torch.where(inside, in_obs, out_obs)
+        inside = (src_rows >= start_rows).unsqueeze(-1).to(x.device)
+        idx = (src_rows - start_rows).clamp(0, L - 1).unsqueeze(-1).expand(-1, -1, x.size(2))
+        idx = idx.to(x.device)
+        value = torch.where(inside, x.gather(1, idx), out_val)
+        observed = torch.where(inside, mask.gather(1, idx), out_obs.to(x.device))
 
         last, found = last_observed(x, mask)
-        fallback = torch.where(found, last, self.node_mean[node].to(x.dtype))
+        fallback = torch.where(found, last, self.node_mean[node.to(x.device)].to(x.dtype))
         return torch.where(observed, value, fallback.unsqueeze(1))
 
     def extra_repr(self) -> str:

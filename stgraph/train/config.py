@@ -53,6 +53,8 @@ class TrainSettings:
     batch_size: int = field(default=64, metadata={"help": "windows per batch"})
     lr: float = field(default=1e-3, metadata={"help": "Adam learning rate"})
     weight_decay: float = field(default=0.0, metadata={"help": "Adam weight decay"})
+    lr_milestones: list[int] = field(default_factory=list, metadata={"help": "epochs after which lr is multiplied by lr_gamma"})
+    lr_gamma: float = field(default=0.3, metadata={"help": "lr decay factor at each milestone"})
     patience: int = field(default=5, metadata={"help": "epochs without validation improvement before stopping"})
     grad_clip: float | None = field(default=5.0, metadata={"help": "max gradient norm (null: off)"})
     loss: str = field(default="mae", metadata={"help": "mae or mse, masked, in original units"})
@@ -97,6 +99,11 @@ def _check_type(value: Any, tp: Any, where: str, source: str) -> Any:
             except ConfigError:
                 pass
         raise ConfigError(f"{source}: {where} = {value!r}: expected {tp}")
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{source}: {where}: expected a list, got {type(value).__name__}")
+        (item_tp,) = typing.get_args(tp) or (Any,)
+        return [_check_type(v, item_tp, f"{where}[{i}]", source) for i, v in enumerate(value)]
     if origin is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{source}: {where}: expected a mapping, got {type(value).__name__}")

@@ -164,6 +164,9 @@ def _fit(model: Forecaster, cfg: TrainConfig, protocol: Protocol, windows: dict,
     try:
         for epoch in range(first_epoch + 1, ts.epochs + 1):
             t0 = time.perf_counter()
+            lr = ts.lr * ts.lr_gamma ** sum(1 for m in ts.lr_milestones if epoch > m)
+            for group in opt.param_groups:
+                group["lr"] = lr
             gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
             loader = DataLoader(windows["train"], batch_size=ts.batch_size, shuffle=True, generator=gen)
             model.train()
@@ -194,7 +197,7 @@ def _fit(model: Forecaster, cfg: TrainConfig, protocol: Protocol, windows: dict,
                 bad += 1
             seconds = time.perf_counter() - t0
             rows.append({"epoch": epoch, "train_loss": f"{train_loss:.6f}", "val_mae": f"{val:.6f}",
-                         "lr": ts.lr, "seconds": f"{seconds:.2f}"})
+                         "lr": lr, "seconds": f"{seconds:.2f}"})
             _write_log(log_path, rows)
             if writer is not None:
                 writer.add_scalar("loss/train", train_loss, epoch)

@@ -302,3 +302,51 @@ def test_save_load_roundtrip(graphs, tmp_path):
     assert torch.equal(h.edge_index, g.edge_index) and torch.equal(h.road_geom_ptr, g.road_geom_ptr)
     assert h.meta["node_ids"] == g.meta["node_ids"]
     assert osm.segment_geometry(h)[0].shape == osm.segment_geometry(g)[0].shape
+
+
+def test_context_counts_nodes_closed_ways_and_multipolygons(tmp_path):
+    """POIs as nodes and as closed ways, land use as a multipolygon relation, all counted."""
+
+    def node(i, lat, lon, tags=""):
+        return f' <node id="{i}" lat="{lat}" lon="{lon}">{tags}</node>\n'
+
+    square = [(0.0002, 0.0002), (0.0002, 0.0004), (0.0004, 0.0004), (0.0004, 0.0002)]
+    far = [(0.05 + a, b) for a, b in square]  # ~5.5 km north: outside any 250 m radius
+    xml = ['<?xml version="1.0"?>\n<osm version="0.6">\n']
+    xml += [node(1, 43.73, 7.42), node(2, 43.73, 7.421)]
+    xml += [node(3, 43.7301, 7.4201, '<tag k="amenity" v="cafe"/>')]
+    xml += [node(10 + i, 43.73 + a, 7.42 + b) for i, (a, b) in enumerate(square)]
+    xml += [node(20 + i, 43.73 - a, 7.42 + b) for i, (a, b) in enumerate(square)]
+    xml += [node(30 + i, 43.73 + a, 7.42 + b) for i, (a, b) in enumerate(far)]
+    ring = lambda first: "".join(f'<nd ref="{first + i}"/>' for i in (0, 1, 2, 3, 0))  # noqa: E731
+    xml += [
+        ' <way id="100"><nd ref="1"/><nd ref="2"/><tag k="highway" v="residential"/></way>\n',
+        f' <way id="101">{ring(10)}</way>\n',
+        f' <way id="102">{ring(20)}<tag k="amenity" v="restaurant"/></way>\n',
+        f' <way id="103">{ring(30)}<tag k="landuse" v="industrial"/></way>\n',
+        ' <relation id="200"><member type="way" ref="101" role="outer"/>'
+        '<tag k="type" v="multipolygon"/><tag k="landuse" v="residential"/></relation>\n',
+        "</osm>\n",
+    ]
+    path = tmp_path / "context.osm"
+    path.write_text("".join(xml), encoding="utf-8")
+    g = osm.road_graph(path, simplify=False)
+    names = g.meta["node_attr_names"]
+    ctx = dict(zip(names, g.node_attr[0].tolist(), strict=True))
+    assert ctx["poi_food"] == 2  # the cafe node and the restaurant building
+    assert ctx["landuse_residential"] == 1  # the multipolygon relation
+    assert ctx["landuse_industrial"] == 0  # too far
+    assert g.meta["counts"]["landuse_features"] == 2
+
+
+def test_plot_graph_writes_png(graphs, tmp_path):
+    from graph_builders.plot import plot_graph
+
+    for mode, color in (("intersection", "poi_food"), ("segment", "speed_kph")):
+        out = plot_graph(graphs["west-oakland", mode], tmp_path / f"{mode}.png", color_by=color)
+        data = out.read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
+    assert not list(tmp_path.glob(".*.tmp"))  # written atomically, no temp file left
+    with pytest.raises(KeyError, match="color_by='rain'"):
+        plot_graph(graphs["west-oakland", "segment"], tmp_path / "x.png", color_by="rain")
+    assert not (tmp_path / "x.png").exists()

@@ -207,3 +207,13 @@ def test_runs_on_real_los_loop(data_dir):
         y = m(window_batch(g, 4))
     assert y.shape == (4 * 207, 12, 1) and bool(torch.isfinite(y).all())
     assert 1 <= float(y.mean()) <= 100  # mph, not normalised units
+
+
+def test_single_window_without_batching(model):
+    g = make_graph(30, 2, 300)
+    item = SlidingWindows(g, 12, 12)[0]  # an STGraph, not a Batch: no batch/ptr, time is [L]
+    with torch.no_grad():
+        y = model(item)
+        yb = model(window_batch(g, 1))
+    assert y.shape == (30, 12, 2)
+    assert torch.allclose(y, yb, atol=1e-5)

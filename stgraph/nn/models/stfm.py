@@ -43,9 +43,9 @@ class STFMState:
 
 
 def _first(value: Any) -> Any:
-    """A collated meta entry (list over graphs) -> the first graph's value."""
-    if isinstance(value, (list, tuple)) and value and isinstance(value[0], (list, tuple, dict, str)):
-        return value[0] if not isinstance(value[0], dict) else value
+    """A list-valued meta entry, collated by PyG into one list per graph -> the first graph's."""
+    if isinstance(value, (list, tuple)) and value and isinstance(value[0], (list, tuple)):
+        return value[0]
     return value
 
 
