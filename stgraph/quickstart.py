@@ -19,11 +19,12 @@ from stgraph.utils.atomic import atomic_write_text
 
 DATASET = "los-loop"
 PROTOCOL = "tgcn-val"
-MODELS: list[tuple[str, dict[str, Any], int]] = [
-    # (model, options, epochs)
-    ("historical_average", {}, 0),
-    ("last_value", {}, 0),
-    ("dcrnn", {"hidden": 32, "num_layers": 1, "K": 2}, 6),
+MODELS: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
+    # (model, options, train settings)
+    ("historical_average", {}, {}),
+    ("last_value", {}, {}),
+    ("dcrnn", {"hidden": 32, "num_layers": 1, "K": 2},
+     {"epochs": 4, "lr": 0.01, "lr_milestones": [3], "loss": "mse", "patience": 2}),
 ]
 
 
@@ -45,14 +46,16 @@ def run_quickstart(output: str | Path = "quickstart-output", *, epochs: int | No
           f"({graph.interval // 60} min), missing {100 * graph.missing_share:.2f} %")
 
     rows = []
-    for name, options, n_epochs in MODELS:
+    for name, options, settings in MODELS:
+        settings = dict(settings)
+        if epochs is not None and settings:
+            settings["epochs"] = max(1, epochs)
         raw = {
             "seed": 0,
             "dataset": {"name": DATASET},
             "protocol": {"name": PROTOCOL},
             "model": {"name": name, "options": options},
-            "train": {"epochs": max(1, epochs if epochs is not None else n_epochs), "batch_size": 64,
-                      "lr": 0.005, "patience": 3},
+            "train": {"batch_size": 64, **settings},
             "output": {"dir": str(output / "runs" / name), "tensorboard": True, "progress": True},
         }
         print(f"\n== {name}")
