@@ -5,6 +5,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 TORCH_PIN := torch==2.13.0
+# Extra pip arguments for the torch step, e.g. TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu"
+# on a machine whose pip does not already find the CPU wheel (here it lies on the local disk).
+TORCH_PIP_ARGS ?=
 EXTRAS ?= dev,raster,osm
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 export STGRAPH_DATA ?= $(abspath ../shared/data)
@@ -14,7 +17,7 @@ export STGRAPH_DATA ?= $(abspath ../shared/data)
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
-	$(PIP) install --quiet $(TORCH_PIN)
+	$(PIP) install --quiet $(TORCH_PIN) $(TORCH_PIP_ARGS)
 	echo "$(TORCH_PIN)" > $(VENV)/torch-constraint.txt
 	PIP_CONSTRAINT=$(abspath $(VENV))/torch-constraint.txt $(PIP) install --quiet -e ".[$(EXTRAS)]"
 	rm -f $(VENV)/.installed-*

@@ -246,7 +246,8 @@ def from_grid(
             ``coarsen × coarsen`` block (default ``1``: one node per cell).
         neighbourhood (int): ``4`` (rook: cells sharing a side) or ``8`` (queen: also corners).
         time_dim, lat_dim, lon_dim, var_dim (str): dimension names. Coordinates are cell centres
-            in degrees (EPSG:4326); longitudes in [0, 360) are wrapped to [-180, 180).
+            in degrees (EPSG:4326); longitudes in [0, 360) are wrapped to [-180, 180) and sorted west
+            to east (a regional grid crossing 180° is refused: it would split in two).
         dims, coords: axis names and coordinates of a numpy input.
         reduce (str): ``"mean"`` (default) or ``"sum"`` (e.g. for counts) over a block.
         boundary (str): when the grid is not a multiple of ``coarsen``: ``"pad"`` (default: the
@@ -312,7 +313,21 @@ def from_grid(
         and lon_vals.min() >= 0
         and lon_vals.max() < 360
     ):
-        da = da.assign_coords({lon_dim: ((lon_vals + 180.0) % 360.0) - 180.0})
+        # 0..360 → -180..180, then sorted west → east: the wrapped axis would otherwise jump
+        # from 179.x to -180 (e.g. a global 0..359.75 grid, or 0..2 followed by 350..359.75)
+        wrapped = ((lon_vals + 180.0) % 360.0) - 180.0
+        before, after = np.diff(np.sort(lon_vals)), np.diff(np.sort(wrapped))
+        if (
+            after.size
+            and after.max() > 1.5 * np.median(after)
+            and before.max() <= 1.5 * np.median(before)
+        ):
+            raise DataFormatError(
+                f"{name}: longitudes {lon_vals.min():.6g}..{lon_vals.max():.6g} cross 180°; "
+                "wrapped to [-180, 180) the grid splits in two pieces, which a grid graph cannot "
+                "join. Select one side of the antimeridian"
+            )
+        da = da.assign_coords({lon_dim: wrapped}).sortby(lon_dim)
     dlon = _regular_coord(da[lon_dim].values, lon_dim, name, 180.0) * coarsen
 
     mean_lat = float(np.mean(da[lat_dim].values))  # of the fine grid: the same for every factor

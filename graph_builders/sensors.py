@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import io
 import os
-import pickle
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -37,9 +36,10 @@ from graph_builders._inputs import (
     read_table,
     source_name,
     to_lonlat,
-    verify_sha256,
     wall_to_unix,
 )
+from stgraph.datasets._pickle import load_verified_pickle
+from stgraph.datasets.files import read_verified_bytes
 from stgraph.errors import DataFormatError
 
 __all__ = ["from_table", "read_node_link", "read_uctb", "road_distances", "snap_to_roads"]
@@ -61,22 +61,32 @@ def _norm_ids(values: Any) -> list[str]:
 def read_uctb(path: str | os.PathLike, *, sha256: str) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """Read a UCTB Urban-Dataset node data set (``*.zip`` holding one pickle), e.g. Melbourne.
 
-    The zip's sha256 must equal ``sha256`` (from the data set's manifest) before anything is
-    unpickled: a pickle runs code when loaded, so only a known file may be read.
+    The zip is read once; the sha256 of those bytes must equal ``sha256`` (from the data set's
+    manifest) before anything is unpickled, and the pickle is taken from that same in-memory buffer
+    (nothing is re-read between the check and the load). A pickle runs code when loaded, so only a
+    known file is read, and only with the registry's numpy-only unpickler
+    (:func:`stgraph.datasets._pickle.load_verified_pickle`).
 
     Returns:
         ``(locations, readings, info)``: locations with ``sensor_id, latitude, longitude, name,
         install_date``; readings wide (``time`` + one column per sensor id; the UCTB missing
         marker ``-1`` becomes NaN); info = ``{"time_range", "interval_min", "missing_marked"}``.
+
+    Raises:
+        ChecksumError: the zip's bytes do not match ``sha256`` (nothing is unpickled).
+        DataFormatError: not a zip holding exactly one ``.pkl``, or not a UCTB node data set.
     """
     path = Path(path)
-    verify_sha256(path, sha256)
-    with zipfile.ZipFile(path) as zf:
-        members = [m for m in zf.namelist() if m.endswith(".pkl")]
-        if len(members) != 1:
-            raise DataFormatError(f"{path}: expected one .pkl inside, found {zf.namelist()}")
-        blob = zf.read(members[0])
-    data = pickle.load(io.BytesIO(blob))  # noqa: S301 - checksum verified above
+    raw = read_verified_bytes(path, sha256)
+    try:
+        with zipfile.ZipFile(io.BytesIO(raw)) as zf:
+            members = [m for m in zf.namelist() if m.endswith(".pkl")]
+            if len(members) != 1:
+                raise DataFormatError(f"{path}: expected one .pkl inside, found {zf.namelist()}")
+            blob = zf.read(members[0])
+    except zipfile.BadZipFile as exc:
+        raise DataFormatError(f"{path}: not a valid zip archive ({exc})") from exc
+    data = load_verified_pickle(blob, source=f"{path}:{members[0]}")  # from the verified buffer
     try:
         node = data["Node"]
         counts = np.asarray(node["TrafficNode"])

@@ -36,12 +36,11 @@ def run_quickstart(output: str | Path = "quickstart-output", *, epochs: int | No
     output = Path(output)
     t0 = time.perf_counter()
     try:
-        datasets.fetch(DATASET)
+        graph = datasets.load(DATASET)
     except DatasetNotFoundError as exc:
         print("stgraph quickstart: the real data set it trains on is not reachable.\n", file=sys.stderr)
         print(str(exc), file=sys.stderr)
         return 1
-    graph = datasets.load(DATASET)
     print(f"data: {DATASET}: {graph.num_nodes} sensors x {graph.num_steps} steps "
           f"({graph.interval // 60} min), missing {100 * graph.missing_share:.2f} %")
 

@@ -28,6 +28,16 @@ def data_dir() -> Path:
 
 
 @pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path_factory, monkeypatch):
-    """Never write into the user's cache from tests."""
+def _isolated_environment(tmp_path_factory, monkeypatch):
+    """Tests never write into the user's cache and never reach the internet.
+
+    The registry finds the real data through ``$STGRAPH_DATA`` (set here when the data folder is
+    found and the variable is not), and a missing file would be "downloaded" from the discard
+    port on 127.0.0.1, which fails at once, instead of from the public source.
+    """
     monkeypatch.setenv("STGRAPH_CACHE", str(tmp_path_factory.getbasetemp() / "stgraph-cache"))
+    d = _data_dir()
+    if d is not None and not os.environ.get("STGRAPH_DATA"):
+        monkeypatch.setenv("STGRAPH_DATA", str(d))
+    if not os.environ.get("STGRAPH_MIRROR"):
+        monkeypatch.setenv("STGRAPH_MIRROR", "http://127.0.0.1:9")

@@ -79,3 +79,17 @@ def test_parser_builds_without_side_effects():
     env_before = dict(os.environ)
     build_parser()
     assert dict(os.environ) == env_before
+
+
+def test_evaluate_on_another_dataset_keeps_its_own_statistics(tmp_path, capsys, data_dir):
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(
+        "dataset: {name: chickenpox}\nprotocol: {name: pgt}\nmodel: {name: historical_average}\n"
+        f"output: {{dir: {tmp_path / 'run'}, tensorboard: false, progress: false}}\n"
+    )
+    assert main(["train", "--config", str(cfg)]) == 0
+    capsys.readouterr()
+    # pedalme has 15 nodes, chickenpox 20: the fitted table must be pedalme's, not the checkpoint's
+    assert main(["evaluate", "--checkpoint", str(tmp_path / "run"), "--dataset", "pedalme"]) == 0
+    out = json.loads((tmp_path / "run" / "metrics-pedalme.json").read_text())
+    assert out["dataset"] == "pedalme" and len(out["node_mae"]) == 15

@@ -32,6 +32,8 @@ class Scaler(torch.nn.Module):
             mask = torch.ones_like(x, dtype=torch.bool)
         if not bool(mask.any()):
             raise ValueError("fit: no observed values to fit the scaler on")
+        mask = mask.bool()
+        x = torch.where(mask, x, torch.zeros((), dtype=x.dtype))  # NaN under the mask must not leak
         loc, scale = self._stats(x.double(), mask)
         scale = torch.where(scale > 1e-12, scale, torch.ones_like(scale))
         self.loc = loc.float()
@@ -90,7 +92,9 @@ class MinMaxScaler(Scaler):
         big = torch.finfo(x.dtype).max
         lo = torch.where(mask, x, torch.full_like(x, big)).amin(dims, keepdim=True)
         hi = torch.where(mask, x, torch.full_like(x, -big)).amax(dims, keepdim=True)
-        return lo, hi - lo
+        empty = ~mask.any(dim=dims, keepdim=True)  # a node with no training values: identity
+        lo = torch.where(empty, torch.zeros_like(lo), lo)
+        return lo, torch.where(empty, torch.ones_like(hi), hi - lo)
 
 
 class IdentityScaler(Scaler):

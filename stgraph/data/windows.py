@@ -6,7 +6,6 @@ series of ``T`` steps costs ``O(1)`` memory however many windows it yields.
 
 from __future__ import annotations
 
-
 import torch
 from torch.utils.data import Dataset
 

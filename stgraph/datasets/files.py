@@ -11,6 +11,10 @@ Lookup order for a file ``<rel>`` (a path relative to the data root, as in ``MAN
 Every file's sha256 is checked before anything reads it; a file that fails the check is never read
 (and a download that fails it is never written). Checks are remembered per
 ``(path, size, mtime)`` for the life of the process, so loading a data set twice hashes it once.
+
+Files holding pickles (:data:`PICKLED`) never rely on that memory: their loaders read the file's
+bytes once with :func:`read_verified_bytes`, hash *those* bytes and unpickle the same buffer, so
+nothing can change between the check and the load.
 """
 
 from __future__ import annotations
@@ -212,6 +216,41 @@ def verify_file(path: str | os.PathLike, expected: str, *, name: str | None = No
     return path
 
 
+def read_verified_bytes(path: str | os.PathLike, expected: str, *, name: str | None = None) -> bytes:
+    """The bytes of ``path``, read once and returned only if *their* sha256 is ``expected``.
+
+    Unlike :func:`verify_file` nothing is remembered: the check is on the very buffer the caller
+    goes on to use (for pickles: the buffer that is unpickled), so a file swapped or modified after
+    an earlier check (even with the same size and mtime) is caught.
+
+    Raises:
+        ChecksumError: the bytes do not match ``expected``.
+    """
+    path = Path(path)
+    raw = path.read_bytes()
+    actual = hashlib.sha256(raw).hexdigest()
+    if actual != expected.strip().lower():
+        raise ChecksumError(
+            f"{path}: sha256 mismatch for {name or path.name} — expected {expected}, got {actual} "
+            f"({len(raw)} bytes). The file was not loaded; replace it with the original "
+            "(or delete it so that it is downloaded again)."
+        )
+    return raw
+
+
+def registry_sha256(path: str | os.PathLike) -> tuple[str, str] | None:
+    """``(path under the data root, sha256)`` of the registry file that ``path`` is, else ``None``.
+
+    ``path`` is matched by its trailing components (``<root or cache>/<rel>``), e.g.
+    ``.../metr-la-graph/adj_mx.pkl`` → ``("metr-la-graph/adj_mx.pkl", "a356...")``.
+    """
+    posix = Path(path).as_posix()
+    for rel, spec in FILES.items():
+        if posix == rel or posix.endswith("/" + rel):
+            return rel, spec.sha256
+    return None
+
+
 # ---------------------------------------------------------------------------------- download
 def _download(url: str, target: Path, spec: RemoteFile, *, timeout: float, progress: bool) -> Path:
     """Stream ``url`` into a temp file beside ``target``, check size and sha256, then rename."""
@@ -273,7 +312,8 @@ def resolve_files(
         download: if ``False``, never touch the network.
         verify: check sha256 before returning (default). ``False`` skips the check for files
             already present (downloads are always checked); files holding pickles
-            (:data:`PICKLED`) are checked regardless.
+            (:data:`PICKLED`) are checked regardless — and checked again, on the bytes that are
+            unpickled, when they are loaded (:func:`read_verified_bytes`).
         timeout: seconds per network operation.
         progress: show a progress bar while downloading (default: when stderr is a terminal).
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from stgraph.data.stgraph import STGraph
-from stgraph.datasets._common import read_zip_member, sources, step_times
+from stgraph.datasets._common import sources, step_times
 from stgraph.datasets._graphs import median_neighbour_distance, proximity_edges
 from stgraph.datasets._pickle import load_verified_pickle
 from stgraph.datasets.registry import register
@@ -69,7 +69,7 @@ def load_melbourne_pedestrian(
         threshold: smallest weight kept for ``"gaussian"``.
     """
     path = paths[MELBOURNE]
-    obj = load_verified_pickle(read_zip_member(path, _MEMBER), source=f"{path}:{_MEMBER}")
+    obj = load_verified_pickle(path, member=_MEMBER, source=str(path))  # sha256 of the read bytes
     try:
         counts = np.asarray(obj["Node"]["TrafficNode"])
         stations = obj["Node"]["StationInfo"]

@@ -2,7 +2,13 @@
 
 from stgraph.train.config import TrainConfig, load_config
 from stgraph.train.evaluate import evaluate_checkpoint, evaluate_model, metrics_table
-from stgraph.train.metrics import MetricAccumulator, masked_mae, masked_mape, masked_mse, masked_rmse
+from stgraph.train.metrics import (
+    MetricAccumulator,
+    masked_mae,
+    masked_mape,
+    masked_mse,
+    masked_rmse,
+)
 from stgraph.train.protocols import PROTOCOLS, Protocol, get_protocol
 from stgraph.train.trainer import RunResult, train
 

@@ -4,10 +4,12 @@ Layout of a run directory (every file written atomically)::
 
     config.yaml          the validated training config
     model.safetensors    weights and buffers of the selected (best-validation) model
-    last.safetensors     weights after the last finished epoch (for resuming)
-    optimizer.pt         optimizer state + RNG state after the last finished epoch
-                         (tensors and plain containers only: read with weights_only=True)
-    trainer_state.json   epoch, best validation score, epochs without improvement, finished flag
+    resume/              everything needed to continue after the last finished epoch, swapped in
+                         as one directory (so its files always belong to the same epoch):
+      last.safetensors     weights after that epoch
+      optimizer.pt         optimizer state + torch RNG state (tensors and plain containers
+                           only: read with weights_only=True)
+      trainer_state.json   epoch, best validation score, epochs without improvement, finished
     log.csv              one row per epoch
     metrics.json         test metrics with the protocol, written by evaluation
 """
@@ -23,12 +25,13 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from stgraph.utils.atomic import atomic_path, atomic_write_text
+from stgraph.utils.atomic import atomic_dir, atomic_path, atomic_write_text
 
 MODEL_FILE = "model.safetensors"
 LAST_FILE = "last.safetensors"
 OPTIM_FILE = "optimizer.pt"
 STATE_FILE = "trainer_state.json"
+RESUME_DIR = "resume"
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.json"
 
@@ -48,13 +51,23 @@ def save_weights(module: torch.nn.Module, path: str | os.PathLike) -> Path:
     return Path(path)
 
 
-def load_weights(module: torch.nn.Module, path: str | os.PathLike, *, strict: bool = True) -> torch.nn.Module:
+def load_weights(module: torch.nn.Module, path: str | os.PathLike, *, strict: bool = True,
+                 params_only: bool = False) -> torch.nn.Module:
     """Load safetensors weights into ``module``.
 
     Buffers whose shape depends on the data (fitted statistics: scaler means, lookup tables) are
-    resized to the stored shape first; parameters must match exactly.
+    resized to the stored shape first; parameters must match exactly. With ``params_only`` only
+    the learned parameters are loaded and the module keeps the statistics it was fitted with (a
+    model moved to another data set keeps that data set's scaler).
     """
     state = load_file(str(path))
+    if params_only:
+        names = dict(module.named_parameters())
+        missing = sorted(set(names) - set(state))
+        if missing:
+            raise KeyError(f"{path}: parameters {missing[:5]} missing; was it saved from this model?")
+        module.load_state_dict({k: v for k, v in state.items() if k in names}, strict=False)
+        return module
     params = dict(module.named_parameters())
     for name, buf in list(module.named_buffers()):
         if name in state and name not in params and tuple(buf.shape) != tuple(state[name].shape):
@@ -96,9 +109,28 @@ def _nan_to_none(obj: Any) -> Any:
     return obj
 
 
+def save_resume(run_dir: str | os.PathLike, model: torch.nn.Module,
+                optimizer: torch.optim.Optimizer | None, state: dict[str, Any]) -> Path:
+    """Write ``resume/`` (weights, optimizer + RNG state, trainer state) as one atomic swap."""
+    target = Path(run_dir) / RESUME_DIR
+    with atomic_dir(target) as tmp:
+        save_weights(model, tmp / LAST_FILE)
+        if optimizer is not None:
+            save_optimizer(optimizer, tmp / OPTIM_FILE)
+        write_json(tmp / STATE_FILE, state)
+    return target
+
+
+def load_resume(run_dir: str | os.PathLike, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
+    """Restore model and optimizer from ``resume/``."""
+    d = Path(run_dir) / RESUME_DIR
+    load_weights(model, d / LAST_FILE)
+    load_optimizer(optimizer, d / OPTIM_FILE)
+
+
 def read_state(run_dir: str | os.PathLike) -> dict[str, Any] | None:
     """The trainer state of a run directory, or ``None`` if it has none."""
-    p = Path(run_dir) / STATE_FILE
+    p = Path(run_dir) / RESUME_DIR / STATE_FILE
     if not p.is_file():
         return None
     return json.loads(p.read_text(encoding="utf-8"))

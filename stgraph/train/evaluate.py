@@ -183,7 +183,9 @@ def evaluate_checkpoint(run_dir: str | Path, *, dataset: str | None = None, prog
     split, windows = protocol.windows(graph)
     model = make_model(cfg, graph, protocol)
     model.fit(graph, split.train)
-    ckpt.load_weights(model, weights)
+    # On another data set the statistics fitted just now (scalers, tables) are that data set's;
+    # only the learned parameters come from the checkpoint.
+    ckpt.load_weights(model, weights, params_only=dataset is not None)
     result = evaluate_model(model, windows["test"], protocol, batch_size=cfg.train.eval_batch_size,
                             progress=progress, node_errors=True)
     result.update(dataset=cfg.dataset.name, model=cfg.model.name, split=split.as_dict(), checkpoint=str(run_dir))

@@ -10,6 +10,7 @@ An interrupted run resumes from its last finished epoch when started again with 
 from __future__ import annotations
 
 import csv
+import inspect
 import io
 import math
 import time
@@ -59,10 +60,18 @@ def make_protocol(cfg: TrainConfig) -> Protocol:
 
 
 def make_model(cfg: TrainConfig, graph: STGraph, protocol: Protocol) -> Forecaster:
+    """Build the configured model; a model with a ``scaler`` option gets the protocol's scaler
+    unless the config sets one, so the scaler written next to every metric is the one used."""
+    from stgraph.models.base import MODELS
+
+    options = dict(cfg.model.options)
+    cls = MODELS.get(cfg.model.name)
+    if cls is not None and "scaler" in inspect.signature(cls.__init__).parameters:
+        options.setdefault("scaler", protocol.scaler)
     try:
         return build_model(
             cfg.model.name, input_steps=protocol.input_steps, horizon=protocol.horizon,
-            num_variables=graph.num_variables, **cfg.model.options,
+            num_variables=graph.num_variables, **options,
         )
     except KeyError as exc:
         raise ConfigError(f"model.name: {exc}") from exc
@@ -119,7 +128,7 @@ def train(cfg: TrainConfig, *, resume: bool = True, graph: STGraph | None = None
         epochs_done = _fit(model, cfg, protocol, windows, run_dir, state)
     else:
         ckpt.save_weights(model, run_dir / ckpt.MODEL_FILE)
-        _write_state(run_dir, {"epoch": 0, "best_val": None, "bad_epochs": 0, "finished": True})
+        _write_state(run_dir, model, None, {"epoch": 0, "best_val": None, "bad_epochs": 0, "finished": True})
 
     ckpt.load_weights(model, run_dir / ckpt.MODEL_FILE)
     result = evaluate_model(model, windows["test"], protocol, batch_size=cfg.train.eval_batch_size,
@@ -133,8 +142,9 @@ def train(cfg: TrainConfig, *, resume: bool = True, graph: STGraph | None = None
     return RunResult(run_dir, result, epochs_done, time.perf_counter() - start, model)
 
 
-def _write_state(run_dir: Path, state: dict[str, Any]) -> None:
-    ckpt.write_json(run_dir / ckpt.STATE_FILE, state)
+def _write_state(run_dir: Path, model: Forecaster, opt: torch.optim.Optimizer | None,
+                 state: dict[str, Any]) -> None:
+    ckpt.save_resume(run_dir, model, opt, state)
 
 
 def _fit(model: Forecaster, cfg: TrainConfig, protocol: Protocol, windows: dict, run_dir: Path,
@@ -145,8 +155,7 @@ def _fit(model: Forecaster, cfg: TrainConfig, protocol: Protocol, windows: dict,
     if state is not None:
         if state.get("finished"):
             return int(state["epoch"])
-        ckpt.load_weights(model, run_dir / ckpt.LAST_FILE)
-        ckpt.load_optimizer(opt, run_dir / ckpt.OPTIM_FILE)
+        ckpt.load_resume(run_dir, model, opt)
         first_epoch = int(state["epoch"])
         best = state["best_val"] if state["best_val"] is not None else math.inf
         bad = int(state["bad_epochs"])
@@ -158,7 +167,10 @@ def _fit(model: Forecaster, cfg: TrainConfig, protocol: Protocol, windows: dict,
 
         writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
     log_path = run_dir / "log.csv"
-    rows = list(csv.DictReader(log_path.open())) if log_path.is_file() and state is not None else []
+    rows: list[dict[str, Any]] = []
+    if log_path.is_file() and state is not None:
+        with log_path.open() as fh:  # rows of epochs after the resume point were never finished
+            rows = [r for r in csv.DictReader(fh) if int(r["epoch"]) <= first_epoch]
     has_val = windows["val"] is not None
     epoch = first_epoch
     try:
@@ -189,6 +201,11 @@ def _fit(model: Forecaster, cfg: TrainConfig, protocol: Protocol, windows: dict,
                 bar.set_postfix(loss=f"{total / max(count, 1):.4f}")
             train_loss = total / max(count, 1)
             val = _val_score(model, windows["val"], protocol, ts.eval_batch_size) if has_val else float("nan")
+            if has_val and math.isnan(val):
+                raise ValueError(
+                    f"epoch {epoch}: validation MAE is NaN: the validation part "
+                    f"{protocol.name} gives has no observed targets; change protocol ratios"
+                )
             improved = (val < best) if has_val else True
             if improved:
                 best, bad = (val if has_val else best), 0
@@ -205,9 +222,7 @@ def _fit(model: Forecaster, cfg: TrainConfig, protocol: Protocol, windows: dict,
                     writer.add_scalar("mae/val", val, epoch)
                 writer.flush()
             stop = has_val and bad >= ts.patience
-            ckpt.save_weights(model, run_dir / ckpt.LAST_FILE)
-            ckpt.save_optimizer(opt, run_dir / ckpt.OPTIM_FILE)
-            _write_state(run_dir, {"epoch": epoch, "best_val": best if math.isfinite(best) else None,
+            _write_state(run_dir, model, opt, {"epoch": epoch, "best_val": best if math.isfinite(best) else None,
                                    "bad_epochs": bad, "finished": stop or epoch == ts.epochs})
             if cfg.output.progress:
                 vtxt = f", val MAE {val:.4f}" + (" *" if improved else "") if has_val else ""
@@ -220,8 +235,8 @@ def _fit(model: Forecaster, cfg: TrainConfig, protocol: Protocol, windows: dict,
     finally:
         if writer is not None:
             writer.close()
-    _write_state(run_dir, {"epoch": epoch, "best_val": best if math.isfinite(best) else None,
-                           "bad_epochs": bad, "finished": True})
+    _write_state(run_dir, model, opt, {"epoch": epoch, "best_val": best if math.isfinite(best) else None,
+                                       "bad_epochs": bad, "finished": True})
     return epoch
 
 

@@ -11,7 +11,7 @@ import torch
 from torch_geometric.loader import DataLoader
 
 import stgraph
-from stgraph.data import STGraph, SlidingWindows
+from stgraph.data import SlidingWindows, STGraph
 from stgraph.errors import DataFormatError, STGraphValidationError
 
 T0 = 1330560000  # 2012-03-01 00:00 UTC

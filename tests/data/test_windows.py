@@ -8,7 +8,13 @@ import pandas as pd
 import pytest
 import torch
 
-from stgraph.data import STGraph, SlidingWindows, StandardScaler, chronological_split, windows_for_split
+from stgraph.data import (
+    SlidingWindows,
+    StandardScaler,
+    STGraph,
+    chronological_split,
+    windows_for_split,
+)
 from stgraph.train.protocols import get_protocol
 
 

@@ -7,7 +7,13 @@ import math
 import pytest
 import torch
 
-from stgraph.train.metrics import MetricAccumulator, masked_mae, masked_mape, masked_mse, masked_rmse
+from stgraph.train.metrics import (
+    MetricAccumulator,
+    masked_mae,
+    masked_mape,
+    masked_mse,
+    masked_rmse,
+)
 
 
 def test_masked_metrics_by_hand():

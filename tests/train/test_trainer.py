@@ -8,10 +8,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from stgraph.data import STGraph, StandardScaler
+from stgraph.data import StandardScaler, STGraph
 from stgraph.errors import ConfigError
 from stgraph.models.base import Forecaster
 from stgraph.train import load_config, train
+from stgraph.train import checkpoint as ckpt
 from stgraph.train import trainer as trainer_mod
 
 
@@ -57,8 +58,8 @@ def _cfg(tmp_path, name="run", epochs=4, protocol="pgt-80-20", model="test_linea
 def test_run_writes_checkpoint_and_metrics(tmp_path, pox):
     res = train(_cfg(tmp_path), graph=pox)
     d = res.run_dir
-    for f in ("config.yaml", "model.safetensors", "last.safetensors", "optimizer.pt", "trainer_state.json",
-              "log.csv", "metrics.json", "metrics.md", "metrics-horizon.png"):
+    for f in ("config.yaml", "model.safetensors", "resume/last.safetensors", "resume/optimizer.pt",
+              "resume/trainer_state.json", "log.csv", "metrics.json", "metrics.md", "metrics-horizon.png"):
         assert (d / f).is_file(), f
     assert any((d / "tensorboard").iterdir())
     metrics = json.loads((d / "metrics.json").read_text())
@@ -67,7 +68,8 @@ def test_run_writes_checkpoint_and_metrics(tmp_path, pox):
     assert len((d / "log.csv").read_text().splitlines()) == 1 + 4
     assert "lin.weight" in load_file(str(d / "model.safetensors"))
     # the optimizer state is readable with weights_only=True
-    assert "optimizer" in torch.load(d / "optimizer.pt", weights_only=True)
+    assert "optimizer" in torch.load(d / "resume" / "optimizer.pt", weights_only=True)
+    assert oct((d / "metrics.json").stat().st_mode & 0o777) != oct(0o600)  # not owner-only
 
 
 def test_same_seed_same_result(tmp_path, pox):
@@ -76,28 +78,41 @@ def test_same_seed_same_result(tmp_path, pox):
     assert a == b
 
 
-def test_resume_after_interruption_matches_uninterrupted_run(tmp_path, pox, monkeypatch):
+@pytest.mark.parametrize("crash", ["after_epoch_2", "while_saving_epoch_3"])
+def test_resume_after_interruption_matches_uninterrupted_run(tmp_path, pox, monkeypatch, crash):
     full = train(_cfg(tmp_path, "full", epochs=4), graph=pox)
-    real_write_state = trainer_mod._write_state
-    calls = {"n": 0}
+    if crash == "after_epoch_2":
+        real = trainer_mod._write_state
 
-    def crash_after_two_epochs(run_dir, state):
-        real_write_state(run_dir, state)
-        calls["n"] += 1
-        if state["epoch"] == 2 and not state["finished"]:
-            raise KeyboardInterrupt
+        def fake(run_dir, model, opt, state):
+            real(run_dir, model, opt, state)
+            if state["epoch"] == 2 and not state["finished"]:
+                raise KeyboardInterrupt
 
-    monkeypatch.setattr(trainer_mod, "_write_state", crash_after_two_epochs)
+        monkeypatch.setattr(trainer_mod, "_write_state", fake)
+    else:  # dies half-way through writing the resume files of epoch 3
+        real = ckpt.save_optimizer
+        calls = {"n": 0}
+
+        def fake(optimizer, path):
+            calls["n"] += 1
+            if calls["n"] == 3:
+                raise KeyboardInterrupt
+            return real(optimizer, path)
+
+        monkeypatch.setattr(ckpt, "save_optimizer", fake)
     with pytest.raises(KeyboardInterrupt):
         train(_cfg(tmp_path, "cut", epochs=4), graph=pox)
-    monkeypatch.setattr(trainer_mod, "_write_state", real_write_state)
-    state = json.loads((tmp_path / "cut" / "trainer_state.json").read_text())
+    monkeypatch.undo()
+    state = json.loads((tmp_path / "cut" / "resume" / "trainer_state.json").read_text())
     assert state["epoch"] == 2 and not state["finished"]
     resumed = train(_cfg(tmp_path, "cut", epochs=4), graph=pox)
     w_full = load_file(str(full.run_dir / "model.safetensors"))
     w_cut = load_file(str(resumed.run_dir / "model.safetensors"))
     assert all(torch.equal(w_full[k], w_cut[k]) for k in w_full)
     assert resumed.metrics["average"] == full.metrics["average"]
+    epochs = [line.split(",")[0] for line in (resumed.run_dir / "log.csv").read_text().splitlines()[1:]]
+    assert epochs == ["1", "2", "3", "4"]
 
 
 def test_validation_selects_best_epoch_and_stops_early(tmp_path, pox):
@@ -135,3 +150,11 @@ def test_changed_config_does_not_overwrite_a_run(tmp_path, pox):
     train(_cfg(tmp_path, "x", epochs=1), graph=pox)
     with pytest.raises(ConfigError, match="different"):
         train(_cfg(tmp_path, "x", epochs=2), graph=pox)
+
+
+def test_protocol_scaler_is_the_one_used(tmp_path, pox):
+    cfg = _cfg(tmp_path, "dc", model="dcrnn", protocol="pgt", epochs=1)
+    cfg.model.options = {"hidden": 8, "num_layers": 1, "K": 1}
+    res = train(cfg, graph=pox)
+    assert res.metrics["protocol"]["scaler"] == "none"
+    assert type(res.model.scaler).__name__ == "IdentityScaler"
