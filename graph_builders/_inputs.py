@@ -5,7 +5,7 @@ Every failure names the file (or ``<DataFrame>``), the column and what was expec
 
 from __future__ import annotations
 
-import hashlib
+import datetime
 import io
 import math
 import os
@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from stgraph.datasets.files import sha256_of
 from stgraph.errors import ChecksumError, DataFormatError
 
 #: Mean Earth radius (m), as used by the haversine distances throughout graph_builders.
@@ -32,17 +33,17 @@ def source_name(source: Any) -> str:
     return "<DataFrame>"
 
 
-def sha256_file(path: str | os.PathLike, *, chunk: int = 1 << 20) -> str:
-    """The hex sha256 of a file, read in chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
+def sha256_file(path: str | os.PathLike) -> str:
+    """The hex sha256 of a file (:func:`stgraph.datasets.files.sha256_of`)."""
+    return sha256_of(path)
 
 
 def verify_sha256(path: str | os.PathLike, expected: str) -> None:
-    """Raise :class:`ChecksumError` unless ``path`` has sha256 ``expected`` (hex)."""
+    """Raise :class:`ChecksumError` unless ``path`` has sha256 ``expected`` (hex).
+
+    The file is hashed on every call (no memory of earlier checks). To load a pickle, use
+    :func:`stgraph.datasets.files.read_verified_bytes` instead and unpickle the bytes it returns.
+    """
     got = sha256_file(path)
     if got.lower() != expected.strip().lower():
         raise ChecksumError(f"{path}: sha256 is {got}, expected {expected}; the file was not read")
@@ -196,21 +197,36 @@ def project_m(lon: np.ndarray, lat: np.ndarray, crs: str) -> tuple[np.ndarray, n
 
 
 def parse_interval(interval: Any) -> pd.Timedelta:
-    """A pandas offset alias (``"1D"``, ``"15min"``, ``"1h"``), a Timedelta or seconds → Timedelta."""
-    if isinstance(interval, pd.Timedelta):
-        td = interval
+    """A pandas offset alias (``"1D"``, ``"15min"``, ``"1h"``), a Timedelta string
+    (``"15 minutes"``), a (numpy / datetime) timedelta or seconds → Timedelta."""
+    if isinstance(interval, (pd.Timedelta, np.timedelta64, datetime.timedelta)):
+        td = pd.Timedelta(interval)
+    elif isinstance(interval, bool):
+        raise ValueError(f"interval: expected a duration, got {interval!r}")
     elif isinstance(interval, (int, float, np.integer, np.floating)):
         td = pd.Timedelta(seconds=float(interval))
     else:
         try:
             td = pd.Timedelta(pd.tseries.frequencies.to_offset(interval))
-        except (ValueError, TypeError) as exc:
-            raise ValueError(
-                f"interval: cannot interpret {interval!r}; expected e.g. '1D', '15min', '1h' or seconds"
-            ) from exc
-    if td <= pd.Timedelta(0):
+        except (ValueError, TypeError):
+            try:
+                td = pd.Timedelta(interval)
+            except (ValueError, TypeError) as exc:
+                raise ValueError(
+                    f"interval: cannot interpret {interval!r}; expected e.g. '1D', '15min', '1h' "
+                    "or seconds"
+                ) from exc
+    if pd.isna(td) or td <= pd.Timedelta(0):
         raise ValueError(f"interval: must be positive, got {interval!r}")
     return td
+
+
+def interval_seconds(interval: Any) -> int:
+    """:func:`parse_interval` as whole seconds (``"15min"`` → ``900``); at least 1 s."""
+    seconds = round(parse_interval(interval).total_seconds())
+    if seconds < 1:
+        raise ValueError(f"interval: {interval!r} is shorter than one second")
+    return int(seconds)
 
 
 def parse_times(

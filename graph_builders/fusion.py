@@ -21,7 +21,7 @@ import torch
 from scipy.spatial import cKDTree
 
 from graph_builders.mapmatch import _Projection
-from graph_builders.trajectories import parse_interval
+from graph_builders._inputs import interval_seconds
 from stgraph.data.stgraph import STGraph
 
 __all__ = ["COUNT_UNITS", "fuse"]
@@ -190,7 +190,7 @@ def fuse(
             iv = int(np.min(np.diff(tt))) if len(tt) > 1 else None
         intervals[n] = iv
     known = [v for v in intervals.values() if v]
-    step_s = parse_interval(interval) if interval is not None else (max(known) if known else None)
+    step_s = interval_seconds(interval) if interval is not None else (max(known) if known else None)
     if step_s is None:
         raise ValueError("fuse: no source has an interval and none was given; pass interval=...")
     for n, iv in intervals.items():

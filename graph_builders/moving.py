@@ -22,11 +22,11 @@ import pandas as pd
 import torch
 from scipy.spatial import cKDTree
 
+from graph_builders._inputs import interval_seconds
 from graph_builders.mapmatch import _Projection
 from graph_builders.trajectories import (
     _read_table,
     _segments,
-    parse_interval,
     point_speeds,
     read_points,
 )
@@ -136,7 +136,7 @@ def from_tracks(
     value_cols = list(value_cols)
     if not value_cols:
         raise ValueError("value_cols: give at least one value column")
-    step_s = parse_interval(interval)
+    step_s = interval_seconds(interval)
     units = dict(units or {})
     source = None
     if not isinstance(table, pd.DataFrame):
@@ -158,7 +158,7 @@ def from_tracks(
         raise ValueError(f"from_tracks: no usable report (dropped: {dropped})")
     speed_outliers = 0
     if derive:
-        seg = _segments(pts["track"].to_numpy(), pts["time"].to_numpy(), parse_interval(max_gap))
+        seg = _segments(pts["track"].to_numpy(), pts["time"].to_numpy(), interval_seconds(max_gap))
         sp = point_speeds(pts["lon"].to_numpy(), pts["lat"].to_numpy(), pts["time"].to_numpy(), seg)
         speed_outliers = int((sp > max_speed_mps).sum())
         pts[_DERIVED_SPEED] = np.where(sp > max_speed_mps, np.nan, sp)

@@ -83,7 +83,9 @@ def distance_matrix(
 
     Returns:
         ``(matrix, dropped)`` with ``dropped`` counting table rows whose ids are not in ``node_ids``
-        and rows with a missing or negative distance.
+        (``distance_row_unknown_id``), rows with a missing or negative distance
+        (``distance_row_missing_or_negative``) and, for a ``(from, to)`` pair given more than once,
+        every row but the last, which is the one used (``distance_row_duplicate``).
     """
     if isinstance(distances, (np.ndarray, torch.Tensor)):
         mat = np.asarray(
@@ -127,12 +129,17 @@ def distance_matrix(
     bad = ~unknown & (dist.isna() | (dist < 0))
     if bad.any():
         dropped["distance_row_missing_or_negative"] = int(bad.sum())
-    ok = ~(unknown | bad)
+    ok = (~(unknown | bad)).to_numpy()
     n = len(ids)
+    rows = src[ok].astype(np.int64).to_numpy()
+    cols = dst[ok].astype(np.int64).to_numpy()
+    vals = dist[ok].to_numpy(np.float64)
+    # a (from, to) pair given more than once: the last row is used, the earlier ones are counted
+    dup = pd.Series(rows * n + cols).duplicated(keep="last").to_numpy()
+    if dup.any():
+        dropped["distance_row_duplicate"] = int(dup.sum())
     mat = np.full((n, n), np.inf)
-    mat[src[ok].astype(np.int64).to_numpy(), dst[ok].astype(np.int64).to_numpy()] = dist[
-        ok
-    ].to_numpy(np.float64)
+    mat[rows[~dup], cols[~dup]] = vals[~dup]
     return mat, dropped
 
 

@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from graph_builders._inputs import haversine_m, interval_seconds
 from graph_builders.mapmatch import RoadIndex, match_to_roads, road_index, simulate_tracks
 from stgraph.data.stgraph import STGraph
 from stgraph.errors import DataFormatError
@@ -48,13 +49,10 @@ __all__ = [
     "from_points",
     "haversine_m",
     "match_to_roads",
-    "parse_interval",
     "point_speeds",
     "read_points",
     "simulate_tracks",
 ]
-
-EARTH_RADIUS_M = 6_371_008.8
 
 #: Reasons a GPS point can be dropped, in the order they are checked.
 DROP_REASONS = (
@@ -89,31 +87,6 @@ _ALIASES = {
 
 
 # ----------------------------------------------------------------------------- small helpers
-def parse_interval(interval: str | int | float | pd.Timedelta) -> int:
-    """Seconds in ``interval`` (``"15min"``, ``"1h"``, ``"1D"``, ``900`` ...)."""
-    if isinstance(interval, (int, np.integer)) and not isinstance(interval, bool):
-        seconds = int(interval)
-    elif isinstance(interval, float):
-        seconds = int(round(interval))
-    else:
-        try:
-            seconds = int(pd.Timedelta(interval).total_seconds())
-        except (ValueError, TypeError) as exc:
-            raise ValueError(
-                f"interval: cannot read {interval!r}; expected seconds or a pandas offset like '15min'"
-            ) from exc
-    if seconds <= 0:
-        raise ValueError(f"interval: must be positive, got {interval!r}")
-    return seconds
-
-
-def haversine_m(lon1: Any, lat1: Any, lon2: Any, lat2: Any) -> np.ndarray:
-    """Great-circle distance in metres between (lon1, lat1) and (lon2, lat2), elementwise."""
-    lon1, lat1, lon2, lat2 = (np.radians(np.asarray(v, dtype=np.float64)) for v in (lon1, lat1, lon2, lat2))
-    a = np.sin((lat2 - lat1) / 2) ** 2 + np.cos(lat1) * np.cos(lat2) * np.sin((lon2 - lon1) / 2) ** 2
-    return 2 * EARTH_RADIUS_M * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0)))
-
-
 def _resolve_column(df: pd.DataFrame, given: str | None, kind: str, source: str) -> str | None:
     cols = list(df.columns)
     if given is not None:
@@ -437,8 +410,8 @@ def from_points(
         raise ValueError("from_points: give exactly one of road_graph=... or grid=...")
     if node not in ("intersection", "segment"):
         raise ValueError(f"node: expected 'intersection' or 'segment', got {node!r}")
-    step_s = parse_interval(interval)
-    gap_s = parse_interval(max_gap)
+    step_s = interval_seconds(interval)
+    gap_s = interval_seconds(max_gap)
     values = [c for c in (speed_col, heading_col) if c is not None]
     pts, dropped = read_points(
         table, lon_col=lon_col, lat_col=lat_col, time_col=time_col, id_col=id_col, value_cols=values

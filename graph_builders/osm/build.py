@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -14,17 +13,9 @@ from graph_builders.osm.spatial import pos_tensor, project, utm_crs
 from graph_builders.osm.tags import DEFAULT_SPEED_KPH, ROAD_CLASSES
 from graph_builders.osm.topology import EDGE_ATTR_NAMES, RoadNet, haversine_m
 from stgraph.data import STGraph
+from stgraph.datasets.files import sha256_of as sha256_file  # re-exported by graph_builders.osm
 
 SEGMENT_EDGE_ATTR_NAMES: tuple[str, ...] = ("length_m", "turn_deg")
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file (read in 1 MiB blocks)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _polyline_midpoints(net: RoadNet) -> tuple[np.ndarray, np.ndarray]:

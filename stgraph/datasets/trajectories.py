@@ -71,6 +71,26 @@ def _typed(
     return df
 
 
+def _bearing(raw: pd.Series, path: Path, *, line0: int) -> pd.Series:
+    """Degrees in [0, 360] as float; an empty cell is NaN (no bearing in the feed).
+
+    Anything else that is not a number in range is an error naming the first bad line, as for
+    the other typed columns — never silently turned into NaN.
+    """
+    vals = pd.to_numeric(raw, errors="coerce").astype(np.float64)
+    arr = vals.to_numpy()
+    given = (raw.notna() & (raw.astype(str).str.strip() != "")).to_numpy()
+    with np.errstate(invalid="ignore"):
+        bad = given & (~np.isfinite(arr) | (arr < 0) | (arr > 360))
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise DataFormatError(
+            f"{path}: line {i + line0}: bearing = {raw.iloc[i]!r} is not a bearing in degrees "
+            f"[0, 360] ({int(bad.sum())} such rows; leave the cell empty where there is none)"
+        )
+    return vals
+
+
 @register_table(
     "geolife",
     files=(GEOLIFE_SAMPLE,),
@@ -190,7 +210,8 @@ def load_liverpool_bus_table(paths: dict[str, Path]) -> pd.DataFrame:
         + Rows: 1,533 points of 16 trips (``trip_id``) by 8 vehicles (``vehicle_id``; one vehicle
           per trip — not a single vehicle as MANIFEST.md says); median sampling 24 s
         + Columns: ``time`` (UTC, per the repository's README), ``lat``, ``lon``, ``bearing``
-          (degrees, NaN where the feed gives none), ``trip_id``, ``vehicle_id``, ``id``,
+          (degrees, NaN where the feed gives none — counted in ``df.attrs["missing"]``; any
+          other non-numeric value is a :class:`DataFormatError`), ``trip_id``, ``vehicle_id``, ``id``,
           ``origin``, ``destination``, ``route_name``, ``direction``, ``operator``
         + Span: 2026-01-26 15:55:12 .. 18:19:36 UTC
         + Source: github.com/movingpandas/movingpandas-examples ``data/liverpool_bus``
@@ -215,7 +236,7 @@ def load_liverpool_bus_table(paths: dict[str, Path]) -> pd.DataFrame:
     df = _typed(df, path, time_col="timestamp", fmt="%Y-%m-%d %H:%M:%S", line0=2)
     for c in ("id", "vehicle_id", "trip_id"):
         df[c] = df[c].astype(np.int64)
-    df["bearing"] = pd.to_numeric(df["bearing"], errors="coerce").astype(np.float64)
+    df["bearing"] = _bearing(df["bearing"], path, line0=2)
     for c in ("origin", "destination", "direction", "operator"):
         df[c] = df[c].astype("category")
     df = df[
@@ -235,6 +256,7 @@ def load_liverpool_bus_table(paths: dict[str, Path]) -> pd.DataFrame:
         ]
     ]
     df.attrs.update(
+        missing={"bearing": int(df["bearing"].isna().sum())},
         name="liverpool-bus",
         timezone="UTC",
         time_reference="utc",

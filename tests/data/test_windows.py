@@ -110,3 +110,15 @@ def test_scaler_ignores_missing_values():
     mask = torch.tensor([[[True], [True], [False]]])
     sc = StandardScaler().fit(x, mask)
     assert float(sc.loc) == pytest.approx(2.0) and float(sc.scale) == pytest.approx(1.0)
+
+
+def test_validation_held_out_from_training_keeps_the_test_part(pox, los):
+    _, pgt = get_protocol("pgt").windows(pox)
+    split, held = get_protocol("pgt-val").windows(pox)
+    assert len(held["test"]) == len(pgt["test"]) == 414
+    assert torch.equal(held["test"][0].x, pgt["test"][0].x)
+    # 103 PGT training windows: the last int(0.2 * 103) = 20 become validation windows
+    assert len(held["train"]) == 83 and len(held["val"]) == 20
+    assert held["val"][0].window.item() + 4 == split.val[0] == held["train"][-1].window.item() + 5
+    tg = get_protocol("tgcn-val").split(los)
+    assert tg.train == (0, 1451) and tg.val == (1451, 1612) and tg.test == (1612, 2016)

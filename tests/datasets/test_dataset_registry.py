@@ -175,6 +175,60 @@ def test_wrong_checksum_names_file_and_both_hashes(data_dir, tmp_path):
     assert hashlib.sha256(bytes(raw)).hexdigest() in msg
 
 
+def test_pickles_are_hashed_on_the_bytes_that_are_unpickled(data_dir, tmp_path):
+    # a pickled file modified after a check, keeping its size and mtime: the (path, size, mtime)
+    # memory still says "verified", but loading hashes the bytes it unpickles and refuses them
+    rel = "melbourne-pedestrian/Pedestrian_Melbourne.zip"
+    _copy(data_dir, tmp_path, rel)
+    target = tmp_path / rel
+    sha = registry_files.FILES[rel].sha256
+    registry_files.verify_file(target, sha)  # remembered for (path, size, mtime)
+    st = target.stat()
+    raw = bytearray(target.read_bytes())
+    raw[len(raw) // 2] ^= 0x01
+    target.write_bytes(bytes(raw))
+    os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert target.stat().st_size == st.st_size
+    registry_files.verify_file(target, sha)  # the memory alone is fooled
+    with pytest.raises(ChecksumError) as err:
+        datasets.load("melbourne-pedestrian", root=tmp_path, cache_dir=tmp_path / "c", download=False)
+    assert hashlib.sha256(bytes(raw)).hexdigest() in str(err.value)
+    with pytest.raises(ChecksumError):
+        load_verified_pickle(target, member="Pedestrian_Melbourne.pkl", source=str(target))
+    # bytes with a digest are checked too; a path of no registry file needs one
+    adj = data_dir / "metr-la-graph/adj_mx.pkl"
+    good = adj.read_bytes()
+    ids, _, mx = load_verified_pickle(
+        good, source="adj", sha256=registry_files.FILES["metr-la-graph/adj_mx.pkl"].sha256,
+        encoding="latin1",
+    )
+    assert len(ids) == mx.shape[0] == 207
+    with pytest.raises(ChecksumError):
+        load_verified_pickle(good[:-1], source="adj", sha256=hashlib.sha256(good).hexdigest())
+    other = tmp_path / "copy.pkl"
+    other.write_bytes(good)
+    with pytest.raises(ValueError, match="not a registry file"):
+        load_verified_pickle(other, source=str(other))
+
+
+def test_liverpool_bearing_empty_is_counted_and_garbage_is_an_error(data_dir, tmp_path):
+    rel = "liverpool-bus/route14_outbound.csv"
+    _copy(data_dir, tmp_path, rel)
+    text = (tmp_path / rel).read_text().splitlines(keepends=True)
+    header = text[0].replace('"', "").strip().split(",")
+    col = header.index("bearing")
+    empty = sum(1 for line in text[1:] if line.split(",")[col] == "")
+    bus = datasets.load_table("liverpool-bus", root=tmp_path, download=False)
+    assert empty > 0 and bus.attrs["missing"] == {"bearing": empty}
+    assert int(bus["bearing"].isna().sum()) == empty
+    cells = text[5].split(",")
+    cells[col] = "north"
+    text[5] = ",".join(cells)
+    (tmp_path / rel).write_text("".join(text))
+    with pytest.raises(DataFormatError, match=r"line 6: bearing = 'north'"):
+        datasets.load_table("liverpool-bus", root=tmp_path, download=False, verify=False)
+
+
 def test_restricted_unpickler_refuses_other_globals():
     payload = pickle.dumps(io.BytesIO)  # a global outside numpy
     with pytest.raises(DataFormatError, match=r"references _io\.BytesIO"):

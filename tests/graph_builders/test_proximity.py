@@ -65,6 +65,29 @@ def test_unknown_ids_in_distance_table_are_counted(bay):
     assert summary["dropped"]["distance_row_unknown_id"] == int((~ids).sum())
 
 
+def test_duplicate_pairs_in_distance_table_are_counted_last_row_wins(bay):
+    d, loc = bay
+    table = pd.read_csv(d / "distances_bay_2017.csv", header=None)
+    node_ids = loc["id"].astype(str).tolist()
+    ref, dropped = proximity.distance_matrix(table, node_ids)
+    assert dropped == {}
+    again = table.iloc[:50].copy()  # the first 50 pairs given a second time, 1 km longer
+    again[2] = again[2] + 1000.0
+    mat, dropped = proximity.distance_matrix(pd.concat([table, again]), node_ids)
+    assert dropped == {"distance_row_duplicate": 50}
+    idx = {k: i for i, k in enumerate(node_ids)}
+    i = again[0].astype(str).map(idx).to_numpy()
+    j = again[1].astype(str).map(idx).to_numpy()
+    np.testing.assert_array_equal(mat[i, j], again[2].to_numpy())
+    changed = np.zeros(ref.shape, dtype=bool)
+    changed[i, j] = True
+    np.testing.assert_array_equal(mat[~changed], ref[~changed])
+    _, _, summary = proximity.connect(
+        None, distances=pd.concat([table, again]), node_ids=node_ids, return_summary=True
+    )
+    assert summary["dropped"] == {"distance_row_duplicate": 50}
+
+
 def test_gaussian_on_coordinates_matches_dense_recipe(bay):
     _, loc = bay
     pos = loc[["lon", "lat"]].to_numpy()

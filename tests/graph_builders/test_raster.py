@@ -170,6 +170,53 @@ def test_numpy_input_needs_coordinates(era5):
     assert tuple(g.x.shape) == (1617, 5, 1) and g.time is None
 
 
+def test_global_0_360_grid_is_wrapped_and_sorted_west_to_east(era5):
+    # a 5 x 12 global grid, longitudes 0, 30, .., 330 (the ERA5 / GRIB convention), filled
+    # with real 2 m temperatures of the first 3 hours
+    t2m = era5["t2m"].isel(time=slice(0, 3))
+    vals = t2m.values[:, :5, :12].astype(np.float64)
+    lon = np.arange(0.0, 360.0, 30.0)
+    lat = np.array([60.0, 30.0, 0.0, -30.0, -60.0])
+    grid = xr.DataArray(
+        vals,
+        dims=("time", "latitude", "longitude"),
+        coords={"time": t2m.time.values, "latitude": lat, "longitude": lon},
+        name="t2m",
+    )
+    g = raster.from_grid(grid)
+    assert g.num_nodes == 5 * 12
+    assert g.edge_index.size(1) == 2 * (5 * 11 + 4 * 12)
+    lons = g.pos[:, 0].double().numpy().reshape(5, 12)  # row-major: one row per latitude
+    assert (lons >= -180).all() and (lons < 180).all()
+    assert (np.diff(lons, axis=1) > 0).all()
+    assert lons[0].tolist() == np.arange(-180.0, 180.0, 30.0).tolist()
+    # each node keeps its own column: 330 E is 30 W, 180 E is 180 W
+    for src_lon, node_lon in ((330.0, -30.0), (180.0, -180.0), (0.0, 0.0)):
+        j = int(np.flatnonzero(lon == src_lon)[0])
+        node = 2 * 12 + int(np.flatnonzero(lons[2] == node_lon)[0])  # equator row
+        assert float(g.pos[node, 1]) == 0.0
+        np.testing.assert_allclose(g.x[node, :, 0].double().numpy(), vals[:, 2, j], rtol=1e-6)
+
+
+def test_era5_in_0_360_convention_gives_the_same_graph(era5):
+    # the UK grid (-10 .. 2 E) written as 0 .. 2 then 350 .. 359.75: increasing as given, not
+    # after wrapping to -180 .. 180 — sorted, it is the original grid again
+    sub = era5["t2m"].isel(time=slice(0, 24))
+    ref = raster.from_grid(sub)
+    shifted = sub.assign_coords(longitude=sub.longitude.values % 360).sortby("longitude")
+    assert shifted.longitude.values[0] == 0.0 and shifted.longitude.values[-1] == 359.75
+    g = raster.from_grid(shifted)
+    assert torch.equal(g.pos, ref.pos) and torch.equal(g.x, ref.x)
+    assert torch.equal(g.edge_index, ref.edge_index) and g.meta["grid"] == ref.meta["grid"]
+
+
+def test_regional_grid_across_180_is_a_clear_error(era5):
+    sub = era5["t2m"].isel(time=slice(0, 2))
+    sub = sub.assign_coords(longitude=170.0 + 0.25 * np.arange(sub.sizes["longitude"]))
+    with pytest.raises(DataFormatError, match="cross 180"):
+        raster.from_grid(sub)
+
+
 def test_grid_edges_4_and_8():
     ei = raster.grid_edges(2, 3, neighbourhood=4)
     pairs = set(map(tuple, ei.T.tolist()))
