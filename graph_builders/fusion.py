@@ -20,8 +20,8 @@ import numpy as np
 import torch
 from scipy.spatial import cKDTree
 
-from graph_builders.mapmatch import _Projection
 from graph_builders._inputs import interval_seconds
+from graph_builders.mapmatch import _Projection
 from stgraph.data.stgraph import STGraph
 
 __all__ = ["COUNT_UNITS", "fuse"]
@@ -134,7 +134,12 @@ def fuse(
     Returns:
         The fused :class:`STGraph`; ``meta["variables"]`` lists every variable with its unit,
         ``agg`` and ``source``; ``meta["dropped"]`` holds the sources' drops and the fusion's, keyed
-        ``"<source>.<reason>"``; ``meta["fusion"]`` per-source mapping statistics.
+        ``"<source>.<reason>"``; ``meta["fusion"]`` per-source mapping statistics. Each dropped
+        record is counted once, under the first reason that applies: observed values
+        ``fuse_values_too_far`` (source node beyond ``max_dist_m``), then
+        ``fuse_values_outside_time`` (step outside the common range); dynamic edges
+        ``fuse_dyn_edges_unmapped``, then ``fuse_dyn_edges_outside_time``, then
+        ``fuse_dyn_edges_within_node``. (``fuse_nodes_too_far`` counts source nodes, not values.)
 
     Raises:
         ValueError: no source with variables, a source without pos or time, bad options.
@@ -236,8 +241,10 @@ def fuse(
         mask = g.mask.numpy()
         bins = (g.time.numpy() - origin) // step_s - lo
         in_range = (bins >= 0) & (bins < n_steps)
+        # each dropped value is counted once, by the first reason that applies, in this order:
+        # 1. too far (its source node maps to no target node), 2. outside the common time range
         obs_far = int(mask[~ok].sum())
-        obs_outside_time = int(mask[:, ~in_range].sum())
+        obs_outside_time = int(mask[ok][:, ~in_range].sum())
         dropped[f"{n}.fuse_nodes_too_far"] = int((~ok).sum())
         dropped[f"{n}.fuse_values_too_far"] = obs_far
         dropped[f"{n}.fuse_values_outside_time"] = obs_outside_time
@@ -317,8 +324,11 @@ def fuse(
             w = g.dyn_edge_weight.double().numpy() if g.dyn_edge_weight is not None else np.ones(ei.shape[1])
             b = bins[g.dyn_edge_time.numpy()]
             s, t = node_map[ei[0]], node_map[ei[1]]
-            keep = (s >= 0) & (t >= 0) & (b >= 0) & (b < n_steps)
-            dropped[f"{n}.fuse_dyn_edges_unmapped"] = int(((s < 0) | (t < 0)).sum())
+            mapped = (s >= 0) & (t >= 0)
+            keep = mapped & (b >= 0) & (b < n_steps)
+            # counted once each, first reason wins: unmapped, outside time, within one node
+            dropped[f"{n}.fuse_dyn_edges_unmapped"] = int((~mapped).sum())
+            dropped[f"{n}.fuse_dyn_edges_outside_time"] = int((mapped & ~keep).sum())
             within = keep & (s == t)
             dropped[f"{n}.fuse_dyn_edges_within_node"] = int(within.sum())
             keep &= s != t

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import torch
 
@@ -13,9 +11,12 @@ from graph_builders.osm.spatial import pos_tensor, project, utm_crs
 from graph_builders.osm.tags import DEFAULT_SPEED_KPH, ROAD_CLASSES
 from graph_builders.osm.topology import EDGE_ATTR_NAMES, RoadNet, haversine_m
 from stgraph.data import STGraph
-from stgraph.datasets.files import sha256_of as sha256_file  # re-exported by graph_builders.osm
+from stgraph.datasets.files import sha256_of
 
 SEGMENT_EDGE_ATTR_NAMES: tuple[str, ...] = ("length_m", "turn_deg")
+
+#: The hex sha256 of a file: the registry's :func:`stgraph.datasets.files.sha256_of`.
+sha256_file = sha256_of
 
 
 def _polyline_midpoints(net: RoadNet) -> tuple[np.ndarray, np.ndarray]:

@@ -105,3 +105,21 @@ def test_times_intersection_keeps_only_common_steps(geolife):
     union = fuse({"gps": traj, "probe": late}, on=traj, times="union")
     assert g.num_steps < union.num_steps
     assert g.meta["dropped"]["gps.fuse_values_outside_time"] > 0
+
+
+def test_value_too_far_and_outside_time_is_counted_once(geolife):
+    traj, probe = geolife
+    late = probe.slice_time(probe.num_steps // 2)
+    target = _grid_nodes(as_grid(GRID))["pos"][:10]  # the first 10 cells of traj's grid
+    g = fuse({"gps": traj, "probe": late}, on=target, max_dist_m=600, times="intersection")
+    d = g.meta["dropped"]
+    t = traj.time.numpy()
+    inside = (t >= int(g.time[0])) & (t < int(g.time[-1]) + g.meta["interval"])
+    assert inside.any() and not inside.all()
+    obs = traj.mask.numpy()
+    far = int(obs[10:].sum())  # every value of a far node, whatever its time
+    outside = int(obs[:10][:, ~inside].sum())  # near nodes only
+    assert int(obs[10:][:, ~inside].sum()) > 0  # values that are both: counted as too far
+    assert d["gps.fuse_values_too_far"] == far
+    assert d["gps.fuse_values_outside_time"] == outside
+    assert far + outside + int(obs[:10][:, inside].sum()) == int(obs.sum())
