@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 import math
-import pickle
 import shutil
 import time
-import zipfile
 
 import numpy as np
 import pandas as pd
@@ -16,7 +14,8 @@ import torch
 
 from stgraph import datasets
 from stgraph.data.stgraph import STGraph
-from stgraph.datasets.files import FILES, verify_file
+from stgraph.datasets._pickle import load_verified_pickle
+from stgraph.datasets.files import FILES
 
 HOUR, DAY, WEEK = 3600, 86400, 7 * 86400
 
@@ -110,9 +109,9 @@ def test_los_loop(load, data_dir):
 def test_los_loop_dcrnn_adjacency_joined_by_sensor_id(load, data_dir):
     g = load("los-loop", adjacency="dcrnn")
     path = data_dir / "metr-la-graph/adj_mx.pkl"
-    verify_file(path, FILES["metr-la-graph/adj_mx.pkl"].sha256)  # before unpickling
-    with open(path, "rb") as f:
-        ids, id_to_ind, adj = pickle.load(f, encoding="latin1")
+    ids, id_to_ind, adj = load_verified_pickle(
+        path, sha256=FILES["metr-la-graph/adj_mx.pkl"].sha256, source=str(path), encoding="latin1"
+    )
     nz = adj != 0
     np.fill_diagonal(nz, False)
     assert g.edge_index.size(1) == int(nz.sum())
@@ -211,9 +210,10 @@ def test_melbourne_pedestrian(load, data_dir):
     _assert_inside(g, lon=(144.93, 144.99), lat=(-37.83, -37.79))  # Melbourne CBD
 
     path = data_dir / "melbourne-pedestrian/Pedestrian_Melbourne.zip"
-    verify_file(path, FILES["melbourne-pedestrian/Pedestrian_Melbourne.zip"].sha256)
-    with zipfile.ZipFile(path) as zf:
-        counts = pickle.loads(zf.read("Pedestrian_Melbourne.pkl"))["Node"]["TrafficNode"]
+    counts = load_verified_pickle(
+        path, sha256=FILES["melbourne-pedestrian/Pedestrian_Melbourne.zip"].sha256,
+        member="Pedestrian_Melbourne.pkl", source=str(path),
+    )["Node"]["TrafficNode"]
     assert int((~g.mask).sum()) == int((counts == -1).sum())
     assert 0.01 < g.missing_share < 0.02
     assert bool((g.mask[:, :, 0].numpy() == (counts.T != -1)).all())

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import pickle
-
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
 from graph_builders import events
-from graph_builders._inputs import verify_sha256
 from stgraph.data import STGraph, load
+from stgraph.datasets._pickle import load_verified_pickle
 from stgraph.errors import DataFormatError
 
 CHI_FORMAT = "%m/%d/%Y %I:%M:%S %p"
@@ -29,9 +27,7 @@ NYC_SHA = {
 
 
 def _load_pkl(path, sha):
-    verify_sha256(path, sha)  # a pickle runs code: only the verified file is loaded
-    with open(path, "rb") as f:
-        return pickle.load(f)  # noqa: S301
+    return load_verified_pickle(path, sha256=sha, source=str(path))  # checked, numpy-only unpickler
 
 
 @pytest.fixture(scope="module")

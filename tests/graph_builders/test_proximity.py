@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import pickle
 
 import numpy as np
 import pandas as pd
@@ -14,6 +13,7 @@ from scipy.spatial import Delaunay
 from graph_builders import osm, proximity
 from graph_builders.osm.topology import haversine_m
 from stgraph.data import STGraph
+from stgraph.datasets._pickle import load_verified_pickle
 
 ADJ_BAY_SHA = "116275f5704d0d492018e14c047f7ae5004385b450aa907f88424055a4a97370"  # MANIFEST.md
 
@@ -29,7 +29,7 @@ def test_gaussian_reproduces_dcrnn_adj_mx_bay(bay):
     d, loc = bay
     raw = (d / "adj_mx_bay.pkl").read_bytes()
     assert hashlib.sha256(raw).hexdigest() == ADJ_BAY_SHA  # verified before unpickling
-    ids, _, adj = pickle.loads(raw, encoding="latin1")
+    ids, _, adj = load_verified_pickle(raw, sha256=ADJ_BAY_SHA, source="adj_mx_bay.pkl", encoding="latin1")
     node_ids = loc["id"].astype(str).tolist()
     assert node_ids == list(ids)
     ei, ew, summary = proximity.connect(

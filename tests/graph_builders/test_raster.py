@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import pickle
-
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
 from graph_builders import raster
-from graph_builders._inputs import verify_sha256
 from stgraph.data import load
+from stgraph.datasets._pickle import load_verified_pickle
 from stgraph.errors import DataFormatError
 
 xr = pytest.importorskip("xarray")
@@ -265,9 +263,7 @@ def test_grid_edges_4_and_8():
 @pytest.mark.parametrize("factor,nodes", [(1, 168), (2, 42), (4, 12)])
 def test_chicago_crime_grid_coarsened(data_dir, factor, nodes):
     path = data_dir / "chicago-crime" / "trn.pkl"
-    verify_sha256(path, CHI_TRN_SHA)  # only a verified pickle is loaded
-    with open(path, "rb") as f:
-        trn = pickle.load(f)  # noqa: S301 - sha256 checked above
+    trn = load_verified_pickle(path, sha256=CHI_TRN_SHA, source=str(path))  # checked, numpy only
     assert trn.shape == (14, 12, 609, 4)
     # cell centres of the STHSL grid (3 km: 3/111 deg of latitude, 3/84 of longitude)
     lat = 41.644604096 + (np.arange(14) + 0.5) * 3 / 111
