@@ -95,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
             "seed": args.seed,
             "dataset": {"name": args.dataset},
             "protocol": {"name": args.protocol},
-            "model": {"name": name, "options": spec.get("options", {})},
+            "model": {"name": name, "options": spec.get("options", {}),
+                      **({"config": str(REPO / spec["config"])} if spec.get("config") else {})},
             "train": {**spec.get("train", {}), **({"num_threads": args.threads} if args.threads else {})},
             "output": {"dir": str(run_dir), "tensorboard": False, "progress": sys.stderr.isatty()},
         }
@@ -111,8 +112,9 @@ def main(argv: list[str] | None = None) -> int:
 
     args.results.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.results / f"{stem}.json", json.dumps(all_rows, indent=1) + "\n")
+    command = " ".join(["python experiments/baselines.py", *(argv if argv is not None else sys.argv[1:])])
     md = [f"# Baselines on `{args.dataset}`, protocol `{args.protocol}`", "",
-          f"Command: `python experiments/baselines.py --dataset {args.dataset} --protocol {args.protocol}`"
+          f"Command: `{command}`"
           f" (seed {args.seed}, one run, {time.perf_counter() - t0:.0f} s on this machine).", "",
           metrics_table(results),
           "| model | parameters | epochs | seconds |", "|---|---|---|---|"]

@@ -50,15 +50,14 @@ def _bearings(xy: np.ndarray, ptr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def _context(lon, lat, ctx: ContextPoints | None, radius: float, crs) -> np.ndarray:
     if ctx is None:
         return np.zeros((len(lon), 0), dtype=np.float32)
-    node_xy, _ = project(lon, lat, crs=crs)
-    poi_xy, _ = (
-        project(ctx.poi_lon, ctx.poi_lat, crs=crs) if len(ctx.poi_lon) else (np.zeros((0, 2)), crs)
+    # one projection call for the nodes and both feature sets
+    n, n_poi = len(lon), len(ctx.poi_lon)
+    xy, _ = project(
+        np.concatenate([lon, ctx.poi_lon, ctx.landuse_lon]),
+        np.concatenate([lat, ctx.poi_lat, ctx.landuse_lat]),
+        crs=crs,
     )
-    lu_xy, _ = (
-        project(ctx.landuse_lon, ctx.landuse_lat, crs=crs)
-        if len(ctx.landuse_lon)
-        else (np.zeros((0, 2)), crs)
-    )
+    node_xy, poi_xy, lu_xy = xy[:n], xy[n : n + n_poi], xy[n + n_poi :]
     return np.concatenate(
         [
             count_within(node_xy, poi_xy, ctx.poi_category, len(POI_NAMES), radius),

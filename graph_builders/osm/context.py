@@ -147,12 +147,11 @@ def count_within(
     Returns:
         float32 ``[N, n_cat]`` counts.
     """
-    out = np.zeros((len(node_xy), n_cat), dtype=np.float32)
-    if len(feat_xy) == 0 or len(node_xy) == 0:
-        return out
-    for c in range(n_cat):
-        sel = feat_cat == c
-        if sel.any():
-            tree = cKDTree(feat_xy[sel])
-            out[:, c] = tree.query_ball_point(node_xy, r=radius, return_length=True)
-    return out
+    n = len(node_xy)
+    if len(feat_xy) == 0 or n == 0:
+        return np.zeros((n, n_cat), dtype=np.float32)
+    # one dual-tree query for all categories: the (node, feature) pairs within the radius as
+    # arrays, then one bincount over (node, category)
+    pairs = cKDTree(node_xy).sparse_distance_matrix(cKDTree(feat_xy), radius, output_type="ndarray")
+    key = pairs["i"].astype(np.int64) * n_cat + np.asarray(feat_cat, dtype=np.int64)[pairs["j"]]
+    return np.bincount(key, minlength=n * n_cat).reshape(n, n_cat).astype(np.float32)

@@ -144,6 +144,8 @@ def read_osm(path: str | Path, *, network: str, context: bool = True) -> OSMExtr
     poi_xy: list[tuple[float, float, int]] = []
     areas = _Areas()
 
+    # bound methods: this loop runs once per object and node that reaches Python
+    add_ref, add_x, add_y = refs.append, xs.append, ys.append
     try:
         for obj in fp:
             if obj.is_way():
@@ -151,13 +153,13 @@ def read_osm(path: str | Path, *, network: str, context: bool = True) -> OSMExtr
                 if "highway" in tags:
                     counts["highway_ways"] += 1
                     if in_network(tags, network):
-                        tag_dict = {t.k: t.v for t in tags}
+                        tag_dict = dict(tags)  # osmium Tags are (k, v) named tuples
                         n_before = len(refs)
                         for nd in obj.nodes:
                             loc = nd.location
-                            refs.append(nd.ref)
-                            xs.append(loc.x)
-                            ys.append(loc.y)
+                            add_ref(nd.ref)
+                            add_x(loc.x)
+                            add_y(loc.y)
                         way_ids.append(obj.id)
                         way_tags.append(tag_dict)
                         directions.append(oneway_direction(tag_dict, bidirectional=bidirectional))
@@ -276,7 +278,7 @@ class _Areas:
         n_feat = len(self.cat)
         lon = np.full(n_feat, np.nan)
         lat = np.full(n_feat, np.nan)
-        geoms = shapely.from_wkb(np.asarray(self.lines, dtype=object))
+        geoms = _linestrings_from_hex_wkb(self.lines)
         owner = np.asarray(self.owner, dtype=np.int64)
         if self.member_xy:
             sizes = [len(xy) for xy in self.member_xy]
@@ -310,6 +312,22 @@ class _Areas:
             landuse_lat=lat[kind],
             landuse_category=cat[kind],
         )
+
+
+def _linestrings_from_hex_wkb(lines: list[str]) -> np.ndarray:
+    """Shapely linestrings of hex WKB linestrings (as ``osmium.geom.WKBFactory`` writes them).
+
+    Decodes the coordinates with numpy and builds all lines in one vectorised shapely call: the
+    same geometries as ``shapely.from_wkb``, several times faster on thousands of small lines.
+    """
+    if not lines:
+        return np.empty(0, dtype=object)
+    raw = [bytes.fromhex(h) for h in lines]
+    if any(b[0] != 1 or int.from_bytes(b[1:5], "little") != 2 for b in raw):
+        return shapely.from_wkb(np.asarray(lines, dtype=object))  # not little-endian 2D lines
+    sizes = np.fromiter((int.from_bytes(b[5:9], "little") for b in raw), np.int64, len(raw))
+    coords = np.frombuffer(b"".join(b[9:] for b in raw), dtype="<f8").reshape(-1, 2)
+    return shapely.linestrings(coords, indices=np.repeat(np.arange(len(raw)), sizes))
 
 
 def _split_ways(way_ids, way_tags, directions, lengths, refs, xs, ys, dropped) -> RawWays:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import warnings
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 from scipy.sparse import coo_matrix
@@ -87,6 +88,10 @@ class RoadNet:
     counts: dict[str, int] = field(default_factory=dict)
 
 
+_parse_speed = lru_cache(maxsize=4096)(parse_speed)
+_parse_lanes = lru_cache(maxsize=4096)(parse_lanes)
+
+
 def way_attributes(tags: list[dict[str, str]], direction: np.ndarray, *, speed_fallback: str):
     """Per way part, forward and backward speed (km/h) and lanes, class code and tag flags.
 
@@ -95,25 +100,34 @@ def way_attributes(tags: list[dict[str, str]], direction: np.ndarray, *, speed_f
     counts way parts (not directions) by reason.
     """
     w = len(tags)
-    cls = np.empty(w, dtype=np.int64)
-    speed = np.full((w, 2), np.nan)
-    lanes = np.full((w, 2), np.nan)
+    nan = float("nan")
+    cls_l: list[int] = []
+    speed_l: list[tuple[float, float]] = []
+    lanes_l: list[tuple[float, float]] = []
     hows: Counter[str] = Counter()
-    for i, t in enumerate(tags):
-        cls[i] = road_class(t.get("highway"))
-        base, how = parse_speed(t.get("maxspeed"))
-        for j, side in enumerate(("forward", "backward")):
-            s, _ = parse_speed(t.get(f"maxspeed:{side}"))
-            if s is None:
-                s = base
-            speed[i, j] = np.nan if s is None else s
+    # plain Python lists (element-wise numpy writes cost more than the parsing); the parsers are
+    # cached per tag value: the same few maxspeed / lanes strings repeat over a whole extract
+    for t, d in zip(tags, direction.tolist(), strict=True):
+        get = t.get
+        cls_l.append(road_class(get("highway")))
+        base, how = _parse_speed(get("maxspeed"))
         hows[how] += 1
-        total = parse_lanes(t.get("lanes"))
-        for j, side in enumerate(("forward", "backward")):
-            side_lanes = parse_lanes(t.get(f"lanes:{side}"))
+        fwd = _parse_speed(get("maxspeed:forward"))[0]
+        bwd = _parse_speed(get("maxspeed:backward"))[0]
+        fwd = base if fwd is None else fwd
+        bwd = base if bwd is None else bwd
+        speed_l.append((nan if fwd is None else fwd, nan if bwd is None else bwd))
+        total = _parse_lanes(get("lanes"))
+        pair = []
+        for side in ("lanes:forward", "lanes:backward"):
+            side_lanes = _parse_lanes(get(side))
             if side_lanes is None and total is not None:
-                side_lanes = total if direction[i] != 0 else total / 2.0
-            lanes[i, j] = np.nan if side_lanes is None else side_lanes
+                side_lanes = total if d != 0 else total / 2.0
+            pair.append(nan if side_lanes is None else side_lanes)
+        lanes_l.append((pair[0], pair[1]))
+    cls = np.asarray(cls_l, dtype=np.int64).reshape(w)
+    speed = np.asarray(speed_l, dtype=np.float64).reshape(w, 2)
+    lanes = np.asarray(lanes_l, dtype=np.float64).reshape(w, 2)
     speed_tagged = np.isfinite(speed).astype(np.float64)
     lanes_tagged = np.isfinite(lanes).astype(np.float64)
     defaulted: dict[str, int] = {}
