@@ -25,6 +25,7 @@ import pandas as pd
 from scipy import sparse
 from scipy.spatial import cKDTree
 
+from graph_builders.osm.spatial import segment_geometry
 from stgraph.data.stgraph import STGraph
 
 __all__ = ["RoadIndex", "match_to_roads", "road_index", "simulate_tracks"]
@@ -85,32 +86,14 @@ class RoadIndex:
     segment_graph: bool
 
 
-def _is_segment_graph(graph: STGraph) -> bool:
-    return (graph.meta or {}).get("road_node") == "segment"
-
-
-def _geometry(graph: STGraph) -> tuple[np.ndarray, np.ndarray]:
-    coords = getattr(graph, "road_geom", None)
-    ptr = getattr(graph, "road_geom_ptr", None)
-    n_seg = graph.num_nodes if _is_segment_graph(graph) else graph.edge_index.size(1)
-    if coords is not None and ptr is not None and ptr.numel() == n_seg + 1:
-        return coords.double().numpy(), ptr.long().numpy()
-    if _is_segment_graph(graph):
-        raise ValueError("road_graph: a segment graph without (matching) road_geom cannot be matched onto")
-    pos = graph.pos.double().numpy()
-    ei = graph.edge_index.numpy()
-    coords = np.stack([pos[ei[0]], pos[ei[1]]], 1).reshape(-1, 2)
-    return coords, np.arange(0, 2 * ei.shape[1] + 1, 2, dtype=np.int64)
-
-
 def road_index(road_graph: STGraph, *, step_m: float = 25.0) -> RoadIndex:
     """Project a road graph's segments and build the KD-tree of points every ``step_m`` along them."""
     if road_graph.pos is None or road_graph.edge_index is None:
         raise ValueError("road_graph: needs pos [N, 2] and edge_index [2, E] (from osm.road_graph)")
-    seg_graph = _is_segment_graph(road_graph)
+    seg_graph = (road_graph.meta or {}).get("road_node") == "segment"
     if not seg_graph and road_graph.edge_index.size(1) == 0:
         raise ValueError("road_graph: has no edges to match onto")
-    coords, ptr = _geometry(road_graph)
+    coords, ptr = segment_geometry(road_graph)
     proj = _Projection.about(coords[:, 0], coords[:, 1])
     xy = proj(coords[:, 0], coords[:, 1])
     n_seg = len(ptr) - 1
