@@ -58,6 +58,7 @@ import numpy as np
 from stgraph.data.stgraph import STGraph
 from stgraph.errors import ConfigError
 from stgraph.utils.atomic import atomic_write_text
+from stgraph.utils.yamlio import read_yaml_mapping
 
 __all__ = [
     "BuildConfig",
@@ -221,18 +222,7 @@ def config_from_dict(data: Mapping[str, Any], *, source: str = "<dict>") -> Buil
 
 def load_config(path: str | os.PathLike) -> BuildConfig:
     """Read and validate a YAML build config."""
-    import yaml
-
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: no such config file")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"{path}: expected a mapping at the top level")
-    return config_from_dict(data, source=str(path))
+    return config_from_dict(read_yaml_mapping(path), source=str(path))
 
 
 # ----------------------------------------------------------------------------- builders
@@ -679,19 +669,8 @@ def config_from_args(args: argparse.Namespace) -> BuildConfig:
     """
     flag_sources = _flags_sources(args)
     if args.config:
-        import yaml
-
-        path = Path(args.config)
-        if not path.is_file():
-            raise ConfigError(f"{path}: no such config file")
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
-        if not isinstance(data, Mapping):
-            raise ConfigError(f"{path}: expected a mapping at the top level")
-        data = dict(data)
-        source = str(path)
+        data = read_yaml_mapping(args.config)
+        source = str(args.config)
         if args.osm:
             raise ConfigError("--osm with --config: put the road graph in the config's 'roads' section")
     else:

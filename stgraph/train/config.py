@@ -26,6 +26,7 @@ from typing import Any
 import yaml
 
 from stgraph.errors import ConfigError
+from stgraph.utils.yamlio import read_yaml_mapping
 
 
 @dataclass
@@ -159,13 +160,7 @@ def load_config(path: str | os.PathLike | None = None, *, overrides: list[str] |
     """Read and validate a training config (a YAML file or a mapping) with ``--set`` overrides."""
     source = str(path) if path is not None else "<config>"
     if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"{p}: config file not found")
-        try:
-            raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{p}: not valid YAML ({exc})") from exc
+        raw = read_yaml_mapping(path)
     raw = apply_overrides(dict(raw or {}), overrides)
     cfg = _from_dict(TrainConfig, raw, "", source)
     if cfg.model.config:
@@ -174,9 +169,7 @@ def load_config(path: str | os.PathLike | None = None, *, overrides: list[str] |
             mp = Path(path).parent / mp
         if not mp.is_file():
             raise ConfigError(f"{source}: model.config {cfg.model.config!r} not found")
-        opts = yaml.safe_load(mp.read_text(encoding="utf-8")) or {}
-        if not isinstance(opts, dict):
-            raise ConfigError(f"{mp}: expected a mapping of model options")
+        opts = read_yaml_mapping(mp)
         cfg.model.options = {**opts, **cfg.model.options}
     if cfg.train.loss not in ("mae", "mse"):
         raise ConfigError(f"{source}: train.loss = {cfg.train.loss!r}: expected 'mae' or 'mse'")
