@@ -90,6 +90,13 @@ def _time(fn, warmup: int, steps: int) -> float:
     return statistics.median(out)
 
 
+def _versions() -> str:
+    import tsl
+    import torch_geometric
+
+    return f"torch {torch.__version__}, torch_geometric {torch_geometric.__version__}, tsl {tsl.__version__}"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--config", type=Path, default=REPO / "configs" / "model" / "small.yaml")
@@ -99,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--ours-only", action="store_true",
                     help="measure STFM alone (no tsl needed); prints, writes nothing")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch CPU threads for both models (default: torch's choice)")
     ap.add_argument("--out", type=Path, default=REPO / "experiments" / "results" / "peer-speed.json")
     args = ap.parse_args(argv)
 
@@ -111,6 +120,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from stgraph.models import build_model
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    load_start = os.getloadavg()[0]
     torch.manual_seed(0)
     env = os.environ.get("STGRAPH_DATA")
     data_dir = Path(env) if env else (REPO.parent / "shared" / "data")
@@ -181,6 +193,10 @@ def main(argv: list[str] | None = None) -> int:
                    f"Adam + MAE, median of {args.steps} steps after {args.warmup} warm-up, CPU "
                    f"({os.cpu_count()} cores, shared: absolute figures are pessimistic)",
         "config": str(args.config),
+        "threads": torch.get_num_threads(),
+        "loadavg_start": round(load_start, 2),
+        "loadavg_end": round(os.getloadavg()[0], 2),
+        "versions": _versions(),
     }
     from stgraph.utils.atomic import atomic_write_text
 
@@ -191,7 +207,11 @@ def main(argv: list[str] | None = None) -> int:
           f"| {rows['ours_infer_samples_s']:.1f} |",
           f"| Graph WaveNet (tsl) | {rows['peer_params']:,} | {rows['peer_train_samples_s']:.1f} "
           f"| {rows['peer_infer_samples_s']:.1f} |", "",
-          f"Training speed-up: {result['train_speedup']:.2f}x."]
+          f"Training speed-up: {result['train_speedup']:.2f}x. Torch threads {result['threads']}, "
+          f"load average {result['loadavg_start']} at start, {result['loadavg_end']} at end; "
+          f"{result['versions']}.", "",
+          "Command: `python experiments/peer_speed.py"
+          + (f" --threads {args.threads}" if args.threads else "") + f" --steps {args.steps}`."]
     atomic_write_text(args.out.with_suffix(".md"), "\n".join(md) + "\n")
     print(json.dumps(result, indent=2))
     return 0
