@@ -91,8 +91,8 @@ def _time(fn, warmup: int, steps: int) -> float:
 
 
 def _versions() -> str:
-    import tsl
     import torch_geometric
+    import tsl
 
     return f"torch {torch.__version__}, torch_geometric {torch_geometric.__version__}, tsl {tsl.__version__}"
 
