@@ -28,6 +28,9 @@ import yaml
 from stgraph.errors import ConfigError
 from stgraph.utils.yamlio import read_yaml_mapping
 
+#: Training losses (``train.loss``); all masked, in the target's original units.
+LOSSES = ("mae", "mse", "huber", "berhu")
+
 
 @dataclass
 class DatasetConfig:
@@ -58,7 +61,8 @@ class TrainSettings:
     lr_gamma: float = field(default=0.3, metadata={"help": "lr decay factor at each milestone"})
     patience: int = field(default=5, metadata={"help": "epochs without validation improvement before stopping"})
     grad_clip: float | None = field(default=5.0, metadata={"help": "max gradient norm (null: off)"})
-    loss: str = field(default="mae", metadata={"help": "mae or mse, masked, in original units"})
+    loss: str = field(default="mae", metadata={"help": "mae, mse, huber or berhu (reverse Huber), masked, in original units"})
+    loss_delta: float = field(default=1.0, metadata={"help": "threshold of the huber and berhu losses, in the target's units"})
     max_batches_per_epoch: int | None = field(default=None, metadata={"help": "cap batches per epoch (null: all)"})
     eval_batch_size: int = field(default=256, metadata={"help": "windows per evaluation batch"})
     num_threads: int | None = field(default=None, metadata={"help": "torch CPU threads (null: torch default)"})
@@ -171,8 +175,10 @@ def load_config(path: str | os.PathLike | None = None, *, overrides: list[str] |
             raise ConfigError(f"{source}: model.config {cfg.model.config!r} not found")
         opts = read_yaml_mapping(mp)
         cfg.model.options = {**opts, **cfg.model.options}
-    if cfg.train.loss not in ("mae", "mse"):
-        raise ConfigError(f"{source}: train.loss = {cfg.train.loss!r}: expected 'mae' or 'mse'")
+    if cfg.train.loss not in LOSSES:
+        raise ConfigError(f"{source}: train.loss = {cfg.train.loss!r}: expected one of {', '.join(LOSSES)}")
+    if cfg.train.loss_delta <= 0:
+        raise ConfigError(f"{source}: train.loss_delta = {cfg.train.loss_delta}: expected > 0")
     for name in ("epochs", "batch_size", "eval_batch_size"):
         if getattr(cfg.train, name) < 1:
             raise ConfigError(f"{source}: train.{name} must be >= 1")

@@ -42,6 +42,36 @@ def masked_mse(pred: Tensor, target: Tensor, mask: Tensor | None = None, null_va
     return ((pred - target) ** 2)[v].mean() if bool(v.any()) else torch.tensor(float("nan"))
 
 
+def masked_huber(
+    pred: Tensor, target: Tensor, mask: Tensor | None = None, null_value: float | None = None,
+    delta: float = 1.0,
+) -> Tensor:
+    """Huber loss (squared below ``delta``, linear above, in the units of ``target``) over
+    valid entries: MAE's robustness to outliers with MSE's smooth minimum near zero."""
+    v = valid_mask(target, mask, null_value)
+    if not bool(v.any()):
+        return torch.tensor(float("nan"))
+    return torch.nn.functional.huber_loss(pred[v], target[v], delta=delta)
+
+
+def masked_berhu(
+    pred: Tensor, target: Tensor, mask: Tensor | None = None, null_value: float | None = None,
+    delta: float = 1.0,
+) -> Tensor:
+    """Reverse Huber ("berHu", Owen 2007; Laina et al. 2016) over valid entries: absolute
+    below ``delta``, ``(e² + delta²) / (2 delta)`` above (continuous, with a continuous slope).
+
+    The opposite trade-off to Huber: the median's robustness for the many small errors and the
+    mean's pull for the few large ones (a forecast of traffic speed gets RMSE from the jams it
+    misses, MAE from everything else).
+    """
+    v = valid_mask(target, mask, null_value)
+    if not bool(v.any()):
+        return torch.tensor(float("nan"))
+    e = (pred[v] - target[v]).abs()
+    return torch.where(e <= delta, e, (e * e + delta * delta) / (2 * delta)).mean()
+
+
 def masked_rmse(pred: Tensor, target: Tensor, mask: Tensor | None = None, null_value: float | None = None) -> Tensor:
     """Root mean squared error over valid entries."""
     return masked_mse(pred, target, mask, null_value).sqrt()

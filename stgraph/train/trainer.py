@@ -28,7 +28,7 @@ from stgraph.models.base import Forecaster, build_model
 from stgraph.train import checkpoint as ckpt
 from stgraph.train.config import TrainConfig, dump_config
 from stgraph.train.evaluate import evaluate_model, write_metrics
-from stgraph.train.metrics import masked_mae, masked_mse
+from stgraph.train.metrics import masked_berhu, masked_huber, masked_mae, masked_mse
 from stgraph.train.protocols import Protocol, get_protocol
 from stgraph.utils.atomic import atomic_path, atomic_write_text
 from stgraph.utils.seed import seed_everything
@@ -79,7 +79,12 @@ def make_model(cfg: TrainConfig, graph: STGraph, protocol: Protocol) -> Forecast
         raise ConfigError(f"model.options for {cfg.model.name!r}: {exc}") from exc
 
 
-def _loss(pred: torch.Tensor, batch: STGraph, kind: str, null_value: float | None) -> torch.Tensor:
+def _loss(
+    pred: torch.Tensor, batch: STGraph, kind: str, null_value: float | None, delta: float = 1.0
+) -> torch.Tensor:
+    if kind in ("huber", "berhu"):
+        fn = masked_huber if kind == "huber" else masked_berhu
+        return fn(pred, batch.y, batch.y_mask, null_value, delta=delta)
     fn = masked_mae if kind == "mae" else masked_mse
     return fn(pred, batch.y, batch.y_mask, null_value)
 
@@ -189,7 +194,7 @@ def _fit(model: Forecaster, cfg: TrainConfig, protocol: Protocol, windows: dict,
                 if ts.max_batches_per_epoch and i >= ts.max_batches_per_epoch:
                     break
                 opt.zero_grad(set_to_none=True)
-                loss = _loss(model(batch), batch, ts.loss, protocol.null_value)
+                loss = _loss(model(batch), batch, ts.loss, protocol.null_value, ts.loss_delta)
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"epoch {epoch}, batch {i}: loss is {float(loss)}")
                 loss.backward()

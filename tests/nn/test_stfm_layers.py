@@ -92,6 +92,21 @@ def test_time_features_calendar():
     assert repr(te) == "TimeEncoding(8)"
 
 
+def test_time_encoding_calendar_parts():
+    torch.manual_seed(0)
+    t0, day = 1330560000, 86400
+    times, iv = torch.tensor([[t0, t0 + day, t0 + 3600]]), torch.tensor([300])
+    both, tod_only = TimeEncoding(16), TimeEncoding(16, calendar=["time_of_day"])
+    tod_only.load_state_dict(both.state_dict())  # same weights: only the features differ
+    a, b = both(times, iv), tod_only(times, iv)
+    # Thursday and Friday at the same clock time: one encoding without day of week, two with it
+    assert torch.allclose(b[0, 0], b[0, 1]) and not torch.allclose(a[0, 0], a[0, 1])
+    assert not torch.allclose(b[0, 0], b[0, 2])  # the time of day still counts
+    assert repr(tod_only) == "TimeEncoding(16, calendar=['time_of_day'])"
+    with pytest.raises(ValueError, match="unknown parts \\['month'\\]"):
+        TimeEncoding(16, calendar=["month"])
+
+
 def test_tokenizer_and_variable_merge_shapes_and_masks():
     torch.manual_seed(0)
     x, mask = torch.randn(4, 10, 3), torch.rand(4, 10, 3) > 0.5

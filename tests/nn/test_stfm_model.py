@@ -217,3 +217,33 @@ def test_single_window_without_batching(model):
         yb = model(window_batch(g, 1))
     assert y.shape == (30, 12, 2)
     assert torch.allclose(y, yb, atol=1e-5)
+
+
+def test_global_residual_forecast_is_node_plus_graph_scale_term():
+    torch.manual_seed(0)
+    cfg = yaml.safe_load((CONFIGS / "tiny.yaml").read_text())
+    m = STFM(**{**cfg, "global_residual": True}).eval()
+    b = window_batch(make_graph(40, 2, 300), batch_size=2)
+    with torch.no_grad():
+        state = m.encode_data(b)
+        # the graph-level scale is each window's std of the observed values, per graph and variable
+        for g in range(2):
+            sel = b.batch == g
+            xv, mv = b.x[sel], b.mask[sel]
+            for v in range(2):
+                obs = xv[..., v][mv[..., v]]
+                want = obs.double().std(unbiased=False).float()
+                assert torch.allclose(state.global_scale[sel, 0, v], want.expand(int(sel.sum())), rtol=1e-4)
+        out = m.forecast(state, horizon=4)
+        # zeroing the second readout leaves the usual de-normalised forecast: loc + scale * z
+        head = m.forecast_head
+        query = m.time_encoding(
+            state.last_time.view(-1, 1) + torch.arange(1, 5).view(1, -1) * state.interval.view(-1, 1),
+            state.interval, (torch.arange(1, 5) * state.interval.view(-1, 1)).float())
+        z = head(state.tokens, query, state.var_emb, state.batch)
+        assert z.shape == (80, 4, 2, 2)
+        want = z[..., 0] * state.scale + state.loc + z[..., 1] * state.global_scale
+        assert torch.allclose(out, want, atol=1e-5)
+        assert not torch.allclose(out, z[..., 0] * state.scale + state.loc, atol=1e-3)
+    with pytest.raises(ValueError, match="outputs=3"):
+        type(head)(16, outputs=3)

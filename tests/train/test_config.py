@@ -38,6 +38,8 @@ def test_good_config_and_overrides(tmp_path):
         (GOOD + "extra: 1\n", r"unknown key 'extra'"),
         (GOOD.replace("lr: 0.01", "lr: fast"), r"train.lr = 'fast': expected float"),
         (GOOD.replace("epochs: 2", "epochs: 0"), r"train.epochs must be >= 1"),
+        (GOOD.replace("epochs: 2", "epochs: 2, loss: l1"), r"train.loss = 'l1': expected one of mae, mse, huber, berhu"),
+        (GOOD.replace("epochs: 2", "epochs: 2, loss: huber, loss_delta: 0"), r"train.loss_delta = 0.0: expected > 0"),
         (GOOD.replace("dataset: {name: chickenpox}\n", ""), r"missing required key 'dataset'"),
         ("seed: [1\n", "not valid YAML"),
     ],

@@ -9,6 +9,8 @@ import torch
 
 from stgraph.train.metrics import (
     MetricAccumulator,
+    masked_berhu,
+    masked_huber,
     masked_mae,
     masked_mape,
     masked_mse,
@@ -24,6 +26,10 @@ def test_masked_metrics_by_hand():
     assert float(masked_mse(pred, y, mask)) == pytest.approx((1 + 0 + 4) / 3)
     assert float(masked_rmse(pred, y, mask)) == pytest.approx(math.sqrt(5 / 3))
     assert float(masked_mape(pred, y, mask)) == pytest.approx(100 * (0.5 + 0 + 2) / 3)
+    # Huber, delta 1.5: errors 1 (squared half: 0.5), 0, 2 (linear: 1.5 * (2 - 0.75) = 1.875)
+    assert float(masked_huber(pred, y, mask, delta=1.5)) == pytest.approx((0.5 + 0 + 1.875) / 3)
+    # berHu, delta 1.5: errors 1 (absolute: 1), 0, 2 (quadratic: (4 + 2.25) / 3 = 2.0833)
+    assert float(masked_berhu(pred, y, mask, delta=1.5)) == pytest.approx((1 + 0 + 6.25 / 3) / 3)
     # null value 1.0 removes the third entry as well
     assert float(masked_mae(pred, y, mask, null_value=1.0)) == pytest.approx(0.5)
     # nothing valid -> nan, not 0

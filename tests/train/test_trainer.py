@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -158,3 +159,20 @@ def test_protocol_scaler_is_the_one_used(tmp_path, pox):
     res = train(cfg, graph=pox)
     assert res.metrics["protocol"]["scaler"] == "none"
     assert type(res.model.scaler).__name__ == "IdentityScaler"
+
+
+@pytest.mark.parametrize("kind", ["mae", "mse", "huber", "berhu"])
+def test_loss_kinds_leave_out_masked_targets(kind):
+    pred = torch.tensor([[1.0, 5.0, 0.0]])
+    batch = SimpleNamespace(y=torch.tensor([[0.0, 1.0, 100.0]]), y_mask=torch.tensor([[True, True, False]]))
+    got = float(trainer_mod._loss(pred, batch, kind, None, delta=2.0))
+    # errors 1 and 4 (the masked 100 never counts)
+    want = {"mae": (1 + 4) / 2, "mse": (1 + 16) / 2, "huber": (0.5 + 2 * (4 - 1)) / 2,
+            "berhu": (1 + (16 + 4) / 4) / 2}[kind]
+    assert got == pytest.approx(want)
+
+
+def test_huber_loss_trains_by_config(tmp_path, pox):
+    res = train(_cfg(tmp_path, "huber", epochs=2, loss="huber", loss_delta=0.5), graph=pox)
+    log = (res.run_dir / "log.csv").read_text().splitlines()
+    assert len(log) == 3 and "huber" in (res.run_dir / "config.yaml").read_text()

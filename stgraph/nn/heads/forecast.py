@@ -26,32 +26,40 @@ class ForecastHead(torch.nn.Module):
 
     with :math:`u_n` the node's last token and :math:`e_v` the variable's name embedding (so any
     number of variables can be read out). Multi-head: :math:`\alpha` per head over
-    :math:`C_h / \text{heads}` channels.
+    :math:`C_h / \text{heads}` channels. With ``outputs = 2`` a second readout
+    :math:`(W'_E, b')` gives a second value per step and variable (the STFM uses it for a
+    change on the graph's scale rather than the node's, see :class:`~stgraph.nn.STFM`).
 
     Args:
         channels (int): token size ``C``.
         heads (int): attention heads (default ``4``).
         hidden (int): head width :math:`C_h` (default ``channels // 2``).
+        outputs (int): values per step and variable, 1 or 2 (default ``1``).
 
     Shapes:
         - **input:** ``x`` :math:`(N, S, C)` node tokens, ``query`` :math:`(B, H, C)` time
           queries, ``var_emb`` :math:`(V, C)`, ``batch`` :math:`(N)` or ``None``
-        - **output:** :math:`(N, H, V)` (normalised units)
+        - **output:** :math:`(N, H, V)` (normalised units), or :math:`(N, H, V, 2)` with
+          ``outputs = 2``
     """
 
-    def __init__(self, channels: int, heads: int = 4, hidden: int | None = None) -> None:
+    def __init__(
+        self, channels: int, heads: int = 4, hidden: int | None = None, outputs: int = 1
+    ) -> None:
         super().__init__()
         hidden = hidden or max(heads, channels // 2)
         if hidden % heads or channels % heads:
             raise ValueError(f"channels ({channels}) and hidden ({hidden}) must divide by heads ({heads})")
-        self.channels, self.heads, self.hidden = channels, heads, hidden
+        if outputs not in (1, 2):
+            raise ValueError(f"outputs={outputs}: expected 1 or 2")
+        self.channels, self.heads, self.hidden, self.outputs = channels, heads, hidden, outputs
         self.q = torch.nn.Linear(channels, channels)
         self.k = torch.nn.Linear(channels, channels)
         self.v = torch.nn.Linear(channels, hidden)
         self.t = torch.nn.Linear(channels, hidden)
         self.u = torch.nn.Linear(channels, hidden, bias=False)
-        self.var_w = torch.nn.Linear(channels, hidden)
-        self.var_b = torch.nn.Linear(channels, 1)
+        self.var_w = torch.nn.Linear(channels, hidden * outputs)
+        self.var_b = torch.nn.Linear(channels, outputs)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -73,8 +81,11 @@ class ForecastHead(torch.nn.Module):
         v = self.v(x).view(n, s, nh, dv)
         z = torch.einsum("nahs,nsad->nhad", alpha, v).reshape(n, hz, self.hidden)
         z = z + broadcast_graphs(self.t(query), batch) + self.u(x[:, -1]).unsqueeze(1)
-        w = self.var_w(var_emb)  # [V, C_h]
-        return F.gelu(z) @ w.t() + self.var_b(var_emb).view(1, 1, -1)
+        nv = var_emb.size(0)
+        w = self.var_w(var_emb).view(nv * self.outputs, self.hidden)  # [V*O, C_h]
+        y = F.gelu(z) @ w.t() + self.var_b(var_emb).view(1, 1, -1)  # [N, H, V*O]
+        return y if self.outputs == 1 else y.view(n, hz, nv, self.outputs)
 
     def __repr__(self) -> str:
-        return f"{self.__class__.__name__}({self.channels}, heads={self.heads}, hidden={self.hidden})"
+        extra = "" if self.outputs == 1 else f", outputs={self.outputs}"
+        return f"{self.__class__.__name__}({self.channels}, heads={self.heads}, hidden={self.hidden}{extra})"

@@ -8,6 +8,8 @@ import torch
 from torch import Tensor
 
 _DAY, _WEEK = 86_400, 7 * 86_400
+#: Calendar parts :class:`TimeEncoding` can use.
+CALENDAR = ("time_of_day", "day_of_week")
 
 
 def time_features(time: Tensor, interval: Tensor, lead: Tensor | None = None) -> Tensor:
@@ -50,8 +52,14 @@ class TimeEncoding(torch.nn.Module):
 
     with :math:`\phi` from :func:`time_features`.
 
+    A part left out of ``calendar`` enters as zeros, so the weights keep their shape and a model
+    trained without a part loads into one with it (and back). Leaving ``"day_of_week"`` out suits
+    series too short to have seen each weekday more than once (a week of Los-loop), where it can
+    only be memorised.
+
     Args:
         out_channels (int): embedding size.
+        calendar (sequence of str): parts of :data:`CALENDAR` to use (default both).
 
     Shapes:
         - **input:** ``time`` :math:`(B, S)` int64, ``interval`` :math:`(B)`, ``lead``
@@ -61,9 +69,19 @@ class TimeEncoding(torch.nn.Module):
 
     num_features = 8
 
-    def __init__(self, out_channels: int) -> None:
+    def __init__(self, out_channels: int, calendar: tuple[str, ...] | list[str] = CALENDAR) -> None:
         super().__init__()
+        unknown = set(calendar) - set(CALENDAR)
+        if unknown:
+            raise ValueError(f"calendar: unknown parts {sorted(unknown)}; known: {', '.join(CALENDAR)}")
         self.out_channels = out_channels
+        self.calendar = tuple(c for c in CALENDAR if c in calendar)
+        keep = torch.ones(self.num_features)
+        if "time_of_day" not in self.calendar:
+            keep[0:4] = 0
+        if "day_of_week" not in self.calendar:
+            keep[4:6] = 0
+        self.register_buffer("keep", keep, persistent=False)
         self.lin = torch.nn.Linear(self.num_features, out_channels)
         self.reset_parameters()
 
@@ -71,7 +89,8 @@ class TimeEncoding(torch.nn.Module):
         self.lin.reset_parameters()
 
     def forward(self, time: Tensor, interval: Tensor, lead: Tensor | None = None) -> Tensor:
-        return self.lin(time_features(time, interval, lead))
+        return self.lin(time_features(time, interval, lead) * self.keep)
 
     def __repr__(self) -> str:
-        return f"{self.__class__.__name__}({self.out_channels})"
+        extra = "" if self.calendar == CALENDAR else f", calendar={list(self.calendar)}"
+        return f"{self.__class__.__name__}({self.out_channels}{extra})"

@@ -21,7 +21,7 @@ from stgraph.nn.layers.name_encoder import VariableNameEncoder
 from stgraph.nn.layers.node_context import NodeContextEncoder
 from stgraph.nn.layers.patch_tokenizer import PatchTokenizer
 from stgraph.nn.layers.spatial_encoding import SpatialEncoding
-from stgraph.nn.layers.time_encoding import TimeEncoding
+from stgraph.nn.layers.time_encoding import CALENDAR, TimeEncoding
 from stgraph.nn.layers.variable_attention import VariableCrossAttention
 from stgraph.nn.structure import GraphStructure, batch_structure, broadcast_graphs
 
@@ -40,6 +40,7 @@ class STFMState:
     last_time: Tensor  # [B] unix seconds of the last input step
     interval: Tensor  # [B] seconds
     structure: GraphStructure
+    global_scale: Tensor | None = None  # [N, 1, V] the graph-level std of each variable
 
 
 def _first(value: Any) -> Any:
@@ -104,6 +105,13 @@ class STFM(torch.nn.Module):
             ``"kriging"`` (default none).
         node_classes (int): classes of a node classification head (default ``0``: none).
         graph_classes (int): classes of a graph classification head (default ``0``: none).
+        calendar (sequence of str): calendar parts of the :class:`TimeEncoding` (default
+            ``("time_of_day", "day_of_week")``).
+        global_residual (bool): the forecast adds to the de-normalised per-node forecast a
+            second term on the graph's scale, :math:`\hat y = \mu_n + \sigma_n \hat z_1 +
+            s_g \hat z_2`, so that a large change after a quiet window (a jam building up on a
+            free-flowing road, where :math:`\sigma_n` is small) needs no huge normalised output
+            (default ``False``).
 
     Shapes:
         - **input:** ``x``, ``mask`` :math:`(N, L, V)`, ``time`` :math:`(B, L)`, graph tensors
@@ -125,6 +133,8 @@ class STFM(torch.nn.Module):
         tasks: tuple[str, ...] | list[str] = (),
         node_classes: int = 0,
         graph_classes: int = 0,
+        calendar: tuple[str, ...] | list[str] = CALENDAR,
+        global_residual: bool = False,
     ) -> None:
         super().__init__()
         unknown = set(tasks) - {"reconstruction", "anomaly", "kriging"}
@@ -136,7 +146,7 @@ class STFM(torch.nn.Module):
         self.norm = MaskedInstanceNorm(norm_eps)
         self.names = VariableNameEncoder(channels)
         self.tokenizer = PatchTokenizer(patch_len, channels)
-        self.time_encoding = TimeEncoding(channels)
+        self.time_encoding = TimeEncoding(channels, calendar)
         self.merge = VariableCrossAttention(channels, heads)
         self.spatial = SpatialEncoding(channels, rwse_steps)
         self.context = NodeContextEncoder(channels)
@@ -145,7 +155,8 @@ class STFM(torch.nn.Module):
         )
         self.hierarchy = HierarchicalPooling(channels, levels, heads, ffn_ratio, dropout) if levels else None
         self.final_norm = torch.nn.LayerNorm(channels)
-        self.forecast_head = ForecastHead(channels, heads)
+        self.global_residual = bool(global_residual)
+        self.forecast_head = ForecastHead(channels, heads, outputs=2 if global_residual else 1)
         self.reconstruction_head = ReconstructionHead(channels, patch_len) if "reconstruction" in tasks else None
         self.anomaly_head = AnomalyScoreHead(channels, patch_len) if "anomaly" in tasks else None
         self.kriging_head = KrigingHead(channels, patch_len) if "kriging" in tasks else None
@@ -231,7 +242,9 @@ class STFM(torch.nn.Module):
         if self.hierarchy is not None:
             h = self.hierarchy(h, structure)
         h = self.final_norm(h)
-        return STFMState(h, loc, scale, x_norm, mask, var_emb, batch, time[:, -1], interval, structure)
+        global_scale = scale * torch.exp(-level[:, :, 1]).unsqueeze(1)  # level: log(sigma / s_g)
+        return STFMState(h, loc, scale, x_norm, mask, var_emb, batch, time[:, -1], interval,
+                         structure, global_scale)
 
     @staticmethod
     def _interval(time: Tensor | None, interval: Tensor | None, num_graphs: int, dev) -> Tensor:
@@ -274,6 +287,10 @@ class STFM(torch.nn.Module):
         lead = (y_time - state.last_time.view(-1, 1)).float()
         query = self.time_encoding(y_time, state.interval, lead)  # [B,H,C]
         y = self.forecast_head(state.tokens, query, state.var_emb, state.batch)
+        if self.global_residual:
+            return MaskedInstanceNorm.inverse(y[..., 0], state.loc, state.scale) + (
+                y[..., 1] * state.global_scale
+            )
         return MaskedInstanceNorm.inverse(y, state.loc, state.scale)
 
     def reconstruct(self, state: STFMState) -> Tensor:
