@@ -156,13 +156,8 @@ def _markdown(rows: list[dict], info: dict) -> str:
         "XML is not counted). Speed-up = osmnx_s / stgraph_s.",
         "",
         f"Machine: {info['machine']}; load average (1, 5, 15 min) {info['loadavg']} at start, "
-        f"{info.get('loadavg_end', '?')} at the end. "
-        + (
-            "Other jobs shared the machine, so absolute times are pessimistic; "
-            if info.get("shared")
-            else ""
-        )
-        + "both paths ran under the same conditions, one after the other for each extract.",
+        f"{info.get('loadavg_end', '?')} at the end (the benchmark's own processes included); "
+        "both paths ran under the same conditions, one after the other for each extract.",
         "",
         "| file | nodes | edges | OSMnx nodes | OSMnx edges | stgraph_s | stgraph_noctx_s | osmnx_s "
         "| speed-up | speed-up (no ctx) | speed-up (CPU time) | stgraph_peak_mb | osmnx_peak_mb |",
@@ -267,8 +262,6 @@ def main(argv: list[str] | None = None) -> int:
                 flush=True,
             )
     info["loadavg_end"] = " ".join(f"{x:.1f}" for x in os.getloadavg())
-    # a 1-minute load above 1 while this single-threaded benchmark ran means another job ran too
-    info["shared"] = os.getloadavg()[0] > 1.5 or float(info["loadavg"].split()[0]) > 0.5
     doc = {"benchmark": "road-graph build", "network": NETWORK, **info, "rows": rows}
     args.out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.out / "build-bench.json", json.dumps(doc, indent=1) + "\n")

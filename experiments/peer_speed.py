@@ -191,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         "train_speedup": rows["ours_train_samples_s"] / rows["peer_train_samples_s"],
         "setting": f"N={n} ({source}), batch {bsz}, {steps} -> {horizon} steps, 2 input features, "
                    f"Adam + MAE, median of {args.steps} steps after {args.warmup} warm-up, CPU "
-                   f"({os.cpu_count()} cores, shared: absolute figures are pessimistic)",
+                   f"({os.cpu_count()} cores)",
         "config": str(args.config),
         "threads": torch.get_num_threads(),
         "loadavg_start": round(load_start, 2),

@@ -130,8 +130,8 @@ def main(argv: list[str] | None = None) -> int:
         "setup": "T=12 in, 12 out, batch 1, 1 variable, 8-NN proximity graph on random coordinates; "
                  "seconds = median forward+backward after one warm-up; peak_mb = peak RSS of a "
                  "fresh process per size (includes Python, torch and the data)",
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs (shared with other jobs: timings "
-                   "are pessimistic), torch threads default",
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, load average "
+                   f"{os.getloadavg()[0]:.2f} at the end, torch threads default",
     }
     from stgraph.utils.atomic import atomic_write_text
 
