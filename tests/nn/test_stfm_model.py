@@ -223,6 +223,7 @@ def test_global_residual_forecast_is_node_plus_graph_scale_term():
     torch.manual_seed(0)
     cfg = yaml.safe_load((CONFIGS / "tiny.yaml").read_text())
     m = STFM(**{**cfg, "global_residual": True}).eval()
+    assert repr(m).endswith("global_residual=True)") and "global_residual" not in repr(STFM(**cfg))
     b = window_batch(make_graph(40, 2, 300), batch_size=2)
     with torch.no_grad():
         state = m.encode_data(b)

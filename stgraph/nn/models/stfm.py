@@ -338,5 +338,7 @@ class STFM(torch.nn.Module):
         return (
             f"{self.__class__.__name__}(channels={self.channels}, depth={self.depth}, "
             f"heads={self.heads}, patch_len={self.patch_len}, levels={self.levels}, "
-            f"cluster_size={self.cluster_size})"
+            f"cluster_size={self.cluster_size}"
+            + (", global_residual=True" if self.global_residual else "")
+            + ")"
         )
