@@ -242,7 +242,9 @@ class STFM(torch.nn.Module):
         if self.hierarchy is not None:
             h = self.hierarchy(h, structure)
         h = self.final_norm(h)
-        global_scale = scale * torch.exp(-level[:, :, 1]).unsqueeze(1)  # level: log(sigma / s_g)
+        global_scale = None  # only the global-residual forecast reads it; level is log(sigma / s_g)
+        if self.global_residual:
+            global_scale = scale * torch.exp(-level[:, :, 1]).unsqueeze(1)
         return STFMState(h, loc, scale, x_norm, mask, var_emb, batch, time[:, -1], interval,
                          structure, global_scale)
 
