@@ -194,6 +194,8 @@ def main(argv: list[str] | None = None) -> int:
         default=Path(os.environ.get("STGRAPH_DATA", REPO.parent / "shared" / "data")),
     )
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--only", nargs="*", default=None, metavar="NAME",
+                    help="extracts whose path contains one of these (default: all five)")
     ap.add_argument("--out", type=Path, default=REPO / "experiments" / "results")
     ap.add_argument("--child", nargs=2, metavar=("KIND", "PATH"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -216,6 +218,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     with tempfile.TemporaryDirectory(prefix="build-bench-") as tmp:
         for rel in EXTRACTS:
+            if args.only and not any(o.lower() in rel.lower() for o in args.only):
+                continue
             src = args.data / rel
             if not src.is_file():
                 print(f"skip {rel}: not found under {args.data}", file=sys.stderr)

@@ -5,6 +5,12 @@ pyosmium's ``FileProcessor`` keeps every node location in its C++ index, and per
 tagged nodes (points of interest) and area-tagged closed ways and multipolygon relations (land use,
 POI buildings). Coordinates are collected as raw integers and converted, split and de-duplicated
 with numpy. That is where the speed over parsing XML into networkx comes from.
+
+Small OSM XML files (up to :data:`EXPAT_MAX_BYTES` on disk) are read instead by the standard
+library's expat parser in this process: pyosmium's reader and parser threads cost a few fixed
+milliseconds, more than the whole parse of a district-sized file. Both readers keep the same
+objects by the same rules and return identical arrays (tested on West Oakland and on a
+hand-written file with every special case).
 """
 
 from __future__ import annotations
@@ -105,7 +111,14 @@ def check_osm_path(path: str | Path) -> Path:
     return p
 
 
-def read_osm(path: str | Path, *, network: str, context: bool = True) -> OSMExtract:
+#: XML files up to this size (bytes on disk, compressed or not) are parsed with expat in this
+#: process: pyosmium's reader and parser threads cost a fixed few milliseconds that dominate on
+#: small files (a 446-node district); larger ones go to pyosmium (see ``read_osm(engine=)``).
+EXPAT_MAX_BYTES = 1 << 20
+_XML_SUFFIXES = (".osm", ".osm.bz2", ".osm.gz", ".xml")
+
+
+def read_osm(path: str | Path, *, network: str, context: bool = True, engine: str = "auto") -> OSMExtract:
     """Read the ``network`` ways (and, with ``context``, POIs and land-use areas) of one file.
 
     One pass over the file: node locations go to pyosmium's C++ index; per-type ``KeyFilter``s
@@ -113,16 +126,84 @@ def read_osm(path: str | Path, *, network: str, context: bool = True) -> OSMExtr
     Python. An area's position is the centroid of its boundary (closed ways), or of its outer member
     ways (multipolygon relations; a second pass reads those ways when there are any).
 
+    ``engine``: ``"pyosmium"``, ``"expat"`` (OSM XML only: the standard library's expat parser,
+    in this process, same result) or ``"auto"`` — expat for XML files up to
+    :data:`EXPAT_MAX_BYTES`, pyosmium otherwise.
+
     Raises:
         FileNotFoundError: the file does not exist.
         DataFormatError: empty, truncated or corrupt file (the message names the file and what
-            pyosmium reported), or no way of the network in it.
+            the parser reported), or no way of the network in it.
+        ValueError: unknown ``engine``, or ``"expat"`` for a file that is not OSM XML.
     """
     p = check_osm_path(path)
-    bidirectional = network in BIDIRECTIONAL_NETWORKS
+    is_xml = p.name.lower().endswith(_XML_SUFFIXES)
+    if engine == "auto":
+        engine = "expat" if is_xml and p.stat().st_size <= EXPAT_MAX_BYTES else "pyosmium"
+    if engine not in ("pyosmium", "expat"):
+        raise ValueError(f"engine={engine!r}: expected 'auto', 'pyosmium' or 'expat'")
+    if engine == "expat" and not is_xml:
+        raise ValueError(f"{p}: engine='expat' reads OSM XML ({', '.join(_XML_SUFFIXES)}) only")
+    col = _Collector(network, context)
+    if engine == "expat":
+        _collect_expat(p, col)
+    else:
+        _collect_pyosmium(p, col)
+    return col.finish(p)
+
+
+class _Collector:
+    """What one pass keeps of the objects a road graph needs, whichever parser reads them."""
+
+    def __init__(self, network: str, context: bool) -> None:
+        self.network = network
+        self.context = context
+        self.bidirectional = network in BIDIRECTIONAL_NETWORKS
+        self.way_ids: list[int] = []
+        self.way_tags: list[dict[str, str]] = []
+        self.directions: list[int] = []
+        self.lengths: list[int] = []
+        self.refs: list[int] = []
+        self.xs: list[int] = []
+        self.ys: list[int] = []
+        self.dropped: Counter[str] = Counter()
+        self.counts: Counter[str] = Counter()
+        self.poi_xy: list[tuple[float, float, int]] = []
+        self.areas = _Areas()
+
+    def add_network_way(self, way_id: int, tag_dict: dict[str, str], n_nodes: int) -> None:
+        """Record a network way whose ``n_nodes`` refs and coordinates were just appended."""
+        self.way_ids.append(way_id)
+        self.way_tags.append(tag_dict)
+        self.directions.append(oneway_direction(tag_dict, bidirectional=self.bidirectional))
+        self.lengths.append(n_nodes)
+
+    def finish(self, p: Path) -> OSMExtract:
+        network, dropped, counts = self.network, self.dropped, self.counts
+        if not self.way_ids:
+            raise DataFormatError(
+                f"{p}: no way of the {network!r} network in the file "
+                f"({counts['highway_ways']} highway ways in all)"
+            )
+        ways = _split_ways(self.way_ids, self.way_tags, self.directions, self.lengths, self.refs,
+                           self.xs, self.ys, dropped)
+        if len(ways.way_ids) == 0:
+            raise DataFormatError(
+                f"{p}: none of the {len(self.way_ids)} ways of the {network!r} network has two nodes "
+                "located in the file"
+            )
+        ctx = self.areas.context_points(self.poi_xy, dropped) if self.context else None
+        counts["network_ways"] = len(self.way_ids)
+        if ctx is not None:
+            counts["poi_features"] = len(ctx.poi_category)
+            counts["landuse_features"] = len(ctx.landuse_category)
+        return OSMExtract(ways=ways, context=ctx, dropped=dict(dropped), counts=dict(counts))
+
+
+def _collect_pyosmium(p: Path, col: _Collector) -> None:
     fp = osmium.FileProcessor(str(p)).with_locations()
     # per-type filters run in C++: only what a road graph needs reaches Python
-    if context:
+    if col.context:
         fp = fp.with_filter(osmium.filter.KeyFilter(*_POI_NODE_KEYS).enable_for(osmium.osm.NODE))
         fp = fp.with_filter(
             osmium.filter.KeyFilter("highway", *_AREA_KEYS).enable_for(osmium.osm.WAY)
@@ -131,21 +212,10 @@ def read_osm(path: str | Path, *, network: str, context: bool = True) -> OSMExtr
     else:
         fp = fp.with_filter(osmium.filter.EntityFilter(osmium.osm.WAY))
         fp = fp.with_filter(osmium.filter.KeyFilter("highway").enable_for(osmium.osm.WAY))
-
-    way_ids: list[int] = []
-    way_tags: list[dict[str, str]] = []
-    directions: list[int] = []
-    lengths: list[int] = []
-    refs: list[int] = []
-    xs: list[int] = []
-    ys: list[int] = []
-    dropped: Counter[str] = Counter()
-    counts: Counter[str] = Counter()
-    poi_xy: list[tuple[float, float, int]] = []
-    areas = _Areas()
-
+    network, context, areas, counts, dropped = col.network, col.context, col.areas, col.counts, col.dropped
+    refs = col.refs
     # bound methods: this loop runs once per object and node that reaches Python
-    add_ref, add_x, add_y = refs.append, xs.append, ys.append
+    add_ref, add_x, add_y = refs.append, col.xs.append, col.ys.append
     try:
         for obj in fp:
             if obj.is_way():
@@ -160,10 +230,7 @@ def read_osm(path: str | Path, *, network: str, context: bool = True) -> OSMExtr
                             add_ref(nd.ref)
                             add_x(loc.x)
                             add_y(loc.y)
-                        way_ids.append(obj.id)
-                        way_tags.append(tag_dict)
-                        directions.append(oneway_direction(tag_dict, bidirectional=bidirectional))
-                        lengths.append(len(refs) - n_before)
+                        col.add_network_way(obj.id, tag_dict, len(refs) - n_before)
                     else:
                         dropped[f"way_not_in_{network}_network"] += 1
                 if context:
@@ -174,31 +241,133 @@ def read_osm(path: str | Path, *, network: str, context: bool = True) -> OSMExtr
                 cat = classify_poi(obj.tags)
                 if cat >= 0:
                     loc = obj.location
-                    poi_xy.append((loc.lon, loc.lat, cat))
+                    col.poi_xy.append((loc.lon, loc.lat, cat))
             elif obj.is_relation():
-                areas.add_relation(obj)
+                areas.add_relation(obj.tags, ((m.type, m.ref, m.role) for m in obj.members))
         if areas.rel_members:
             areas.read_members(p, fp.node_location_storage)
     except RuntimeError as exc:
         raise DataFormatError(f"{p}: cannot be read as OSM data ({exc})") from exc
 
-    if not way_ids:
+
+def _open_xml(p: Path) -> bytes:
+    name = p.name.lower()
+    try:
+        if name.endswith(".bz2"):
+            import bz2
+
+            return bz2.decompress(p.read_bytes())
+        if name.endswith(".gz"):
+            import gzip
+
+            return gzip.decompress(p.read_bytes())
+    except (OSError, EOFError, ValueError) as exc:
+        raise DataFormatError(f"{p}: cannot be decompressed ({exc})") from exc
+    return p.read_bytes()
+
+
+def _collect_expat(p: Path, col: _Collector) -> None:
+    """One expat pass over an OSM XML file, then the same selection as the pyosmium filters.
+
+    The element handler only records attributes as strings; ids and coordinates are converted
+    with numpy afterwards, and only for the objects that are kept.
+    """
+    from xml.parsers import expat
+
+    node_ids: list[str] = []
+    node_lon: list[str] = []
+    node_lat: list[str] = []
+    tagged_nodes: list[tuple[int, dict[str, str]]] = []  # (node index, tags) of nodes with tags
+    ways: list[tuple[int, list[str], dict[str, str]]] = []
+    relations: list[tuple[list[tuple[str, str, str]], dict[str, str]]] = []
+    cur: list = [None, None]  # the open object's child list (nd refs / members) and tag dict
+
+    def start(name: str, a: dict[str, str]) -> None:
+        if name == "nd":
+            cur[0].append(a["ref"])
+        elif name == "tag":
+            cur[1][a["k"]] = a["v"]
+        elif name == "node":
+            i = -1  # a node without a position (e.g. a deleted one) has no index
+            if "lon" in a or "lat" in a:
+                i = len(node_ids)
+                node_ids.append(a["id"])
+                node_lon.append(a["lon"])
+                node_lat.append(a["lat"])
+            tags: dict[str, str] = {}
+            cur[0], cur[1] = None, tags
+            tagged_nodes.append((i, tags))
+        elif name == "way":
+            refs: list[str] = []
+            tags = {}
+            ways.append((int(a["id"]), refs, tags))
+            cur[0], cur[1] = refs, tags
+        elif name == "member":
+            cur[0].append((a["type"][:1], a["ref"], a.get("role", "")))
+        elif name == "relation":
+            members: list[tuple[str, str, str]] = []
+            tags = {}
+            relations.append((members, tags))
+            cur[0], cur[1] = members, tags
+
+    parser = expat.ParserCreate()
+    parser.StartElementHandler = start
+    try:
+        parser.Parse(_open_xml(p), True)
+    except expat.ExpatError as exc:
+        raise DataFormatError(f"{p}: cannot be read as OSM XML ({exc})") from exc
+    except (KeyError, ValueError, AttributeError, TypeError) as exc:
         raise DataFormatError(
-            f"{p}: no way of the {network!r} network in the file "
-            f"({counts['highway_ways']} highway ways in all)"
-        )
-    ways = _split_ways(way_ids, way_tags, directions, lengths, refs, xs, ys, dropped)
-    if len(ways.way_ids) == 0:
-        raise DataFormatError(
-            f"{p}: none of the {len(way_ids)} ways of the {network!r} network has two nodes "
-            "located in the file"
-        )
-    ctx = areas.context_points(poi_xy, dropped) if context else None
-    counts["network_ways"] = len(way_ids)
-    if ctx is not None:
-        counts["poi_features"] = len(ctx.poi_category)
-        counts["landuse_features"] = len(ctx.landuse_category)
-    return OSMExtract(ways=ways, context=ctx, dropped=dict(dropped), counts=dict(counts))
+            f"{p}: line {parser.CurrentLineNumber}: an OSM element lacks an attribute or is out of "
+            f"place ({exc!r})"
+        ) from exc
+    try:
+        # fixed-point coordinates (1e-7 degrees, as libosmium stores them); the last row stands
+        # for nodes that are not in the file
+        x = np.append(np.rint(np.asarray(node_lon, dtype=np.float64) * 1e7).astype(np.int64),
+                      _UNDEFINED_COORDINATE)
+        y = np.append(np.rint(np.asarray(node_lat, dtype=np.float64) * 1e7).astype(np.int64),
+                      _UNDEFINED_COORDINATE)
+    except ValueError as exc:
+        raise DataFormatError(f"{p}: a node's lon/lat is not a number ({exc})") from exc
+    index = {n: i for i, n in enumerate(node_ids)}
+    network, context, areas, counts, dropped = col.network, col.context, col.areas, col.counts, col.dropped
+    net_refs: list[str] = []
+    for way_id, refs, tags in ways:
+        if "highway" in tags:
+            counts["highway_ways"] += 1
+            if in_network(tags, network):
+                net_refs += refs
+                col.add_network_way(way_id, dict(tags), len(refs))
+            else:
+                dropped[f"way_not_in_{network}_network"] += 1
+        if (context and len(refs) >= 4 and refs[0] == refs[-1]
+                and ("highway" in tags or any(k in tags for k in _AREA_KEYS))):
+            idx = [index.get(r, -1) for r in refs]
+            areas.add_way_xy(tags, [None if i < 0 else (int(x[i]), int(y[i])) for i in idx])
+    idx = np.fromiter((index.get(r, -1) for r in net_refs), np.int64, len(net_refs))
+    col.refs = np.asarray(net_refs, dtype=np.int64)
+    col.xs, col.ys = x[idx], y[idx]
+    if not context:
+        return
+    for i, tags in tagged_nodes:
+        if tags and i >= 0 and any(k in tags for k in _POI_NODE_KEYS):
+            cat = classify_poi(tags)
+            if cat >= 0:
+                col.poi_xy.append((int(x[i]) / 1e7, int(y[i]) / 1e7, cat))
+    for members, tags in relations:
+        if any(k in tags for k in _AREA_KEYS):
+            areas.add_relation(tags, ((t, int(r), role) for t, r, role in members))
+    if areas.rel_members:  # outer member ways of multipolygons, in file order (as pyosmium's pass)
+        for way_id, refs, _ in ways:
+            fs = areas.rel_members.get(way_id)
+            if fs is None:
+                continue
+            xy = [(int(x[i]), int(y[i])) for i in (index.get(r, -1) for r in refs) if i >= 0]
+            if len(xy) >= 2:
+                for f in fs:
+                    areas.member_owner.append(f)
+                    areas.member_xy.append(xy)
 
 
 class _Areas:
@@ -239,17 +408,34 @@ class _Areas:
         self.kind.append(is_lu)
         self.cat.append(cat)
 
-    def add_relation(self, obj) -> None:
-        tags = obj.tags
+    def add_way_xy(self, tags, xy: list[tuple[int, int] | None]) -> None:
+        """A closed way given as fixed-point node coordinates (``None``: node not in the file)."""
+        is_lu, cat = self._classify(tags)
+        if cat < 0:
+            return
+        if any(c is None for c in xy):
+            self.n_unlocated += 1
+            return
+        line = [c for i, c in enumerate(xy) if i == 0 or c != xy[i - 1]]  # as WKBFactory: unique
+        if len(line) < 2:
+            self.n_unlocated += 1
+            return
+        self.member_owner.append(len(self.cat))
+        self.member_xy.append(line)
+        self.kind.append(is_lu)
+        self.cat.append(cat)
+
+    def add_relation(self, tags, members) -> None:
+        """A relation's tags and its ``(type letter, ref, role)`` members."""
         if tags.get("type") != "multipolygon":
             return
         is_lu, cat = self._classify(tags)
         if cat < 0:
             return
         f = len(self.cat)
-        for m in obj.members:
-            if m.type == "w" and m.role in ("outer", ""):
-                self.rel_members.setdefault(m.ref, []).append(f)
+        for mtype, ref, role in members:
+            if mtype == "w" and role in ("outer", ""):
+                self.rel_members.setdefault(ref, []).append(f)
         self.kind.append(is_lu)
         self.cat.append(cat)
 

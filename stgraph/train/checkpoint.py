@@ -7,6 +7,7 @@ Layout of a run directory (every file written atomically)::
     resume/              everything needed to continue after the last finished epoch, swapped in
                          as one directory (so its files always belong to the same epoch):
       last.safetensors     weights after that epoch
+      ema.safetensors      their moving average (only with ``train.ema_decay``)
       optimizer.pt         optimizer state + torch RNG state (tensors and plain containers
                            only: read with weights_only=True)
       trainer_state.json   epoch, best validation score, epochs without improvement, finished
@@ -29,6 +30,7 @@ from stgraph.utils.atomic import atomic_dir, atomic_path, atomic_write_text
 
 MODEL_FILE = "model.safetensors"
 LAST_FILE = "last.safetensors"
+EMA_FILE = "ema.safetensors"
 OPTIM_FILE = "optimizer.pt"
 STATE_FILE = "trainer_state.json"
 RESUME_DIR = "resume"
@@ -110,22 +112,32 @@ def _nan_to_none(obj: Any) -> Any:
 
 
 def save_resume(run_dir: str | os.PathLike, model: torch.nn.Module,
-                optimizer: torch.optim.Optimizer | None, state: dict[str, Any]) -> Path:
-    """Write ``resume/`` (weights, optimizer + RNG state, trainer state) as one atomic swap."""
+                optimizer: torch.optim.Optimizer | None, state: dict[str, Any],
+                averaged: torch.nn.Module | None = None) -> Path:
+    """Write ``resume/`` (weights, optimizer + RNG state, trainer state, and the moving average of
+    the weights when training keeps one) as one atomic swap."""
     target = Path(run_dir) / RESUME_DIR
     with atomic_dir(target) as tmp:
         save_weights(model, tmp / LAST_FILE)
+        if averaged is not None:
+            save_weights(averaged, tmp / EMA_FILE)
         if optimizer is not None:
             save_optimizer(optimizer, tmp / OPTIM_FILE)
         write_json(tmp / STATE_FILE, state)
     return target
 
 
-def load_resume(run_dir: str | os.PathLike, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
-    """Restore model and optimizer from ``resume/``."""
+def load_resume(run_dir: str | os.PathLike, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                averaged: torch.nn.Module | None = None) -> None:
+    """Restore model, optimizer (and the moving average of the weights) from ``resume/``."""
     d = Path(run_dir) / RESUME_DIR
     load_weights(model, d / LAST_FILE)
     load_optimizer(optimizer, d / OPTIM_FILE)
+    if averaged is not None:
+        if not (d / EMA_FILE).is_file():
+            raise FileNotFoundError(f"{d / EMA_FILE}: the run keeps a moving average of the weights but "
+                                    "its resume state has none")
+        load_weights(averaged, d / EMA_FILE)
 
 
 def read_state(run_dir: str | os.PathLike) -> dict[str, Any] | None:

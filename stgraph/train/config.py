@@ -63,6 +63,7 @@ class TrainSettings:
     grad_clip: float | None = field(default=5.0, metadata={"help": "max gradient norm (null: off)"})
     loss: str = field(default="mae", metadata={"help": "mae, mse, huber or berhu (reverse Huber), masked, in original units"})
     loss_delta: float = field(default=1.0, metadata={"help": "threshold of the huber and berhu losses, in the target's units"})
+    ema_decay: float | None = field(default=None, metadata={"help": "per-step decay of an exponential moving average of the weights (e.g. 0.99; null: off); validation, the kept checkpoint and the test use the averaged weights"})
     max_batches_per_epoch: int | None = field(default=None, metadata={"help": "cap batches per epoch (null: all)"})
     eval_batch_size: int = field(default=256, metadata={"help": "windows per evaluation batch"})
     num_threads: int | None = field(default=None, metadata={"help": "torch CPU threads (null: torch default)"})
@@ -179,6 +180,8 @@ def load_config(path: str | os.PathLike | None = None, *, overrides: list[str] |
         raise ConfigError(f"{source}: train.loss = {cfg.train.loss!r}: expected one of {', '.join(LOSSES)}")
     if cfg.train.loss_delta <= 0:
         raise ConfigError(f"{source}: train.loss_delta = {cfg.train.loss_delta}: expected > 0")
+    if cfg.train.ema_decay is not None and not 0.0 < cfg.train.ema_decay < 1.0:
+        raise ConfigError(f"{source}: train.ema_decay = {cfg.train.ema_decay}: expected 0 < decay < 1 (or null)")
     for name in ("epochs", "batch_size", "eval_batch_size"):
         if getattr(cfg.train, name) < 1:
             raise ConfigError(f"{source}: train.{name} must be >= 1")

@@ -9,6 +9,7 @@ An interrupted run resumes from its last finished epoch when started again with 
 
 from __future__ import annotations
 
+import copy
 import csv
 import inspect
 import io
@@ -89,6 +90,43 @@ def _loss(
     return fn(pred, batch.y, batch.y_mask, null_value)
 
 
+class WeightAverage:
+    """Exponential moving average of a model's weights (Polyak & Juditsky 1992; the "model EMA"
+    of timm and DeiT).
+
+    After every optimiser step, ``θ̄ ← d·θ̄ + (1 − d)·θ`` with ``d = min(decay, (1 + s) / (10 + s))``
+    at step ``s`` (the warm-up keeps the first steps from being dominated by the random start).
+    Floating-point parameters are averaged; buffers (fitted statistics, caches) are copied from the
+    trained model by :meth:`sync`, so the averaged copy is a complete model of the same class.
+    """
+
+    def __init__(self, model: torch.nn.Module, decay: float, steps: int = 0) -> None:
+        self.decay = float(decay)
+        self.steps = int(steps)
+        self.model = copy.deepcopy(model).eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module) -> None:
+        self.steps += 1
+        d = min(self.decay, (1 + self.steps) / (10 + self.steps))
+        avg = [p for p in self.model.parameters() if p.is_floating_point()]
+        cur = [p.detach() for p in model.parameters() if p.is_floating_point()]
+        torch._foreach_lerp_(avg, cur, 1.0 - d)
+
+    @torch.no_grad()
+    def sync(self, model: torch.nn.Module) -> torch.nn.Module:
+        """Copy the buffers of ``model`` into the averaged copy and return that copy."""
+        mine = dict(self.model.named_buffers())
+        for name, buf in model.named_buffers():
+            if mine[name].shape == buf.shape:
+                mine[name].copy_(buf)
+            else:
+                mine[name].data = buf.detach().clone()
+        return self.model
+
+
 def _val_score(model: Forecaster, windows, protocol: Protocol, batch_size: int) -> float:
     res = evaluate_model(model, windows, protocol, batch_size=batch_size, progress=False)
     return res["average"]["mae"]
@@ -148,19 +186,24 @@ def train(cfg: TrainConfig, *, resume: bool = True, graph: STGraph | None = None
 
 
 def _write_state(run_dir: Path, model: Forecaster, opt: torch.optim.Optimizer | None,
-                 state: dict[str, Any]) -> None:
-    ckpt.save_resume(run_dir, model, opt, state)
+                 state: dict[str, Any], ema: WeightAverage | None = None) -> None:
+    if ema is not None:
+        state = {**state, "ema_steps": ema.steps}
+    ckpt.save_resume(run_dir, model, opt, state, ema.model if ema is not None else None)
 
 
 def _fit(model: Forecaster, cfg: TrainConfig, protocol: Protocol, windows: dict, run_dir: Path,
          state: dict[str, Any] | None) -> int:
     ts = cfg.train
     opt = torch.optim.Adam(model.parameters(), lr=ts.lr, weight_decay=ts.weight_decay)
+    ema = WeightAverage(model, ts.ema_decay) if ts.ema_decay else None
     first_epoch, best, bad = 0, math.inf, 0
     if state is not None:
         if state.get("finished"):
             return int(state["epoch"])
-        ckpt.load_resume(run_dir, model, opt)
+        ckpt.load_resume(run_dir, model, opt, ema.model if ema is not None else None)
+        if ema is not None:
+            ema.steps = int(state.get("ema_steps", 0))
         first_epoch = int(state["epoch"])
         best = state["best_val"] if state["best_val"] is not None else math.inf
         bad = int(state["bad_epochs"])
@@ -201,11 +244,14 @@ def _fit(model: Forecaster, cfg: TrainConfig, protocol: Protocol, windows: dict,
                 if ts.grad_clip:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), ts.grad_clip)
                 opt.step()
+                if ema is not None:
+                    ema.update(model)
                 total += float(loss.detach()) * batch.num_graphs
                 count += batch.num_graphs
                 bar.set_postfix(loss=f"{total / max(count, 1):.4f}")
             train_loss = total / max(count, 1)
-            val = _val_score(model, windows["val"], protocol, ts.eval_batch_size) if has_val else float("nan")
+            kept = ema.sync(model) if ema is not None else model  # the weights validated and saved
+            val = _val_score(kept, windows["val"], protocol, ts.eval_batch_size) if has_val else float("nan")
             if has_val and math.isnan(val):
                 raise ValueError(
                     f"epoch {epoch}: validation MAE is NaN: the validation part "
@@ -214,7 +260,7 @@ def _fit(model: Forecaster, cfg: TrainConfig, protocol: Protocol, windows: dict,
             improved = (val < best) if has_val else True
             if improved:
                 best, bad = (val if has_val else best), 0
-                ckpt.save_weights(model, run_dir / ckpt.MODEL_FILE)
+                ckpt.save_weights(kept, run_dir / ckpt.MODEL_FILE)
             else:
                 bad += 1
             seconds = time.perf_counter() - t0
@@ -228,7 +274,7 @@ def _fit(model: Forecaster, cfg: TrainConfig, protocol: Protocol, windows: dict,
                 writer.flush()
             stop = has_val and bad >= ts.patience
             _write_state(run_dir, model, opt, {"epoch": epoch, "best_val": best if math.isfinite(best) else None,
-                                   "bad_epochs": bad, "finished": stop or epoch == ts.epochs})
+                                   "bad_epochs": bad, "finished": stop or epoch == ts.epochs}, ema)
             if cfg.output.progress:
                 vtxt = f", val MAE {val:.4f}" + (" *" if improved else "") if has_val else ""
                 print(f"epoch {epoch}: train {ts.loss} {train_loss:.4f}{vtxt} ({seconds:.1f} s)")
@@ -241,7 +287,7 @@ def _fit(model: Forecaster, cfg: TrainConfig, protocol: Protocol, windows: dict,
         if writer is not None:
             writer.close()
     _write_state(run_dir, model, opt, {"epoch": epoch, "best_val": best if math.isfinite(best) else None,
-                                       "bad_epochs": bad, "finished": True})
+                                       "bad_epochs": bad, "finished": True}, ema)
     return epoch
 
 

@@ -79,14 +79,15 @@ def test_same_seed_same_result(tmp_path, pox):
     assert a == b
 
 
-@pytest.mark.parametrize("crash", ["after_epoch_2", "while_saving_epoch_3"])
+@pytest.mark.parametrize("crash", ["after_epoch_2", "while_saving_epoch_3", "ema_after_epoch_2"])
 def test_resume_after_interruption_matches_uninterrupted_run(tmp_path, pox, monkeypatch, crash):
-    full = train(_cfg(tmp_path, "full", epochs=4), graph=pox)
-    if crash == "after_epoch_2":
+    extra = {"ema_decay": 0.9} if crash.startswith("ema") else {}
+    full = train(_cfg(tmp_path, "full", epochs=4, **extra), graph=pox)
+    if crash.endswith("after_epoch_2"):
         real = trainer_mod._write_state
 
-        def fake(run_dir, model, opt, state):
-            real(run_dir, model, opt, state)
+        def fake(run_dir, model, opt, state, *rest):
+            real(run_dir, model, opt, state, *rest)
             if state["epoch"] == 2 and not state["finished"]:
                 raise KeyboardInterrupt
 
@@ -103,11 +104,13 @@ def test_resume_after_interruption_matches_uninterrupted_run(tmp_path, pox, monk
 
         monkeypatch.setattr(ckpt, "save_optimizer", fake)
     with pytest.raises(KeyboardInterrupt):
-        train(_cfg(tmp_path, "cut", epochs=4), graph=pox)
+        train(_cfg(tmp_path, "cut", epochs=4, **extra), graph=pox)
     monkeypatch.undo()
     state = json.loads((tmp_path / "cut" / "resume" / "trainer_state.json").read_text())
     assert state["epoch"] == 2 and not state["finished"]
-    resumed = train(_cfg(tmp_path, "cut", epochs=4), graph=pox)
+    if extra:  # 13 training batches of 32 per epoch, one average update after each
+        assert state["ema_steps"] == 2 * 13 and (tmp_path / "cut" / "resume" / "ema.safetensors").is_file()
+    resumed = train(_cfg(tmp_path, "cut", epochs=4, **extra), graph=pox)
     w_full = load_file(str(full.run_dir / "model.safetensors"))
     w_cut = load_file(str(resumed.run_dir / "model.safetensors"))
     assert all(torch.equal(w_full[k], w_cut[k]) for k in w_full)
@@ -176,3 +179,41 @@ def test_huber_loss_trains_by_config(tmp_path, pox):
     res = train(_cfg(tmp_path, "huber", epochs=2, loss="huber", loss_delta=0.5), graph=pox)
     log = (res.run_dir / "log.csv").read_text().splitlines()
     assert len(log) == 3 and "huber" in (res.run_dir / "config.yaml").read_text()
+
+
+def test_weight_average_follows_the_formula():
+    lin = torch.nn.Linear(2, 1)
+    with torch.no_grad():
+        lin.weight.fill_(1.0)
+        lin.bias.fill_(0.0)
+    avg = trainer_mod.WeightAverage(lin, decay=0.5)
+    expected = torch.ones(1, 2)
+    for step, value in enumerate([3.0, -1.0, 5.0], start=1):
+        with torch.no_grad():
+            lin.weight.fill_(value)
+        avg.update(lin)
+        d = min(0.5, (1 + step) / (10 + step))
+        expected = d * expected + (1 - d) * value
+        assert torch.allclose(avg.model.weight, expected)
+    assert not avg.model.weight.requires_grad and lin.weight.requires_grad
+
+
+def test_ema_weights_are_the_ones_kept_and_tested(tmp_path, pox):
+    plain = train(_cfg(tmp_path, "plain", epochs=3), graph=pox)
+    res = train(_cfg(tmp_path, "ema", epochs=3, ema_decay=0.8), graph=pox)
+    kept = load_file(str(res.run_dir / "model.safetensors"))
+    last = load_file(str(res.run_dir / "resume" / "last.safetensors"))
+    ema = load_file(str(res.run_dir / "resume" / "ema.safetensors"))
+    # no validation part: every epoch is kept, so the kept weights are the final average
+    assert torch.equal(kept["lin.weight"], ema["lin.weight"])
+    assert not torch.equal(kept["lin.weight"], last["lin.weight"])
+    # the scaler statistics (buffers) are copied, not averaged
+    assert torch.equal(kept["scaler.loc"], last["scaler.loc"])
+    # the raw trajectory is the same as without averaging; only the kept model differs
+    assert torch.equal(last["lin.weight"], load_file(str(plain.run_dir / "model.safetensors"))["lin.weight"])
+    assert res.metrics["average"] != plain.metrics["average"]
+
+
+def test_ema_decay_must_be_a_fraction(tmp_path):
+    with pytest.raises(ConfigError, match="ema_decay"):
+        _cfg(tmp_path, ema_decay=1.0)
