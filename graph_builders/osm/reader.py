@@ -338,7 +338,7 @@ def _collect_expat(p: Path, col: _Collector) -> None:
             counts["highway_ways"] += 1
             if in_network(tags, network):
                 net_refs += refs
-                col.add_network_way(way_id, dict(tags), len(refs))
+                col.add_network_way(way_id, tags, len(refs))  # a fresh dict per way
             else:
                 dropped[f"way_not_in_{network}_network"] += 1
         if (context and len(refs) >= 4 and refs[0] == refs[-1]
@@ -360,14 +360,9 @@ def _collect_expat(p: Path, col: _Collector) -> None:
             areas.add_relation(tags, ((t, int(r), role) for t, r, role in members))
     if areas.rel_members:  # outer member ways of multipolygons, in file order (as pyosmium's pass)
         for way_id, refs, _ in ways:
-            fs = areas.rel_members.get(way_id)
-            if fs is None:
-                continue
-            xy = [(int(x[i]), int(y[i])) for i in (index.get(r, -1) for r in refs) if i >= 0]
-            if len(xy) >= 2:
-                for f in fs:
-                    areas.member_owner.append(f)
-                    areas.member_xy.append(xy)
+            if way_id in areas.rel_members:
+                idx = (index.get(r, -1) for r in refs)
+                areas.add_member_way(way_id, [(int(x[i]), int(y[i])) for i in idx if i >= 0])
 
 
 class _Areas:
@@ -453,11 +448,15 @@ class _Areas:
                 except KeyError:
                     continue
                 xy.append((loc.x, loc.y))
-            if len(xy) < 2:
-                continue
-            for f in self.rel_members.get(w.id, ()):
-                self.member_owner.append(f)
-                self.member_xy.append(xy)
+            self.add_member_way(w.id, xy)
+
+    def add_member_way(self, way_id: int, xy: list[tuple[int, int]]) -> None:
+        """The located nodes of an outer member way, for every relation that holds it."""
+        if len(xy) < 2:
+            return
+        for f in self.rel_members.get(way_id, ()):
+            self.member_owner.append(f)
+            self.member_xy.append(xy)
 
     def context_points(self, poi_xy, dropped) -> ContextPoints:
         pts = np.asarray(poi_xy, dtype=np.float64).reshape(-1, 3)
