@@ -41,6 +41,7 @@ from stgraph.nn.layers.node_context import NodeContextEncoder
 from stgraph.nn.layers.partition_attention import PartitionAttention
 from stgraph.nn.layers.patch_tokenizer import PatchTokenizer, patchify
 from stgraph.nn.layers.spatial_encoding import SpatialEncoding
+from stgraph.nn.layers.step_recurrence import StepRecurrence
 from stgraph.nn.layers.temporal_mixing import TemporalMixing
 from stgraph.nn.layers.time_encoding import TimeEncoding, time_features
 from stgraph.nn.layers.variable_attention import VariableCrossAttention
@@ -78,6 +79,7 @@ __all__ = [
     "STBlock",
     "STFMState",
     "SpatialEncoding",
+    "StepRecurrence",
     "TemporalMixing",
     "TimeEncoding",
     "VariableCrossAttention",

@@ -25,6 +25,7 @@ from stgraph.nn import (
     ReconstructionHead,
     SpatialEncoding,
     STBlock,
+    StepRecurrence,
     TemporalMixing,
     TimeEncoding,
     VariableCrossAttention,
@@ -177,6 +178,63 @@ def test_directed_dynamic_conv_matches_dense_formula():
     assert torch.allclose(xg.grad, xd.grad, atol=1e-5)
 
 
+def test_step_recurrence_matches_dense_formula_and_ignores_masked_values():
+    torch.manual_seed(0)
+    layer = StepRecurrence(16, hidden=8, hops=2)
+    assert repr(layer) == "StepRecurrence(16, hidden=8, hops=2)"
+    assert repr(StepRecurrence(16, outputs=2)) == "StepRecurrence(16, hidden=32, hops=2, outputs=2)"
+    n, length, v = 4, 5, 2
+    x = torch.randn(n, length, v)
+    mask = torch.rand(n, length, v) > 0.3
+    adj = normalized_adjacency(EDGE_INDEX, EDGE_WEIGHT, n)
+    state = layer(x, mask, adj)
+    assert state.shape == (n, v, 8)
+    # dense reference: features [m x, m, A_in^k (m x), A_in^k m, A_out^k (m x), A_out^k m]
+    a = torch.zeros(n, n)
+    a[EDGE_INDEX[0], EDGE_INDEX[1]] = EDGE_WEIGHT
+    a_in, a_out = a.t() / a.t().sum(1, keepdim=True), a / a.sum(1, keepdim=True)
+    m = mask.float()
+    base = torch.stack([x * m, m], -1)  # [N, L, V, 2]
+    feats = [base]
+    for op in (a_in, a_out):
+        h = base
+        for _ in range(2):
+            h = torch.einsum("ij,jlvf->ilvf", op, h)
+            feats.append(h)
+    u = torch.cat(feats, -1).permute(0, 2, 1, 3).reshape(n * v, length, -1)  # per (node, var)
+    assert u.size(-1) == 10
+    _, ref = layer.gru(u)
+    assert torch.allclose(state, ref[-1].view(n, v, 8), atol=1e-5)
+    # a missing step's stored value never reaches the state
+    x2 = torch.where(mask, x, torch.full_like(x, 1e4))
+    assert torch.allclose(layer(x2, mask, adj), state, atol=1e-6)
+    # node 2 is 2 hops from node 0 (0 -> 1 -> 2): it sees node 0 with hops=2, not with hops=1
+    x3 = x.clone()
+    x3[0] += torch.where(mask[0], 5.0, 0.0)
+    assert not torch.allclose(layer(x3, mask, adj)[2], state[2])
+    one = StepRecurrence(16, hidden=8, hops=1)
+    assert one.gru.input_size == 6
+    x4 = torch.randn(6, length, v)
+    ei6 = torch.tensor([[0, 1, 2, 3], [1, 2, 3, 4]])  # a path; node 5 is isolated
+    adj6 = normalized_adjacency(ei6, None, 6)
+    full = torch.ones(6, length, v, dtype=torch.bool)
+    x5 = x4.clone()
+    x5[0] += 5.0
+    s4, s5 = one(x4, full, adj6), one(x5, full, adj6)
+    assert torch.allclose(s4[2:], s5[2:], atol=1e-6) and not torch.allclose(s4[1], s5[1])
+    # readout: zero at initialisation, then w^T GELU(r W_r + q W_q + e W_e) + b
+    query, var_emb = torch.randn(1, 3, 16), torch.randn(v, 16)
+    batch = torch.zeros(n, dtype=torch.long)
+    out = layer.readout(state, query, var_emb, batch)
+    assert out.shape == (n, 3, v, 1) and bool((out == 0).all())
+    torch.nn.init.normal_(layer.out.weight)
+    z = state.unsqueeze(1) + layer.q(query)[0].view(1, 3, 1, 8) + layer.e(var_emb).view(1, 1, v, 8)
+    want = F.gelu(z) @ layer.out.weight.t() + layer.out.bias
+    assert torch.allclose(layer.readout(state, query, var_emb, batch), want, atol=1e-6)
+    with pytest.raises(ValueError, match="hidden=0"):
+        StepRecurrence(16, hidden=0)
+
+
 def test_random_walk_encoding_matches_dense_powers():
     ei = torch.tensor([[0, 1, 1, 2, 2, 3, 3, 0, 0], [1, 0, 2, 1, 3, 2, 0, 3, 2]])
     rw = random_walk_encoding(ei, 4, 5)
@@ -276,6 +334,7 @@ def test_hierarchy_block_and_heads_shapes():
 @pytest.mark.parametrize("cls,args", [
     (TemporalMixing, (16,)), (PartitionAttention, (16,)), (DirectedDynamicConv, (16,)),
     (VariableCrossAttention, (16,)), (STBlock, (16,)), (ForecastHead, (16,)),
+    (StepRecurrence, (16,)),
 ])
 def test_reset_parameters_reinitialises(cls, args):
     torch.manual_seed(0)

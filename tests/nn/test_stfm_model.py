@@ -248,3 +248,67 @@ def test_global_residual_forecast_is_node_plus_graph_scale_term():
         assert not torch.allclose(out, z[..., 0] * state.scale + state.loc, atol=1e-3)
     with pytest.raises(ValueError, match="outputs=3"):
         type(head)(16, outputs=3)
+
+
+def test_step_path_adds_its_readout_and_keeps_the_contracts():
+    torch.manual_seed(0)
+    cfg = yaml.safe_load((CONFIGS / "tiny.yaml").read_text())
+    m = STFM(**{**cfg, "step_hidden": 8}).eval()
+    assert repr(m).endswith("step_hidden=8)") and "step_hidden" not in repr(STFM(**cfg))
+    torch.nn.init.normal_(m.step.out.weight, std=0.5)  # trained weights are not zero
+    g = make_graph(60, 2, 300, dyn=True)
+    b = window_batch(g, 2)
+    with torch.no_grad():
+        state = m.encode_data(b)
+        assert state.step_state.shape == (120, 2, 8)
+        with_step = m.forecast(state, horizon=4)
+        state.step_state = None
+        without = m.forecast(state, horizon=4)
+        # the difference is the path's readout, on the node's scale
+        query = m.time_encoding(
+            state.last_time.view(-1, 1) + torch.arange(1, 5).view(1, -1) * state.interval.view(-1, 1),
+            state.interval, (torch.arange(1, 5) * state.interval.view(-1, 1)).float())
+        step = m.step.readout(m.encode_data(b).step_state, query, state.var_emb, state.batch)[..., 0]
+        assert torch.allclose(with_step - without, step * state.scale, atol=1e-4)
+        assert float(step.abs().max()) > 1e-2
+        # permutation equivariance and masked values that never leak, with the path on
+        perm = torch.randperm(60, generator=torch.Generator().manual_seed(1))
+        y, yp = m(window_batch(g, 1)), m(window_batch(g.select_nodes(perm), 1))
+        assert torch.allclose(yp, y[perm], atol=1e-4)
+        b2 = b.clone()
+        b2.x = torch.where(b.mask, b.x, torch.full_like(b.x, 1e4))
+        assert torch.allclose(m(b), m(b2), atol=1e-4)
+        # the same weights on another graph size and number of variables
+        assert m(window_batch(make_graph(207, 4, 3600))).shape == (207, 12, 4)
+    # with the global residual the path has its own graph-scale output
+    gr = STFM(**{**cfg, "step_hidden": 8, "global_residual": True})
+    assert gr.step.outputs == 2
+
+
+def test_persistence_gate_mixes_forecast_and_last_observed_value():
+    torch.manual_seed(0)
+    cfg = yaml.safe_load((CONFIGS / "tiny.yaml").read_text())
+    with pytest.raises(ValueError, match="step_hidden"):
+        STFM(**{**cfg, "persistence_gate": True})
+    m = STFM(**{**cfg, "step_hidden": 8, "persistence_gate": True}).eval()
+    assert repr(m).endswith("step_hidden=8, persistence_gate=True)")
+    assert m.step.out.out_features == 2 and float(m.step.out.bias.detach()[-1]) == -1.0
+    torch.nn.init.normal_(m.step.out.weight, std=0.5)
+    b = window_batch(make_graph(40, 2, 300), batch_size=2)
+    b.mask[3, -2:, 0] = False  # node 3, variable 0: last observed at step -3
+    b.mask[4, :, 1] = False  # node 4, variable 1: never observed -> its loc
+    with torch.no_grad():
+        state = m.encode_data(b)
+        assert state.last_value[0, 0, 0] == b.x[0, -1, 0]
+        assert state.last_value[3, 0, 0] == b.x[3, -3, 0]
+        assert state.last_value[4, 0, 1] == state.loc[4, 0, 1]
+        out = m.forecast(state, horizon=4)
+        query = m.time_encoding(
+            state.last_time.view(-1, 1) + torch.arange(1, 5).view(1, -1) * state.interval.view(-1, 1),
+            state.interval, (torch.arange(1, 5) * state.interval.view(-1, 1)).float())
+        r = m.step.readout(state.step_state, query, state.var_emb, state.batch)
+        g = torch.sigmoid(r[..., 1])
+        y = m.forecast_head(state.tokens, query, state.var_emb, state.batch) + r[..., 0]
+        y_hat = y * state.scale + state.loc
+        assert torch.allclose(out, y_hat + g * (state.last_value - y_hat), atol=1e-4)
+        assert 0.01 < float(g.min()) and float(g.max()) < 0.99

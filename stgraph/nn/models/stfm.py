@@ -21,6 +21,7 @@ from stgraph.nn.layers.name_encoder import VariableNameEncoder
 from stgraph.nn.layers.node_context import NodeContextEncoder
 from stgraph.nn.layers.patch_tokenizer import PatchTokenizer
 from stgraph.nn.layers.spatial_encoding import SpatialEncoding
+from stgraph.nn.layers.step_recurrence import StepRecurrence
 from stgraph.nn.layers.time_encoding import CALENDAR, TimeEncoding
 from stgraph.nn.layers.variable_attention import VariableCrossAttention
 from stgraph.nn.structure import GraphStructure, batch_structure, broadcast_graphs
@@ -41,6 +42,8 @@ class STFMState:
     interval: Tensor  # [B] seconds
     structure: GraphStructure
     global_scale: Tensor | None = None  # [N, 1, V] the graph-level std of each variable
+    step_state: Tensor | None = None  # [N, V, H_r] state of the step-level recurrent path
+    last_value: Tensor | None = None  # [N, 1, V] last observed input (loc where none)
 
 
 def _first(value: Any) -> Any:
@@ -85,7 +88,9 @@ class STFM(torch.nn.Module):
     4. ``depth`` :class:`STBlock` (temporal attention, directed/dynamic message passing,
        partition attention), then :class:`HierarchicalPooling` over ``levels`` KD levels;
     5. heads: :class:`ForecastHead` (any horizon) and, on request, reconstruction, anomaly,
-       kriging and classification heads.
+       kriging and classification heads; optionally (``step_hidden``) a
+       :class:`StepRecurrence` path at single-step resolution whose forecast adds to the
+       tokens' one, and (``persistence_gate``) a gate towards the last observed value.
 
     No parameter depends on the number of nodes, node identity, the variables or the city;
     every cost is linear in ``N`` (attention only within cells of at most ``cluster_size``).
@@ -112,6 +117,13 @@ class STFM(torch.nn.Module):
             s_g \hat z_2`, so that a large change after a quiet window (a jam building up on a
             free-flowing road, where :math:`\sigma_n` is small) needs no huge normalised output
             (default ``False``).
+        step_hidden (int): state size of a :class:`StepRecurrence` path (a GRU over the single
+            steps of each node with diffusion inputs) whose forecast is added to the tokens'
+            forecast; ``0`` leaves it out (default ``0``).
+        step_hops (int): diffusion hops of that path's inputs (default ``2``).
+        persistence_gate (bool): that path also gates between the forecast and the last
+            observed value, :math:`\hat y \leftarrow \hat y + g\,(x_{\text{last}} - \hat y)`
+            per node, step and variable (needs ``step_hidden``; default ``False``).
 
     Shapes:
         - **input:** ``x``, ``mask`` :math:`(N, L, V)`, ``time`` :math:`(B, L)`, graph tensors
@@ -135,6 +147,9 @@ class STFM(torch.nn.Module):
         graph_classes: int = 0,
         calendar: tuple[str, ...] | list[str] = CALENDAR,
         global_residual: bool = False,
+        step_hidden: int = 0,
+        step_hops: int = 2,
+        persistence_gate: bool = False,
     ) -> None:
         super().__init__()
         unknown = set(tasks) - {"reconstruction", "anomaly", "kriging"}
@@ -157,6 +172,16 @@ class STFM(torch.nn.Module):
         self.final_norm = torch.nn.LayerNorm(channels)
         self.global_residual = bool(global_residual)
         self.forecast_head = ForecastHead(channels, heads, outputs=2 if global_residual else 1)
+        self.step_hidden, self.step_hops = int(step_hidden), int(step_hops)
+        if persistence_gate and not self.step_hidden:
+            raise ValueError("persistence_gate needs the step path: set step_hidden > 0")
+        self.persistence_gate = bool(persistence_gate)
+        self.step = (
+            StepRecurrence(channels, self.step_hidden, self.step_hops,
+                           2 if global_residual else 1, gate=self.persistence_gate)
+            if self.step_hidden
+            else None
+        )
         self.reconstruction_head = ReconstructionHead(channels, patch_len) if "reconstruction" in tasks else None
         self.anomaly_head = AnomalyScoreHead(channels, patch_len) if "anomaly" in tasks else None
         self.kriging_head = KrigingHead(channels, patch_len) if "kriging" in tasks else None
@@ -237,6 +262,12 @@ class STFM(torch.nn.Module):
         dyn_step = None
         if dyn_edge_index is not None and dyn_edge_index.numel():
             dyn_step = torch.div(dyn_edge_time + pad, self.patch_len, rounding_mode="floor")
+        step_state = None if self.step is None else self.step(x_norm, mask, adj)
+        last_value = None
+        if self.persistence_gate:  # the last observed value of each node and variable
+            steps = torch.arange(1, length + 1, device=dev).view(1, -1, 1)
+            last_idx = (mask.to(torch.long) * steps).argmax(1, keepdim=True)  # [N,1,V]
+            last_value = torch.where(mask.any(1, keepdim=True), x.gather(1, last_idx), loc)
         for block in self.blocks:
             h = block(h, adj, structure, dyn_edge_index, dyn_step, dyn_edge_weight)
         if self.hierarchy is not None:
@@ -246,7 +277,7 @@ class STFM(torch.nn.Module):
         if self.global_residual:
             global_scale = scale * torch.exp(-level[:, :, 1]).unsqueeze(1)
         return STFMState(h, loc, scale, x_norm, mask, var_emb, batch, time[:, -1], interval,
-                         structure, global_scale)
+                         structure, global_scale, step_state, last_value)
 
     @staticmethod
     def _interval(time: Tensor | None, interval: Tensor | None, num_graphs: int, dev) -> Tensor:
@@ -289,11 +320,21 @@ class STFM(torch.nn.Module):
         lead = (y_time - state.last_time.view(-1, 1)).float()
         query = self.time_encoding(y_time, state.interval, lead)  # [B,H,C]
         y = self.forecast_head(state.tokens, query, state.var_emb, state.batch)
+        gate = None
+        if state.step_state is not None and self.step is not None:
+            step = self.step.readout(state.step_state, query, state.var_emb, state.batch)
+            if self.step.gate:
+                gate, step = torch.sigmoid(step[..., -1]), step[..., :-1]
+            y = y + (step if self.global_residual else step[..., 0])
         if self.global_residual:
-            return MaskedInstanceNorm.inverse(y[..., 0], state.loc, state.scale) + (
+            out = MaskedInstanceNorm.inverse(y[..., 0], state.loc, state.scale) + (
                 y[..., 1] * state.global_scale
             )
-        return MaskedInstanceNorm.inverse(y, state.loc, state.scale)
+        else:
+            out = MaskedInstanceNorm.inverse(y, state.loc, state.scale)
+        if gate is not None and state.last_value is not None:
+            out = out + gate * (state.last_value - out)
+        return out
 
     def reconstruct(self, state: STFMState) -> Tensor:
         """The input window ``[N, L, V]`` in original units (needs ``tasks`` with reconstruction)."""
@@ -342,5 +383,7 @@ class STFM(torch.nn.Module):
             f"heads={self.heads}, patch_len={self.patch_len}, levels={self.levels}, "
             f"cluster_size={self.cluster_size}"
             + (", global_residual=True" if self.global_residual else "")
+            + (f", step_hidden={self.step_hidden}" if self.step_hidden else "")
+            + (", persistence_gate=True" if self.persistence_gate else "")
             + ")"
         )
