@@ -35,7 +35,8 @@ class StepRecurrence(torch.nn.Module):
     only adds what training finds. With ``gate=True`` one more output is a persistence gate
     :math:`g_{nhv} = \sigma(\cdot)` (bias :math:`-1` at the start): the model's forecast
     :math:`\hat y` becomes :math:`\hat y + g\,(x_{\text{last}} - \hat y)`, so the first steps
-    can lean on the last observed value and later ones on the model (see :class:`~stgraph.nn.STFM`). No parameter depends on ``N``, the variables or the city;
+    can lean on the last observed value and later ones on the model (see :class:`~stgraph.nn.STFM`).
+    No parameter depends on ``N``, the variables or the city;
     the cost is :math:`O((N \cdot H_r + E \cdot K) \cdot L \cdot V)`. Missing steps enter as 0
     with mask 0 (their stored values never leak).
 
