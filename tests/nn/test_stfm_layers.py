@@ -82,15 +82,31 @@ def test_time_features_calendar():
     # 2012-03-01 00:00 UTC was a Thursday; +6 h is a quarter of the day
     t0 = 1330560000
     f = time_features(torch.tensor([[t0, t0 + 6 * 3600]]), torch.tensor([300]))
-    assert f.shape == (1, 2, 8)
+    assert f.shape == (1, 2, 11)
     assert torch.allclose(f[0, 0, :2], torch.tensor([0.0, 1.0]), atol=1e-6)
     assert torch.allclose(f[0, 1, :2], torch.tensor([1.0, 0.0]), atol=1e-6)
     dow = 3 / 7  # Monday = 0
     assert torch.allclose(f[0, 0, 4], torch.tensor(math.sin(2 * math.pi * dow)), atol=1e-5)
     assert torch.isclose(f[0, 0, 6], torch.tensor(math.log(300 / 3600) / 4))
+    assert torch.all(f[..., 7:] == 0)  # inputs have no lead
     te = TimeEncoding(8)
     assert te(torch.tensor([[t0]]), torch.tensor([3600])).shape == (1, 1, 8)
     assert repr(te) == "TimeEncoding(8)"
+
+
+def test_time_features_lead_in_steps():
+    # one and two steps ahead on a 5-minute and on an hourly series: the step features depend on
+    # the steps ahead only, the absolute lead on the seconds
+    t0 = 1330560000
+    for interval in (300, 3600):
+        lead = torch.tensor([[interval, 2 * interval]])
+        f = time_features(t0 + lead, torch.tensor([interval]), lead)
+        assert torch.allclose(f[0, :, 8], torch.exp(-torch.tensor([1.0, 2.0])))
+        assert torch.allclose(f[0, :, 9], torch.exp(-torch.tensor([1.0, 2.0]) / 3))
+        assert torch.allclose(f[0, :, 10], torch.exp(-torch.tensor([1.0, 2.0]) / 12))
+        assert torch.allclose(f[0, :, 7], torch.log1p(lead[0].float() / 3600) / 4)
+        if interval == 300:  # 5 and 10 minutes ahead: far apart in steps, close in absolute lead
+            assert (f[0, 0, 8] - f[0, 1, 8]) > 10 * (f[0, 1, 7] - f[0, 0, 7])
 
 
 def test_time_encoding_calendar_parts():
@@ -106,6 +122,34 @@ def test_time_encoding_calendar_parts():
     assert repr(tod_only) == "TimeEncoding(16, calendar=['time_of_day'])"
     with pytest.raises(ValueError, match="unknown parts \\['month'\\]"):
         TimeEncoding(16, calendar=["month"])
+
+
+def test_tokenizer_graph_values_are_the_graph_normalised_inputs():
+    # two graphs in a batch; graph_values adds (x - mean_g) / std_g per step, the absolute level
+    # that the instance normalisation takes away (a jam at 15 mph looks like any other dip)
+    torch.manual_seed(0)
+    x = torch.cat([torch.randn(5, 6, 2) * 4 + 50, torch.randn(3, 6, 2) * 9 + 20])
+    mask = torch.rand(8, 6, 2) > 0.2
+    batch = torch.tensor([0] * 5 + [1] * 3)
+    x_norm, _, _, level = MaskedInstanceNorm()(x, mask, batch)
+    tok = PatchTokenizer(3, 16, graph_values=True)
+    assert repr(tok) == "PatchTokenizer(patch_len=3, channels=16, graph_values=True)"
+    var_emb = torch.randn(2, 16)
+    tokens, valid = tok(x_norm, mask, level, var_emb)
+    m = mask.float()
+    ref = torch.empty(8, 2, 2, 16)
+    for g in (0, 1):
+        rows = batch == g
+        mu = (x[rows] * m[rows]).sum((0, 1)) / m[rows].sum((0, 1))
+        sd = (((x[rows] - mu) * m[rows]) ** 2).sum((0, 1)).div(m[rows].sum((0, 1))).sqrt()
+        xg = (x[rows] - mu) / sd * m[rows]  # [n, 6, 2]
+        for s in range(2):
+            sl = slice(3 * s, 3 * s + 3)
+            feats = torch.cat([(x_norm[rows] * m[rows])[:, sl].transpose(1, 2), m[rows][:, sl].transpose(1, 2),
+                               xg[:, sl].transpose(1, 2), level[rows]], dim=-1)
+            ref[rows, s] = torch.nn.functional.gelu(tok.lin(feats) + var_emb)
+    assert torch.allclose(tokens, ref, atol=1e-4)
+    assert PatchTokenizer(3, 16).lin.in_features == tok.lin.in_features - 3
 
 
 def test_tokenizer_and_variable_merge_shapes_and_masks():

@@ -312,3 +312,35 @@ def test_persistence_gate_mixes_forecast_and_last_observed_value():
         y_hat = y * state.scale + state.loc
         assert torch.allclose(out, y_hat + g * (state.last_value - y_hat), atol=1e-4)
         assert 0.01 < float(g.min()) and float(g.max()) < 0.99
+
+
+@pytest.mark.parametrize("anchor", ["last", "blend"])
+def test_anchor_moves_the_forecast_level_towards_the_last_observed_value(anchor):
+    torch.manual_seed(0)
+    cfg = yaml.safe_load((CONFIGS / "tiny.yaml").read_text())
+    with pytest.raises(ValueError, match="anchor"):
+        STFM(**{**cfg, "anchor": "median"})
+    m = STFM(**{**cfg, "anchor": anchor}).eval()
+    ref = STFM(**cfg).eval()
+    ref.load_state_dict(m.state_dict(), strict=False)  # same weights, mean anchor
+    assert repr(m).endswith(f"anchor={anchor!r})")
+    b = window_batch(make_graph(40, 2, 300), batch_size=2)
+    b.mask[3, -2:, 0] = False  # node 3, variable 0: last observed at step -3
+    b.mask[4, :, 1] = False  # node 4, variable 1: never observed -> its loc
+    with torch.no_grad():
+        state = m.encode_data(b)
+        assert state.last_value[3, 0, 0] == b.x[3, -3, 0]
+        assert state.last_value[4, 0, 1] == state.loc[4, 0, 1]
+        out = m.forecast(state, horizon=5)
+        base = ref.forecast(ref.encode_data(b), horizon=5)  # loc + scale * z
+        shift = out - base  # what the anchor adds: a * (last - loc), a = 1 for "last"
+        gap = (state.last_value - state.loc).expand_as(shift)
+        a = shift / gap.where(gap.abs() > 1e-3, torch.ones_like(gap))
+        big = gap.abs() > 1e-3
+        if anchor == "last":
+            assert torch.allclose(a[big], torch.ones_like(a[big]), atol=1e-3)
+        else:  # one weight in (0, 1) per target step and variable, shared by the nodes
+            assert 0 < float(a[big].min()) and float(a[big].max()) < 1
+            per_step = a[:, :, 0][big[:, :, 0].all(1)]
+            assert torch.allclose(per_step, per_step[:1].expand_as(per_step), atol=1e-3)
+        assert torch.allclose(shift[4, :, 1], torch.zeros(5), atol=1e-4)  # unobserved: no shift

@@ -124,6 +124,18 @@ class STFM(torch.nn.Module):
         persistence_gate (bool): that path also gates between the forecast and the last
             observed value, :math:`\hat y \leftarrow \hat y + g\,(x_{\text{last}} - \hat y)`
             per node, step and variable (needs ``step_hidden``; default ``False``).
+        anchor (str): the level the forecast is de-normalised around: ``"mean"``, the window
+            mean :math:`\mu_n` of the instance normalisation (RevIN); ``"last"``, the last
+            observed value (NLinear's normalisation); or ``"blend"``,
+            :math:`\mu_n + a_{hv}\,(x_{\text{last}} - \mu_n)` with :math:`a_{hv} =
+            \sigma\big((q_h W) \cdot e_v / \sqrt C + b^\top e_v\big)` learned from the target
+            step's time query and the variable (near steps lean on the last value, far ones on
+            the mean; default ``"mean"``).
+        pos_frequencies (int): Fourier octaves of the relative coordinates in the
+            :class:`SpatialEncoding` (default ``3``; ``0`` keeps only the smooth coordinates,
+            which on a single city are less of a node identity to memorise).
+        graph_values (bool): the :class:`PatchTokenizer` also embeds the inputs on the graph's
+            scale, next to the instance-normalised ones (default ``False``).
 
     Shapes:
         - **input:** ``x``, ``mask`` :math:`(N, L, V)`, ``time`` :math:`(B, L)`, graph tensors
@@ -150,6 +162,9 @@ class STFM(torch.nn.Module):
         step_hidden: int = 0,
         step_hops: int = 2,
         persistence_gate: bool = False,
+        anchor: str = "mean",
+        pos_frequencies: int = 3,
+        graph_values: bool = False,
     ) -> None:
         super().__init__()
         unknown = set(tasks) - {"reconstruction", "anomaly", "kriging"}
@@ -160,10 +175,10 @@ class STFM(torch.nn.Module):
         self.tasks = tuple(tasks)
         self.norm = MaskedInstanceNorm(norm_eps)
         self.names = VariableNameEncoder(channels)
-        self.tokenizer = PatchTokenizer(patch_len, channels)
+        self.tokenizer = PatchTokenizer(patch_len, channels, graph_values=graph_values)
         self.time_encoding = TimeEncoding(channels, calendar)
         self.merge = VariableCrossAttention(channels, heads)
-        self.spatial = SpatialEncoding(channels, rwse_steps)
+        self.spatial = SpatialEncoding(channels, rwse_steps, pos_frequencies)
         self.context = NodeContextEncoder(channels)
         self.blocks = torch.nn.ModuleList(
             STBlock(channels, heads, ffn_ratio, dropout) for _ in range(depth)
@@ -176,6 +191,12 @@ class STFM(torch.nn.Module):
         if persistence_gate and not self.step_hidden:
             raise ValueError("persistence_gate needs the step path: set step_hidden > 0")
         self.persistence_gate = bool(persistence_gate)
+        if anchor not in ("mean", "last", "blend"):
+            raise ValueError(f"anchor={anchor!r}: expected 'mean', 'last' or 'blend'")
+        self.anchor = anchor
+        # blend: per target step and variable, a = sigmoid((q W) . e_v + b . e_v) of the time query
+        self.anchor_query = torch.nn.Linear(channels, channels) if anchor == "blend" else None
+        self.anchor_bias = torch.nn.Linear(channels, 1) if anchor == "blend" else None
         self.step = (
             StepRecurrence(channels, self.step_hidden, self.step_hops,
                            2 if global_residual else 1, gate=self.persistence_gate)
@@ -264,7 +285,7 @@ class STFM(torch.nn.Module):
             dyn_step = torch.div(dyn_edge_time + pad, self.patch_len, rounding_mode="floor")
         step_state = None if self.step is None else self.step(x_norm, mask, adj)
         last_value = None
-        if self.persistence_gate:  # the last observed value of each node and variable
+        if self.persistence_gate or self.anchor != "mean":  # last observed value per node/variable
             steps = torch.arange(1, length + 1, device=dev).view(1, -1, 1)
             last_idx = (mask.to(torch.long) * steps).argmax(1, keepdim=True)  # [N,1,V]
             last_value = torch.where(mask.any(1, keepdim=True), x.gather(1, last_idx), loc)
@@ -326,12 +347,20 @@ class STFM(torch.nn.Module):
             if self.step.gate:
                 gate, step = torch.sigmoid(step[..., -1]), step[..., :-1]
             y = y + (step if self.global_residual else step[..., 0])
+        loc = state.loc
+        if self.anchor == "last":
+            loc = state.last_value
+        elif self.anchor_query is not None and self.anchor_bias is not None:
+            logit = torch.einsum("bhc,vc->bhv", self.anchor_query(query), state.var_emb)
+            logit = logit / state.var_emb.size(-1) ** 0.5 + self.anchor_bias(state.var_emb).view(1, 1, -1)
+            a = broadcast_graphs(torch.sigmoid(logit), state.batch)  # [N, H, V]
+            loc = state.loc + a * (state.last_value - state.loc)
         if self.global_residual:
-            out = MaskedInstanceNorm.inverse(y[..., 0], state.loc, state.scale) + (
+            out = MaskedInstanceNorm.inverse(y[..., 0], loc, state.scale) + (
                 y[..., 1] * state.global_scale
             )
         else:
-            out = MaskedInstanceNorm.inverse(y, state.loc, state.scale)
+            out = MaskedInstanceNorm.inverse(y, loc, state.scale)
         if gate is not None and state.last_value is not None:
             out = out + gate * (state.last_value - out)
         return out
@@ -385,5 +414,6 @@ class STFM(torch.nn.Module):
             + (", global_residual=True" if self.global_residual else "")
             + (f", step_hidden={self.step_hidden}" if self.step_hidden else "")
             + (", persistence_gate=True" if self.persistence_gate else "")
+            + (f", anchor={self.anchor!r}" if self.anchor != "mean" else "")
             + ")"
         )
