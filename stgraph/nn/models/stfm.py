@@ -88,7 +88,9 @@ class STFM(torch.nn.Module):
     4. ``depth`` :class:`STBlock` (temporal attention, directed/dynamic message passing,
        partition attention), then :class:`HierarchicalPooling` over ``levels`` KD levels;
     5. heads: :class:`ForecastHead` (any horizon) and, on request, reconstruction, anomaly,
-       kriging and classification heads; optionally (``step_hidden``) a
+       kriging and classification heads; the forecast is de-normalised around the window mean,
+       the last observed value or a learned blend of the two (``anchor``); optionally
+       (``step_hidden``) a
        :class:`StepRecurrence` path at single-step resolution whose forecast adds to the
        tokens' one, and (``persistence_gate``) a gate towards the last observed value.
 
@@ -415,5 +417,7 @@ class STFM(torch.nn.Module):
             + (f", step_hidden={self.step_hidden}" if self.step_hidden else "")
             + (", persistence_gate=True" if self.persistence_gate else "")
             + (f", anchor={self.anchor!r}" if self.anchor != "mean" else "")
+            + (f", pos_frequencies={self.spatial.frequencies}" if self.spatial.frequencies != 3 else "")
+            + (", graph_values=True" if self.tokenizer.graph_values else "")
             + ")"
         )
