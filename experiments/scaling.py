@@ -10,6 +10,14 @@ one variable. The per-graph structure (random-walk encodings, KD coarsening) is 
 cached, as in training, and timed separately (``preprocess_seconds``). ``seconds`` is the median
 forward + backward time over ``--repeats`` runs after one warm-up.
 
+Allocator: with glibc's defaults every tensor above the (at most 32 MB) mmap threshold is a
+fresh mapping, returned to the OS when freed and page-faulted in again, zero-filled, by the next
+step; at 100k nodes that kernel time was more than half the step and made time grow faster than
+N (fitted exponent 1.17-1.19 here). ``--allocator keep`` (the default) runs each size with
+``MALLOC_MMAP_THRESHOLD_`` and ``MALLOC_TRIM_THRESHOLD_`` raised, so freed memory is reused, the
+effect PyTorch's CPU performance guide gets from jemalloc or tcmalloc; export the same two
+variables to train on large graphs. ``--allocator default`` measures glibc as it comes.
+
 Writes ``experiments/results/scaling.json`` (``nodes``, ``seconds``, ``peak_mb``, ``exponent``
 -- the slope of log time against log N -- plus the settings) and ``scaling.md``.
 """
@@ -28,6 +36,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+#: glibc malloc settings of ``--allocator keep``: no per-tensor mmap, no trimming of freed memory.
+KEEP_FREED_MEMORY = {"MALLOC_MMAP_THRESHOLD_": str(2**34), "MALLOC_TRIM_THRESHOLD_": str(2**36)}
 
 
 def _graph(n: int, seed: int = 0):
@@ -102,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--config", type=Path, default=REPO / "configs" / "model" / "small.yaml")
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--out", type=Path, default=REPO / "experiments" / "results" / "scaling.json")
+    ap.add_argument("--allocator", choices=["keep", "default"], default="keep",
+                    help="keep: glibc reuses freed memory (see the module docstring); default: as it comes")
     ap.add_argument("--single", type=int, help=argparse.SUPPRESS)  # child mode: one size
     args = ap.parse_args(argv)
     if args.single:
@@ -111,7 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     for n in sorted(args.nodes):
         cmd = [sys.executable, __file__, "--single", str(n), "--config", str(args.config),
                "--repeats", str(args.repeats)]
-        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+        env = {**os.environ, **(KEEP_FREED_MEMORY if args.allocator == "keep" else {})}
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env)
         if proc.returncode != 0:
             print(proc.stderr[-3000:], file=sys.stderr)
             raise SystemExit(f"scaling: the run with N = {n} failed (exit {proc.returncode})")
@@ -130,6 +143,8 @@ def main(argv: list[str] | None = None) -> int:
         "setup": "T=12 in, 12 out, batch 1, 1 variable, 8-NN proximity graph on random coordinates; "
                  "seconds = median forward+backward after one warm-up; peak_mb = peak RSS of a "
                  "fresh process per size (includes Python, torch and the data)",
+        "allocator": (f"glibc malloc with {KEEP_FREED_MEMORY}" if args.allocator == "keep"
+                      else "glibc malloc defaults"),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, load average "
                    f"{os.getloadavg()[0]:.2f} at the end, torch threads default",
     }
@@ -143,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
           "|---|---|---|---|"]
     md += [f"| {r['nodes']:,} | {r['seconds']:.2f} | {r['peak_mb']:.0f} | {r['preprocess_seconds']:.1f} |"
            for r in rows]
-    md += ["", f"Machine: {result['machine']}."]
+    md += ["", f"Machine: {result['machine']}. Allocator: {result['allocator']}."]
     atomic_write_text(args.out.with_suffix(".md"), "\n".join(md) + "\n")
     print(json.dumps({k: result[k] for k in ("nodes", "seconds", "peak_mb", "exponent")}))
     return 0
