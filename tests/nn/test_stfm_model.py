@@ -285,6 +285,20 @@ def test_step_path_adds_its_readout_and_keeps_the_contracts():
     assert gr.step.outputs == 2
 
 
+def batch_with_masked_tails():
+    """Two windows of a 40-node, 2-variable graph: node 3's variable 0 last observed 3 steps
+    before the end, node 4's variable 1 never observed."""
+    b = window_batch(make_graph(40, 2, 300), batch_size=2)
+    b.mask[3, -2:, 0] = False
+    b.mask[4, :, 1] = False
+    return b
+
+
+def assert_last_observed(state, b) -> None:
+    assert state.last_value[3, 0, 0] == b.x[3, -3, 0]
+    assert state.last_value[4, 0, 1] == state.loc[4, 0, 1]  # never observed -> its loc
+
+
 def test_persistence_gate_mixes_forecast_and_last_observed_value():
     torch.manual_seed(0)
     cfg = yaml.safe_load((CONFIGS / "tiny.yaml").read_text())
@@ -294,14 +308,11 @@ def test_persistence_gate_mixes_forecast_and_last_observed_value():
     assert repr(m).endswith("step_hidden=8, persistence_gate=True)")
     assert m.step.out.out_features == 2 and float(m.step.out.bias.detach()[-1]) == -1.0
     torch.nn.init.normal_(m.step.out.weight, std=0.5)
-    b = window_batch(make_graph(40, 2, 300), batch_size=2)
-    b.mask[3, -2:, 0] = False  # node 3, variable 0: last observed at step -3
-    b.mask[4, :, 1] = False  # node 4, variable 1: never observed -> its loc
+    b = batch_with_masked_tails()
     with torch.no_grad():
         state = m.encode_data(b)
         assert state.last_value[0, 0, 0] == b.x[0, -1, 0]
-        assert state.last_value[3, 0, 0] == b.x[3, -3, 0]
-        assert state.last_value[4, 0, 1] == state.loc[4, 0, 1]
+        assert_last_observed(state, b)
         out = m.forecast(state, horizon=4)
         query = m.time_encoding(
             state.last_time.view(-1, 1) + torch.arange(1, 5).view(1, -1) * state.interval.view(-1, 1),
@@ -324,13 +335,10 @@ def test_anchor_moves_the_forecast_level_towards_the_last_observed_value(anchor)
     ref = STFM(**cfg).eval()
     ref.load_state_dict(m.state_dict(), strict=False)  # same weights, mean anchor
     assert repr(m).endswith(f"anchor={anchor!r})")
-    b = window_batch(make_graph(40, 2, 300), batch_size=2)
-    b.mask[3, -2:, 0] = False  # node 3, variable 0: last observed at step -3
-    b.mask[4, :, 1] = False  # node 4, variable 1: never observed -> its loc
+    b = batch_with_masked_tails()
     with torch.no_grad():
         state = m.encode_data(b)
-        assert state.last_value[3, 0, 0] == b.x[3, -3, 0]
-        assert state.last_value[4, 0, 1] == state.loc[4, 0, 1]
+        assert_last_observed(state, b)
         out = m.forecast(state, horizon=5)
         base = ref.forecast(ref.encode_data(b), horizon=5)  # loc + scale * z
         shift = out - base  # what the anchor adds: a * (last - loc), a = 1 for "last"
