@@ -4,8 +4,9 @@ For each OSM extract in the data folder, both paths build the simplified, direct
 network (largest weakly connected component) from the same data:
 
 * **stgraph**: ``osm.road_graph(file)`` on the original file (``.osm.pbf`` / ``.osm.bz2``): pyosmium
-  parse (expat for XML up to 1 MiB), topology, simplification, POI/land-use context features, STGraph assembly (everything a
-  user gets). ``stgraph_noctx_s`` is the same without the context features (the work OSMnx does).
+  parse (expat for XML up to 1 MiB), topology, simplification, POI/land-use context features,
+  STGraph assembly (everything a user gets). ``stgraph_noctx_s`` is the same without the
+  context features (the work OSMnx does).
 * **stgraph, same file** (``stgraph_same_s``): ``osm.road_graph(xml)`` on the very XML file OSMnx
   reads below -- equal input, equal output, so the one like-for-like figure (``speedup_same``).
 * **osmnx**: ``osmnx.graph_from_xml(xml, simplify=True, retain_all=False)`` on an OSM XML file that

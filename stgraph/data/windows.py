@@ -7,6 +7,7 @@ series of ``T`` steps costs ``O(1)`` memory however many windows it yields.
 from __future__ import annotations
 
 import torch
+from torch import Tensor
 from torch.utils.data import Dataset
 
 from stgraph.data.stgraph import STGraph
@@ -149,3 +150,12 @@ def windows_for_split(graph: STGraph, split, input_steps: int, horizon: int, *, 
 
 
 __all__ = ["SlidingWindows", "windows_for_split"]
+
+
+def last_observed(x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+    """Last observed value along dim 1 of ``x`` ``[R, L, V]``: values ``[R, V]``, found ``[R, V]``."""
+    steps = torch.arange(1, x.size(1) + 1, device=x.device).view(1, -1, 1)
+    pos = (mask.long() * steps).amax(1)  # 0 where nothing was observed
+    found = pos > 0
+    idx = (pos - 1).clamp_min(0).unsqueeze(1)
+    return x.gather(1, idx).squeeze(1), found

@@ -69,15 +69,6 @@ def graph_interval(graph: STGraph) -> int | None:
     return None
 
 
-def last_observed(x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
-    """Last observed value along dim 1 of ``x`` ``[R, L, V]``: values ``[R, V]``, found ``[R, V]``."""
-    steps = torch.arange(1, x.size(1) + 1, device=x.device).view(1, -1, 1)
-    pos = (mask.long() * steps).amax(1)  # 0 where nothing was observed
-    found = pos > 0
-    idx = (pos - 1).clamp_min(0).unsqueeze(1)
-    return x.gather(1, idx).squeeze(1), found
-
-
 class ResizableBuffers(torch.nn.Module):
     """Mixin: fitted statistics have data-dependent shapes; take the stored shape when loading.
 

@@ -6,7 +6,8 @@ import torch
 from torch import Tensor
 
 from stgraph.data.stgraph import STGraph
-from stgraph.models._batch import ResizableBuffers, check_nodes, last_observed, local_node_index
+from stgraph.data.windows import last_observed
+from stgraph.models._batch import ResizableBuffers, check_nodes, local_node_index
 from stgraph.models.base import Forecaster
 
 

@@ -6,12 +6,12 @@ import torch
 from torch import Tensor
 
 from stgraph.data.stgraph import STGraph
+from stgraph.data.windows import last_observed
 from stgraph.models._batch import (
     SECONDS_PER_DAY,
     ResizableBuffers,
     check_nodes,
     graph_interval,
-    last_observed,
     local_node_index,
     num_windows,
     per_window,

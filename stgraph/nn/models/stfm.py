@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from stgraph.data.windows import last_observed
 from stgraph.nn.blocks.st_block import STBlock
 from stgraph.nn.heads.anomaly import AnomalyScoreHead
 from stgraph.nn.heads.classification import GraphClassificationHead, NodeClassificationHead
@@ -288,9 +289,8 @@ class STFM(torch.nn.Module):
         step_state = None if self.step is None else self.step(x_norm, mask, adj)
         last_value = None
         if self.persistence_gate or self.anchor != "mean":  # last observed value per node/variable
-            steps = torch.arange(1, length + 1, device=dev).view(1, -1, 1)
-            last_idx = (mask.to(torch.long) * steps).argmax(1, keepdim=True)  # [N,1,V]
-            last_value = torch.where(mask.any(1, keepdim=True), x.gather(1, last_idx), loc)
+            value, found = last_observed(x, mask)  # [N, V] each
+            last_value = torch.where(found.unsqueeze(1), value.unsqueeze(1), loc)
         for block in self.blocks:
             h = block(h, adj, structure, dyn_edge_index, dyn_step, dyn_edge_weight)
         if self.hierarchy is not None:
