@@ -31,6 +31,9 @@ from stgraph.utils.yamlio import read_yaml_mapping
 #: Training losses (``train.loss``); all masked, in the target's original units.
 LOSSES = ("mae", "mse", "huber", "berhu")
 
+#: Validation metrics that can select the kept weights (``train.monitor``).
+MONITORS = ("mae", "rmse")
+
 
 @dataclass
 class DatasetConfig:
@@ -60,6 +63,7 @@ class TrainSettings:
     lr_milestones: list[int] = field(default_factory=list, metadata={"help": "epochs after which lr is multiplied by lr_gamma"})
     lr_gamma: float = field(default=0.3, metadata={"help": "lr decay factor at each milestone"})
     patience: int = field(default=5, metadata={"help": "epochs without validation improvement before stopping"})
+    monitor: str = field(default="mae", metadata={"help": "validation metric that selects the kept weights and stops early: mae or rmse (averaged over the horizon)"})
     grad_clip: float | None = field(default=5.0, metadata={"help": "max gradient norm (null: off)"})
     loss: str = field(default="mae", metadata={"help": "mae, mse, huber or berhu (reverse Huber), masked, in original units"})
     loss_delta: float = field(default=1.0, metadata={"help": "threshold of the huber and berhu losses, in the target's units"})
@@ -178,6 +182,8 @@ def load_config(path: str | os.PathLike | None = None, *, overrides: list[str] |
         cfg.model.options = {**opts, **cfg.model.options}
     if cfg.train.loss not in LOSSES:
         raise ConfigError(f"{source}: train.loss = {cfg.train.loss!r}: expected one of {', '.join(LOSSES)}")
+    if cfg.train.monitor not in MONITORS:
+        raise ConfigError(f"{source}: train.monitor = {cfg.train.monitor!r}: expected one of {', '.join(MONITORS)}")
     if cfg.train.loss_delta <= 0:
         raise ConfigError(f"{source}: train.loss_delta = {cfg.train.loss_delta}: expected > 0")
     if cfg.train.ema_decay is not None and not 0.0 < cfg.train.ema_decay < 1.0:

@@ -127,9 +127,12 @@ class WeightAverage:
         return self.model
 
 
-def _val_score(model: Forecaster, windows, protocol: Protocol, batch_size: int) -> float:
+def _val_scores(model: Forecaster, windows, protocol: Protocol, batch_size: int) -> dict[str, float]:
+    """Validation MAE and RMSE, averaged over the horizon (NaN without validation windows)."""
+    if windows is None:
+        return {"mae": math.nan, "rmse": math.nan}
     res = evaluate_model(model, windows, protocol, batch_size=batch_size, progress=False)
-    return res["average"]["mae"]
+    return {k: float(res["average"][k]) for k in ("mae", "rmse")}
 
 
 def train(cfg: TrainConfig, *, resume: bool = True, graph: STGraph | None = None) -> RunResult:
@@ -251,10 +254,11 @@ def _fit(model: Forecaster, cfg: TrainConfig, protocol: Protocol, windows: dict,
                 bar.set_postfix(loss=f"{total / max(count, 1):.4f}")
             train_loss = total / max(count, 1)
             kept = ema.sync(model) if ema is not None else model  # the weights validated and saved
-            val = _val_score(kept, windows["val"], protocol, ts.eval_batch_size) if has_val else float("nan")
+            scores = _val_scores(kept, windows["val"], protocol, ts.eval_batch_size)
+            val = scores[ts.monitor]
             if has_val and math.isnan(val):
                 raise ValueError(
-                    f"epoch {epoch}: validation MAE is NaN: the validation part "
+                    f"epoch {epoch}: validation {ts.monitor.upper()} is NaN: the validation part "
                     f"{protocol.name} gives has no observed targets; change protocol ratios"
                 )
             improved = (val < best) if has_val else True
@@ -264,19 +268,21 @@ def _fit(model: Forecaster, cfg: TrainConfig, protocol: Protocol, windows: dict,
             else:
                 bad += 1
             seconds = time.perf_counter() - t0
-            rows.append({"epoch": epoch, "train_loss": f"{train_loss:.6f}", "val_mae": f"{val:.6f}",
-                         "lr": lr, "seconds": f"{seconds:.2f}"})
+            rows.append({"epoch": epoch, "train_loss": f"{train_loss:.6f}", "val_mae": f"{scores['mae']:.6f}",
+                         "val_rmse": f"{scores['rmse']:.6f}", "lr": lr, "seconds": f"{seconds:.2f}"})
             _write_log(log_path, rows)
             if writer is not None:
                 writer.add_scalar("loss/train", train_loss, epoch)
                 if has_val:
-                    writer.add_scalar("mae/val", val, epoch)
+                    writer.add_scalar("mae/val", scores["mae"], epoch)
+                    writer.add_scalar("rmse/val", scores["rmse"], epoch)
                 writer.flush()
             stop = has_val and bad >= ts.patience
             _write_state(run_dir, model, opt, {"epoch": epoch, "best_val": best if math.isfinite(best) else None,
                                    "bad_epochs": bad, "finished": stop or epoch == ts.epochs}, ema)
             if cfg.output.progress:
-                vtxt = f", val MAE {val:.4f}" + (" *" if improved else "") if has_val else ""
+                vtxt = (f", val MAE {scores['mae']:.4f} RMSE {scores['rmse']:.4f}" + (" *" if improved else "")
+                        if has_val else "")
                 print(f"epoch {epoch}: train {ts.loss} {train_loss:.4f}{vtxt} ({seconds:.1f} s)")
             if stop:
                 break
@@ -293,7 +299,7 @@ def _fit(model: Forecaster, cfg: TrainConfig, protocol: Protocol, windows: dict,
 
 def _write_log(path: Path, rows: list[dict[str, Any]]) -> None:
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=["epoch", "train_loss", "val_mae", "lr", "seconds"])
+    w = csv.DictWriter(buf, fieldnames=["epoch", "train_loss", "val_mae", "val_rmse", "lr", "seconds"])
     w.writeheader()
     w.writerows(rows)
     with atomic_path(path) as tmp:

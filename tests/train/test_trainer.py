@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from types import SimpleNamespace
 
@@ -119,15 +120,24 @@ def test_resume_after_interruption_matches_uninterrupted_run(tmp_path, pox, monk
     assert epochs == ["1", "2", "3", "4"]
 
 
-def test_validation_selects_best_epoch_and_stops_early(tmp_path, pox):
-    cfg = _cfg(tmp_path, "es", epochs=60, protocol="default", patience=2, lr=0.3)
+@pytest.mark.parametrize("monitor", ["mae", "rmse"])
+def test_validation_selects_best_epoch_and_stops_early(tmp_path, pox, monitor):
+    cfg = _cfg(tmp_path, "es", epochs=60, protocol="default", patience=2, lr=0.3, monitor=monitor)
     cfg.protocol.overrides = {"input_steps": 4, "horizon": 1, "report_steps": [1]}
     res = train(cfg, graph=pox)
-    rows = (res.run_dir / "log.csv").read_text().splitlines()[1:]
-    vals = [float(r.split(",")[2]) for r in rows]
+    with (res.run_dir / "log.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    vals = [float(r[f"val_{monitor}"]) for r in rows]
     assert res.epochs < 60 and len(vals) == res.epochs
     best = min(range(len(vals)), key=vals.__getitem__)
     assert len(vals) - 1 - best == 2  # stopped exactly `patience` epochs after the best
+    state = json.loads((res.run_dir / "resume" / "trainer_state.json").read_text())
+    assert state["best_val"] == pytest.approx(vals[best], abs=1e-6)
+
+
+def test_monitor_must_be_a_validation_metric(tmp_path):
+    with pytest.raises(ConfigError, match=r"train.monitor = 'loss': expected one of mae, rmse"):
+        _cfg(tmp_path, monitor="loss")
 
 
 def test_statistical_model_needs_no_epochs(tmp_path, pox):
