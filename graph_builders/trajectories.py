@@ -561,10 +561,7 @@ def from_points(
     )
     if drop_empty:
         seen = torch.from_numpy(np.bincount(node_of[ok], minlength=out.num_nodes) > 0)
-        out = out.select_nodes(seen)
-        for key in ("road_geom", "road_geom_ptr"):  # polylines no longer line up with the edges
-            if key in out:
-                del out[key]
+        out = out.select_nodes(seen)  # road polylines follow the kept segments
         out.meta["provenance"].append("drop_empty")
     return out
 

@@ -58,9 +58,9 @@ def segment_geometry(graph) -> tuple[np.ndarray, np.ndarray]:
 
     Segment ``i`` is ``coords[ptr[i]:ptr[i + 1]]`` in travel direction. In intersection mode the
     segments are the edges (``S = E``, same order as ``edge_index``); in segment mode they are the
-    nodes (``S = N``). Graphs without stored geometry (``road_geom``/``road_geom_ptr``), or whose
-    geometry no longer matches (after ``select_nodes``), get straight lines between the endpoints
-    (intersection mode) or raise (segment mode).
+    nodes (``S = N``; ``STGraph.select_nodes`` keeps them in step). Graphs without stored
+    geometry (``road_geom``/``road_geom_ptr``), or whose geometry does not match the segments, get
+    straight lines between the endpoints (intersection mode) or raise (segment mode).
     """
     coords = getattr(graph, "road_geom", None)
     ptr = getattr(graph, "road_geom_ptr", None)

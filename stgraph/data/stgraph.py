@@ -28,6 +28,9 @@ NODE_KEYS = ("x", "mask", "y", "y_mask", "pos", "node_attr")
 EDGE_KEYS = ("edge_weight", "edge_attr")
 #: Dynamic-edge attributes: first dimension is E_dyn.
 DYN_EDGE_KEYS = ("dyn_edge_weight", "dyn_edge_time")
+#: Ragged per-segment polylines of road graphs (``coords [P, 2]``, ``ptr [S + 1]``): the segments
+#: are the static edges, or the nodes when ``meta["road_node"] == "segment"``.
+GEOM_KEYS = ("road_geom", "road_geom_ptr")
 
 META_DEFAULTS: dict[str, Any] = {
     "variables": [],  # list of {"name": str, "unit": str}
@@ -39,6 +42,17 @@ META_DEFAULTS: dict[str, Any] = {
     "sources": [],  # list of {"name", "url", "files"}
     "provenance": [],  # list of strings: what produced this graph, in order
 }
+
+
+def _take_segments(coords: Tensor, ptr: Tensor, segments: Tensor) -> tuple[Tensor, Tensor]:
+    """The polylines ``segments`` (indices into ``ptr``) of a ragged ``(coords, ptr)`` store, in order."""
+    ptr = ptr.long()
+    lengths = (ptr[1:] - ptr[:-1])[segments]
+    new_ptr = torch.zeros(segments.numel() + 1, dtype=torch.long)
+    new_ptr[1:] = torch.cumsum(lengths, 0)
+    starts = torch.repeat_interleave(ptr[segments], lengths)
+    offset = torch.arange(int(new_ptr[-1])) - torch.repeat_interleave(new_ptr[:-1], lengths)
+    return coords[starts + offset], new_ptr.to(ptr.dtype)
 
 
 def _as_tensor(value: Any, dtype: torch.dtype | None = None) -> Tensor | None:
@@ -356,7 +370,8 @@ class STGraph(Data):
     def select_nodes(self, nodes: Tensor | Sequence[int]) -> STGraph:
         """The subgraph on ``nodes`` (indices or a bool mask), keeping edges between kept nodes.
 
-        Nodes are renumbered in the order given.
+        Nodes are renumbered in the order given. Road polylines (``road_geom``/``road_geom_ptr``)
+        follow their segments: the kept edges, or the kept nodes of a segment graph.
         """
         idx = _as_tensor(nodes)
         n = self.num_nodes
@@ -370,6 +385,7 @@ class STGraph(Data):
         remap = torch.full((n,), -1, dtype=torch.long)
         remap[idx] = torch.arange(idx.numel())
         out = copy.copy(self)
+        kept_edges: Tensor | None = None
         for key in NODE_KEYS:
             val = getattr(self, key, None)
             if val is not None:
@@ -385,6 +401,19 @@ class STGraph(Data):
                 val = getattr(self, k, None)
                 if val is not None:
                     out[k] = val[keep]
+            if index_key == "edge_index":
+                kept_edges = keep
+        geom, ptr = getattr(self, "road_geom", None), getattr(self, "road_geom_ptr", None)
+        if geom is not None and ptr is not None:
+            by_node = (self.meta or {}).get("road_node") == "segment"  # segments: nodes, else edges
+            expected = n if by_node else (self.edge_index.size(1) if self.edge_index is not None else -1)
+            if ptr.numel() != expected + 1:
+                raise ValueError(
+                    f"select_nodes: road_geom_ptr has {ptr.numel()} entries; expected one more than the "
+                    f"{'nodes' if by_node else 'edges'} ({expected}) it describes"
+                )
+            segments = idx if by_node else kept_edges.nonzero().view(-1)
+            out.road_geom, out.road_geom_ptr = _take_segments(geom, ptr, segments)
         ids = (self.meta or {}).get("node_ids")
         out.meta = copy.deepcopy(self.meta)
         if ids is not None:
