@@ -51,6 +51,7 @@ COUNT_UNITS = frozenset(
 #: Metadata of the target graph that describes its nodes and edges (kept in the fused graph).
 _TARGET_META = (
     "node_ids",
+    "edge_weight",
     "edge_attr_names",
     "node_attr_names",
     "road_node",

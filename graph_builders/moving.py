@@ -246,6 +246,7 @@ def _knn_graph(
             "variables": variables,
             "spatial_scale": spacing,
             "node_ids": [track_names[i] for i in used.tolist()],
+            "edge_weight": "distance_m",
             "dyn_edge_weight": "distance_m",
             "provenance": [f"moving.from_tracks(knn, k={k}, interval={meta['interval']}s)"],
             "moving": {

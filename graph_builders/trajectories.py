@@ -566,7 +566,7 @@ def from_points(
     return out
 
 
-_ROAD_META = ("road_node", "projected_crs", "road_classes", "network", "bbox", "simplified")
+_ROAD_META = ("road_node", "projected_crs", "road_classes", "network", "bbox", "simplified", "edge_weight")
 
 
 def _road_nodes(road_graph: STGraph) -> dict[str, Any]:

@@ -11,7 +11,9 @@ The road-graph contract (what sensors, trajectories, events and fusion rely on):
   way along each directed road segment).
 * ``edge_index``: ``[2, E]`` directed (one-way streets have no reverse edge; ``oneway=-1`` and
   ``reverse`` run against the way's node order; roundabouts are one-way).
-* ``edge_weight``: ``[E]`` length in metres (segment mode: between the two segments' midpoints).
+* ``edge_weight``: ``[E]`` length in metres (segment mode: between the two segments' midpoints);
+  ``meta["edge_weight"] = "distance_m"`` says so (models read Gaussian affinities of it, see
+  :func:`stgraph.data.model_edge_weights`).
 * ``edge_attr``: ``[E, F]`` named in ``meta["edge_attr_names"]``. Intersection mode:
   ``length_m`` (great-circle, summed along the road), ``speed_kph`` (``maxspeed`` parsed — km/h,
   mph, knots, ``a;b`` lists, ``XX:urban``-style zones —; where missing or unparseable, the mean of

@@ -10,7 +10,7 @@ from graph_builders.osm.reader import ContextPoints
 from graph_builders.osm.spatial import pos_tensor, project, utm_crs
 from graph_builders.osm.tags import DEFAULT_SPEED_KPH, ROAD_CLASSES
 from graph_builders.osm.topology import EDGE_ATTR_NAMES, RoadNet, haversine_m
-from stgraph.data import STGraph
+from stgraph.data import DISTANCE_M, STGraph
 from stgraph.datasets.files import sha256_of
 
 SEGMENT_EDGE_ATTR_NAMES: tuple[str, ...] = ("length_m", "turn_deg")
@@ -155,6 +155,7 @@ def assemble(
             "projected_crs": crs.to_string(),
             "interval": None,
             "spatial_scale": float(np.median(edge_weight)) if len(edge_weight) else None,
+            "edge_weight": DISTANCE_M,
             "node_ids": node_ids,
             "road_node": node,
             "edge_attr_names": edge_names,

@@ -4,9 +4,11 @@ from stgraph.data.io import load, save
 from stgraph.data.scalers import IdentityScaler, MinMaxScaler, StandardScaler, make_scaler
 from stgraph.data.splits import Split, chronological_split
 from stgraph.data.stgraph import META_DEFAULTS, STGraph, to_unix_seconds
+from stgraph.data.weights import DISTANCE_M, gaussian_affinity, model_edge_weights
 from stgraph.data.windows import SlidingWindows, windows_for_split
 
 __all__ = [
+    "DISTANCE_M",
     "META_DEFAULTS",
     "IdentityScaler",
     "MinMaxScaler",
@@ -15,8 +17,10 @@ __all__ = [
     "Split",
     "StandardScaler",
     "chronological_split",
+    "gaussian_affinity",
     "load",
     "make_scaler",
+    "model_edge_weights",
     "save",
     "to_unix_seconds",
     "windows_for_split",

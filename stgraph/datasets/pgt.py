@@ -389,6 +389,7 @@ def load_montevideo_bus(paths: dict[str, Path], *, crs: str = MONTEVIDEO_CRS) ->
             "directed": True,
             "edge_weight": "distance between consecutive stops (m)",
         },
+        "edge_weight": "distance_m",
         "source_crs": crs,
         "sources": sources(
             "montevideo-bus", [MONTEVIDEO], citation=_PGT_CITATION, license=_PGT_LICENSE

@@ -10,6 +10,7 @@ from torch_geometric.typing import OptTensor
 
 from stgraph.data.scalers import make_scaler
 from stgraph.data.stgraph import STGraph
+from stgraph.data.weights import model_edge_weights
 from stgraph.errors import ConfigError
 from stgraph.models._batch import (
     SECONDS_PER_DAY,
@@ -181,7 +182,7 @@ class DCRNN(Forecaster):
         edge_index = batch.edge_index
         if edge_index is None:  # no graph: the cells reduce to per-node GRUs
             edge_index = torch.empty(2, 0, dtype=torch.long, device=x.device)
-        edge_weight = getattr(batch, "edge_weight", None)
+        edge_weight, _ = model_edge_weights(batch)  # distances in metres -> Gaussian affinities
         if edge_weight is not None:
             edge_weight = edge_weight.to(x.dtype)
         supports = self._supports(edge_index, edge_weight, rows)

@@ -177,6 +177,7 @@ def test_england_covid_dynamic_edges(load, data_dir):
 def test_montevideo_bus_crs(load):
     g = load("montevideo-bus")
     assert tuple(g.x.shape) == (675, 744, 1)
+    assert g.meta["edge_weight"] == "distance_m" and float(g.edge_weight.median()) > 50  # metres
     _assert_matches_info(g, "montevideo-bus")
     _assert_regular(g, "2020-10-01 00:00", "2020-10-31 23:00", HOUR)
     assert g.meta["time_reference"] == "local" and g.meta["timezone"] == "America/Montevideo"

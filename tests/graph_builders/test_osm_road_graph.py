@@ -77,6 +77,7 @@ def test_intersection_graph_properties(graphs, manifest, name):
     names = g.meta["edge_attr_names"]
     n, e = g.num_nodes, g.edge_index.size(1)
     assert e >= MIN_EDGES[name]
+    assert g.meta["edge_weight"] == "distance_m"  # lengths: models read their Gaussian kernel
     assert g.x.shape == (n, 0, 0) and g.mask.shape == (n, 0, 0)
     assert g.meta["domain"] == "road" and g.meta["road_node"] == "intersection"
     assert len(g.meta["node_ids"]) == n == len(set(g.meta["node_ids"]))

@@ -7,6 +7,7 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from graph_builders import osm
 from graph_builders.events import Grid
@@ -57,6 +58,7 @@ def test_road_graph_counts_and_transitions(helsinki):
     g = from_points(tracks, road_graph=helsinki, interval="5min", id_col="track")
     n = len(tracks)
     assert g.num_nodes == helsinki.num_nodes and g.edge_index.shape == helsinki.edge_index.shape
+    assert g.meta["edge_weight"] == "distance_m" and torch.equal(g.edge_weight, helsinki.edge_weight)
     assert g.meta["matching"]["points_matched"] + sum(g.meta["dropped"].values()) == n
     assert int(g.x[..., 0].sum()) == g.meta["matching"]["points_matched"] == n
     d = g.meta["matching"]["distance_m"]

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from stgraph.data.weights import model_edge_weights
 from stgraph.data.windows import last_observed
 from stgraph.nn.blocks.st_block import STBlock
 from stgraph.nn.heads.anomaly import AnomalyScoreHead
@@ -313,18 +314,19 @@ class STFM(torch.nn.Module):
     def encode_data(self, data: Any) -> STFMState:
         """:meth:`encode` on an :class:`~stgraph.data.STGraph` or a PyG batch of them."""
         meta = _meta_of(data)
+        edge_weight, dyn_edge_weight = model_edge_weights(data)  # distances -> affinities
         return self.encode(
             data.x, data.mask, data.edge_index,
             time=getattr(data, "time", None),
             batch=getattr(data, "batch", None),
             ptr=getattr(data, "ptr", None),
-            edge_weight=getattr(data, "edge_weight", None),
+            edge_weight=edge_weight,
             pos=getattr(data, "pos", None),
             node_attr=getattr(data, "node_attr", None),
             node_attr_names=meta["node_attr_names"],
             dyn_edge_index=getattr(data, "dyn_edge_index", None),
             dyn_edge_time=getattr(data, "dyn_edge_time", None),
-            dyn_edge_weight=getattr(data, "dyn_edge_weight", None),
+            dyn_edge_weight=dyn_edge_weight,
             variables=meta["variables"], units=meta["units"],
             interval=meta["interval"], crs=meta["crs"],
         )
