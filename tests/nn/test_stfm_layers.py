@@ -387,3 +387,31 @@ def test_reset_parameters_reinitialises(cls, args):
     layer.reset_parameters()
     after = list(layer.parameters())
     assert any(not torch.equal(a, b) for a, b in zip(before, after, strict=True))
+
+
+def test_forecast_head_graph_hops_diffuse_between_neighbouring_nodes():
+    """One hop: a node's forecast moves only when its own tokens or those of its in- or
+    out-neighbours change; zero hop weights give the head without hops; nodes permute."""
+    torch.manual_seed(0)
+    n, s, c = 12, 4, 16
+    ei = torch.tensor([[0, 1, 2, 3, 5, 6, 8], [1, 2, 3, 4, 6, 7, 9]])  # chains 0->4, 5->7, 8->9
+    adj = normalized_adjacency(ei, torch.rand(ei.size(1)) + 0.5, n)
+    fh = ForecastHead(c, heads=2, graph_hops=1)
+    assert repr(fh) == "ForecastHead(16, heads=2, hidden=8, graph_hops=1)"
+    x, query, var_emb = torch.randn(n, s, c), torch.randn(1, 5, c), torch.randn(2, c)
+    with torch.no_grad():
+        y = fh(x, query, var_emb, adj=adj)
+        x2 = x.clone()
+        x2[2] += 1.0
+        moved = (fh(x2, query, var_emb, adj=adj) - y).abs().amax(dim=(1, 2)) > 1e-6
+        assert moved.nonzero().view(-1).tolist() == [1, 2, 3]
+        # the same head without the hops: zero hop weights
+        plain = ForecastHead(c, heads=2)
+        plain.load_state_dict({k: v for k, v in fh.state_dict().items() if not k.startswith("hop_")})
+        for w in (*fh.hop_in, *fh.hop_out):
+            w.weight.zero_()
+        assert torch.allclose(fh(x, query, var_emb, adj=adj), plain(x, query, var_emb), atol=1e-6)
+    with pytest.raises(ValueError, match="graph_hops needs adj"):
+        fh(x, query, var_emb)
+    with pytest.raises(ValueError, match="graph_hops=-1"):
+        ForecastHead(c, graph_hops=-1)

@@ -352,3 +352,21 @@ def test_anchor_moves_the_forecast_level_towards_the_last_observed_value(anchor)
             per_step = a[:, :, 0][big[:, :, 0].all(1)]
             assert torch.allclose(per_step, per_step[:1].expand_as(per_step), atol=1e-3)
         assert torch.allclose(shift[4, :, 1], torch.zeros(5), atol=1e-4)  # unobserved: no shift
+
+
+def test_decoder_hops_keep_equivariance_and_run_on_any_graph():
+    torch.manual_seed(0)
+    cfg = yaml.safe_load((CONFIGS / "tiny.yaml").read_text())
+    m = STFM(**{**cfg, "decoder_hops": 1}).eval()
+    assert repr(m).endswith("decoder_hops=1)") and m.forecast_head.graph_hops == 1
+    for w in (*m.forecast_head.hop_in, *m.forecast_head.hop_out):
+        torch.nn.init.normal_(w.weight, std=0.5)  # trained weights are not zero
+    g = make_graph(60, 2, 300)
+    perm = torch.randperm(60, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        y, yp = m(window_batch(g, 1)), m(window_batch(g.select_nodes(perm), 1))
+        assert torch.allclose(yp, y[perm], atol=1e-4)
+        plain = STFM(**cfg).eval()
+        plain.load_state_dict(m.state_dict(), strict=False)
+        assert not torch.allclose(y, plain(window_batch(g, 1)), atol=1e-3)
+        assert m(window_batch(make_graph(207, 1, 3600), 2)).shape == (414, 12, 1)

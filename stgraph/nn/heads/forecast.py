@@ -25,7 +25,12 @@ class ForecastHead(torch.nn.Module):
         \hat y_{nhv} &= \mathrm{GELU}(z_{nh})^\top (W_E e_v) + b^\top e_v
 
     with :math:`u_n` the node's last token and :math:`e_v` the variable's name embedding (so any
-    number of variables can be read out). Multi-head: :math:`\alpha` per head over
+    number of variables can be read out). With ``graph_hops = K > 0`` the steps of neighbouring
+    nodes exchange their states before the readout, a decoder-side diffusion (as the decoder of
+    DCRNN, Li et al. ICLR 2018, diffuses at every step) over the row-normalised in- and
+    out-adjacencies :math:`A_\leftarrow, A_\rightarrow`, one residual hop at a time:
+    :math:`z_{\cdot h} \leftarrow z_{\cdot h} + A_\leftarrow z_{\cdot h} W^{(k)}_\leftarrow
+    + A_\rightarrow z_{\cdot h} W^{(k)}_\rightarrow`, the same weights for every step. Multi-head: :math:`\alpha` per head over
     :math:`C_h / \text{heads}` channels. With ``outputs = 2`` a second readout
     :math:`(W'_E, b')` gives a second value per step and variable (the STFM uses it for a
     change on the graph's scale rather than the node's, see :class:`~stgraph.nn.STFM`).
@@ -35,16 +40,21 @@ class ForecastHead(torch.nn.Module):
         heads (int): attention heads (default ``4``).
         hidden (int): head width :math:`C_h` (default ``channels // 2``).
         outputs (int): values per step and variable, 1 or 2 (default ``1``).
+        graph_hops (int): decoder-side diffusion hops :math:`K` (default ``0``: none; needs
+            ``adj`` in :meth:`forward`).
 
     Shapes:
         - **input:** ``x`` :math:`(N, S, C)` node tokens, ``query`` :math:`(B, H, C)` time
-          queries, ``var_emb`` :math:`(V, C)`, ``batch`` :math:`(N)` or ``None``
+          queries, ``var_emb`` :math:`(V, C)`, ``batch`` :math:`(N)` or ``None``, ``adj`` the
+          ``(A_in, A_out)`` pair of :func:`~stgraph.nn.layers.directed_conv.normalized_adjacency`
+          (with ``graph_hops > 0``)
         - **output:** :math:`(N, H, V)` (normalised units), or :math:`(N, H, V, 2)` with
           ``outputs = 2``
     """
 
     def __init__(
-        self, channels: int, heads: int = 4, hidden: int | None = None, outputs: int = 1
+        self, channels: int, heads: int = 4, hidden: int | None = None, outputs: int = 1,
+        graph_hops: int = 0,
     ) -> None:
         super().__init__()
         hidden = hidden or max(heads, channels // 2)
@@ -52,7 +62,12 @@ class ForecastHead(torch.nn.Module):
             raise ValueError(f"channels ({channels}) and hidden ({hidden}) must divide by heads ({heads})")
         if outputs not in (1, 2):
             raise ValueError(f"outputs={outputs}: expected 1 or 2")
+        if graph_hops < 0:
+            raise ValueError(f"graph_hops={graph_hops}: expected >= 0")
         self.channels, self.heads, self.hidden, self.outputs = channels, heads, hidden, outputs
+        self.graph_hops = int(graph_hops)
+        self.hop_in = torch.nn.ModuleList(torch.nn.Linear(hidden, hidden, bias=False) for _ in range(graph_hops))
+        self.hop_out = torch.nn.ModuleList(torch.nn.Linear(hidden, hidden, bias=False) for _ in range(graph_hops))
         self.q = torch.nn.Linear(channels, channels)
         self.k = torch.nn.Linear(channels, channels)
         self.v = torch.nn.Linear(channels, hidden)
@@ -63,11 +78,12 @@ class ForecastHead(torch.nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        for m in (self.q, self.k, self.v, self.t, self.u, self.var_w, self.var_b):
+        for m in (self.q, self.k, self.v, self.t, self.u, self.var_w, self.var_b, *self.hop_in, *self.hop_out):
             m.reset_parameters()
 
     def forward(
-        self, x: Tensor, query: Tensor, var_emb: Tensor, batch: Tensor | None = None
+        self, x: Tensor, query: Tensor, var_emb: Tensor, batch: Tensor | None = None,
+        adj: tuple | None = None,
     ) -> Tensor:
         n, s, c = x.shape
         b, hz, _ = query.shape
@@ -81,11 +97,20 @@ class ForecastHead(torch.nn.Module):
         v = self.v(x).view(n, s, nh, dv)
         z = torch.einsum("nahs,nsad->nhad", alpha, v).reshape(n, hz, self.hidden)
         z = z + broadcast_graphs(self.t(query), batch) + self.u(x[:, -1]).unsqueeze(1)
+        if self.graph_hops:
+            if adj is None:
+                raise ValueError(f"{self!r}: graph_hops needs adj, the (A_in, A_out) adjacencies")
+            a_in, a_out = adj
+            for w_in, w_out in zip(self.hop_in, self.hop_out, strict=True):
+                flat = z.reshape(n, hz * self.hidden)
+                z = z + w_in(a_in.matmul(flat).view(n, hz, self.hidden)) + w_out(
+                    a_out.matmul(flat).view(n, hz, self.hidden))
         nv = var_emb.size(0)
         w = self.var_w(var_emb).view(nv * self.outputs, self.hidden)  # [V*O, C_h]
         y = F.gelu(z) @ w.t() + self.var_b(var_emb).view(1, 1, -1)  # [N, H, V*O]
         return y if self.outputs == 1 else y.view(n, hz, nv, self.outputs)
 
     def __repr__(self) -> str:
-        extra = "" if self.outputs == 1 else f", outputs={self.outputs}"
+        extra = ("" if self.outputs == 1 else f", outputs={self.outputs}") + (
+            f", graph_hops={self.graph_hops}" if self.graph_hops else "")
         return f"{self.__class__.__name__}({self.channels}, heads={self.heads}, hidden={self.hidden}{extra})"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -140,6 +141,8 @@ class STFM(torch.nn.Module):
             which on a single city are less of a node identity to memorise).
         graph_values (bool): the :class:`PatchTokenizer` also embeds the inputs on the graph's
             scale, next to the instance-normalised ones (default ``False``).
+        decoder_hops (int): diffusion hops between neighbouring nodes' target steps in the
+            :class:`ForecastHead` (``graph_hops``; default ``0``).
 
     Shapes:
         - **input:** ``x``, ``mask`` :math:`(N, L, V)`, ``time`` :math:`(B, L)`, graph tensors
@@ -169,6 +172,7 @@ class STFM(torch.nn.Module):
         anchor: str = "mean",
         pos_frequencies: int = 3,
         graph_values: bool = False,
+        decoder_hops: int = 0,
     ) -> None:
         super().__init__()
         unknown = set(tasks) - {"reconstruction", "anomaly", "kriging"}
@@ -190,7 +194,8 @@ class STFM(torch.nn.Module):
         self.hierarchy = HierarchicalPooling(channels, levels, heads, ffn_ratio, dropout) if levels else None
         self.final_norm = torch.nn.LayerNorm(channels)
         self.global_residual = bool(global_residual)
-        self.forecast_head = ForecastHead(channels, heads, outputs=2 if global_residual else 1)
+        self.forecast_head = ForecastHead(channels, heads, outputs=2 if global_residual else 1,
+                                          graph_hops=decoder_hops)
         self.step_hidden, self.step_hops = int(step_hidden), int(step_hops)
         if persistence_gate and not self.step_hidden:
             raise ValueError("persistence_gate needs the step path: set step_hidden > 0")
@@ -282,8 +287,9 @@ class STFM(torch.nn.Module):
             ctx = self.context(node_attr, self.names(list(names)), batch)
         h = h + self.spatial(structure.rwse, structure.rel_pos, structure.has_pos, ctx).unsqueeze(1)
         adj = structure.adj
-        if adj is None:
+        if adj is None:  # a structure built without adjacencies: computed here, kept for the heads
             adj = normalized_adjacency(edge_index, edge_weight, n)
+            structure = dataclasses.replace(structure, adj=adj)
         dyn_step = None
         if dyn_edge_index is not None and dyn_edge_index.numel():
             dyn_step = torch.div(dyn_edge_time + pad, self.patch_len, rounding_mode="floor")
@@ -344,7 +350,7 @@ class STFM(torch.nn.Module):
             y_time = y_time.view(1, -1)
         lead = (y_time - state.last_time.view(-1, 1)).float()
         query = self.time_encoding(y_time, state.interval, lead)  # [B,H,C]
-        y = self.forecast_head(state.tokens, query, state.var_emb, state.batch)
+        y = self.forecast_head(state.tokens, query, state.var_emb, state.batch, state.structure.adj)
         gate = None
         if state.step_state is not None and self.step is not None:
             step = self.step.readout(state.step_state, query, state.var_emb, state.batch)
@@ -421,5 +427,6 @@ class STFM(torch.nn.Module):
             + (f", anchor={self.anchor!r}" if self.anchor != "mean" else "")
             + (f", pos_frequencies={self.spatial.frequencies}" if self.spatial.frequencies != 3 else "")
             + (", graph_values=True" if self.tokenizer.graph_values else "")
+            + (f", decoder_hops={self.forecast_head.graph_hops}" if self.forecast_head.graph_hops else "")
             + ")"
         )
