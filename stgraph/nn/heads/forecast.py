@@ -31,9 +31,10 @@ class ForecastHead(torch.nn.Module):
     out-adjacencies :math:`A_\leftarrow, A_\rightarrow`, one residual hop at a time:
     :math:`z_{\cdot h} \leftarrow z_{\cdot h} + A_\leftarrow z_{\cdot h} W^{(k)}_\leftarrow
     + A_\rightarrow z_{\cdot h} W^{(k)}_\rightarrow`, the same weights for every step.
-    Multi-head: :math:`\alpha` per head over :math:`C_h / \text{heads}` channels. With ``outputs = 2`` a second readout
-    :math:`(W'_E, b')` gives a second value per step and variable (the STFM uses it for a
-    change on the graph's scale rather than the node's, see :class:`~stgraph.nn.STFM`).
+    Multi-head: :math:`\alpha` per head over :math:`C_h / \text{heads}` channels. With
+    ``outputs = 2`` a second readout :math:`(W'_E, b')` gives a second value per step and variable
+    (the STFM uses it for a change on the graph's scale rather than the node's, see
+    :class:`~stgraph.nn.STFM`).
 
     Args:
         channels (int): token size ``C``.
