@@ -20,9 +20,6 @@ import pandas as pd
 from stgraph.datasets.files import sha256_of
 from stgraph.errors import ChecksumError, DataFormatError
 
-#: Mean Earth radius (m), as used by the haversine distances throughout graph_builders.
-EARTH_RADIUS_M = 6_371_008.8
-
 TableLike = "pd.DataFrame | str | os.PathLike"
 
 
@@ -165,20 +162,6 @@ def check_lonlat(
             )
         invalid |= bad
     return invalid
-
-
-def haversine_m(
-    lon1: np.ndarray, lat1: np.ndarray, lon2: np.ndarray, lat2: np.ndarray
-) -> np.ndarray:
-    """Great-circle distance in metres (broadcasting)."""
-    lon1, lat1, lon2, lat2 = (
-        np.radians(np.asarray(a, dtype=np.float64)) for a in (lon1, lat1, lon2, lat2)
-    )
-    a = (
-        np.sin((lat2 - lat1) / 2) ** 2
-        + np.cos(lat1) * np.cos(lat2) * np.sin((lon2 - lon1) / 2) ** 2
-    )
-    return 2 * EARTH_RADIUS_M * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0)))
 
 
 def utm_crs(lon: float, lat: float) -> str:

@@ -30,10 +30,8 @@ import pandas as pd
 import torch
 
 from graph_builders._inputs import (
-    EARTH_RADIUS_M,
     build_graph,
     check_lonlat,
-    haversine_m,
     parse_interval,
     parse_times,
     project_m,
@@ -46,6 +44,7 @@ from graph_builders._inputs import (
 from graph_builders.raster import grid_edges
 from stgraph.data.stgraph import STGraph
 from stgraph.errors import DataFormatError
+from stgraph.utils.geo import EARTH_RADIUS_M, haversine_m
 
 __all__ = ["DROP_REASONS", "Grid", "H3Cells", "from_points", "read_events"]
 

@@ -24,8 +24,8 @@ import torch
 from scipy.spatial import Delaunay, cKDTree
 
 from stgraph.errors import DataFormatError
+from stgraph.utils.geo import EARTH_RADIUS_M
 
-EARTH_RADIUS_M = 6_371_008.8
 METHODS = ("gaussian", "knn", "radius", "delaunay")
 
 

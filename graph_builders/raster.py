@@ -22,9 +22,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from graph_builders._inputs import EARTH_RADIUS_M, haversine_m, source_name
+from graph_builders._inputs import source_name
 from stgraph.data.stgraph import STGraph
 from stgraph.errors import DataFormatError
+from stgraph.utils.geo import EARTH_RADIUS_M, haversine_m
 
 __all__ = ["from_grid", "grid_edges", "open_raster"]
 

@@ -30,7 +30,6 @@ import torch
 from graph_builders._inputs import (
     build_graph,
     check_lonlat,
-    haversine_m,
     parse_interval,
     parse_times,
     read_table,
@@ -41,6 +40,7 @@ from graph_builders._inputs import (
 from stgraph.datasets._pickle import load_verified_pickle
 from stgraph.datasets.files import read_verified_bytes
 from stgraph.errors import DataFormatError
+from stgraph.utils.geo import haversine_m
 
 __all__ = ["from_table", "read_node_link", "read_uctb", "road_distances", "snap_to_roads"]
 

@@ -38,10 +38,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from graph_builders._inputs import haversine_m, interval_seconds
+from graph_builders._inputs import interval_seconds
 from graph_builders.mapmatch import RoadIndex, match_to_roads, road_index, simulate_tracks
 from stgraph.data.stgraph import STGraph
 from stgraph.errors import DataFormatError
+from stgraph.utils.geo import haversine_m
 
 __all__ = [
     "DROP_REASONS",

@@ -34,6 +34,7 @@ from graph_builders.osm.tags import (
     parse_speed,
     road_class,
 )
+from stgraph.utils.geo import haversine_m as _haversine_m
 
 #: Earth radius (m) for great-circle lengths; OSMnx's value, so lengths agree with it.
 EARTH_RADIUS_M = 6_371_009.0
@@ -49,15 +50,8 @@ EDGE_ATTR_NAMES: tuple[str, ...] = (
 
 
 def haversine_m(lon1, lat1, lon2, lat2) -> np.ndarray:
-    """Great-circle distance in metres between arrays of points (degrees)."""
-    lon1, lat1, lon2, lat2 = (
-        np.radians(np.asarray(a, dtype=np.float64)) for a in (lon1, lat1, lon2, lat2)
-    )
-    h = (
-        np.sin((lat2 - lat1) / 2) ** 2
-        + np.cos(lat1) * np.cos(lat2) * np.sin((lon2 - lon1) / 2) ** 2
-    )
-    return 2 * EARTH_RADIUS_M * np.arcsin(np.sqrt(np.clip(h, 0.0, 1.0)))
+    """Great-circle distance in metres between arrays of points (degrees), on OSMnx's radius."""
+    return _haversine_m(lon1, lat1, lon2, lat2, radius=EARTH_RADIUS_M)
 
 
 @dataclass

@@ -19,6 +19,7 @@ from torch import Tensor
 from torch_geometric.data import Data
 
 from stgraph.errors import STGraphValidationError
+from stgraph.utils.geo import EARTH_RADIUS_M
 
 #: Attributes stacked along a new batch dimension instead of being concatenated (one per graph).
 _STACKED_KEYS = ("time", "y_time")
@@ -431,7 +432,7 @@ class STGraph(Data):
             raise ValueError("pos_metres: this graph has no pos")
         pos = self.pos.double()
         lon0, lat0 = pos[:, 0].mean(), pos[:, 1].mean()
-        r = 6_371_008.8
+        r = EARTH_RADIUS_M
         xs = torch.deg2rad(pos[:, 0] - lon0) * r * math.cos(math.radians(float(lat0)))
         ys = torch.deg2rad(pos[:, 1] - lat0) * r
         return torch.stack([xs, ys], 1)

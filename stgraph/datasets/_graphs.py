@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-EARTH_RADIUS_M = 6_371_008.8
+from stgraph.utils.geo import EARTH_RADIUS_M, haversine_matrix
 
 
 def dense_to_edges(adj: np.ndarray, *, self_loops: bool = False) -> tuple[Tensor, Tensor]:
@@ -47,14 +47,6 @@ def grid_edges(rows: int, cols: int) -> Tensor:
     both = np.concatenate([und, und[::-1]], axis=1)
     order = np.lexsort((both[1], both[0]))
     return torch.from_numpy(both[:, order].astype(np.int64))
-
-
-def haversine_matrix(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
-    """Great-circle distances in metres between all pairs of points, ``[N, N]``."""
-    lam, phi = np.radians(lon)[:, None], np.radians(lat)[:, None]
-    dphi, dlam = phi - phi.T, lam - lam.T
-    h = np.sin(dphi / 2) ** 2 + np.cos(phi) * np.cos(phi.T) * np.sin(dlam / 2) ** 2
-    return 2 * EARTH_RADIUS_M * np.arcsin(np.sqrt(np.clip(h, 0.0, 1.0)))
 
 
 def proximity_edges(

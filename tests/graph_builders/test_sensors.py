@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from graph_builders import sensors
-from graph_builders._inputs import haversine_m
 from stgraph.data import load
 from stgraph.errors import ChecksumError, DataFormatError
+from stgraph.utils.geo import haversine_m
 
 MELBOURNE_SHA = "d8c94234dd64ead84813e0cb6a5a99a785f898b0dacee8bbca77119ff757e32e"
 
