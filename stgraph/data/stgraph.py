@@ -404,7 +404,7 @@ class STGraph(Data):
                     out[k] = val[keep]
             if index_key == "edge_index":
                 kept_edges = keep
-        geom, ptr = getattr(self, "road_geom", None), getattr(self, "road_geom_ptr", None)
+        geom, ptr = (getattr(self, key, None) for key in GEOM_KEYS)
         if geom is not None and ptr is not None:
             by_node = (self.meta or {}).get("road_node") == "segment"  # segments: nodes, else edges
             expected = n if by_node else (self.edge_index.size(1) if self.edge_index is not None else -1)
@@ -414,7 +414,8 @@ class STGraph(Data):
                     f"{'nodes' if by_node else 'edges'} ({expected}) it describes"
                 )
             segments = idx if by_node else kept_edges.nonzero().view(-1)
-            out.road_geom, out.road_geom_ptr = _take_segments(geom, ptr, segments)
+            for key, val in zip(GEOM_KEYS, _take_segments(geom, ptr, segments), strict=True):
+                out[key] = val
         ids = (self.meta or {}).get("node_ids")
         out.meta = copy.deepcopy(self.meta)
         if ids is not None:

@@ -44,7 +44,7 @@ def weight_kind(meta: dict | None, key: str = "edge_weight") -> str | None:
     """
     kind: Any = (meta or {}).get(key)
     if isinstance(kind, (list, tuple)):
-        kinds = {k for k in kind}
+        kinds = set(kind)
         if len(kinds) > 1 and DISTANCE_M in kinds:
             raise ValueError(
                 f"a batch mixes graphs with meta[{key!r}] = {sorted(map(str, kinds))}: distances and "
