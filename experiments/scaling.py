@@ -12,11 +12,12 @@ forward + backward time over ``--repeats`` runs after one warm-up.
 
 Allocator: with glibc's defaults every tensor above the (at most 32 MB) mmap threshold is a
 fresh mapping, returned to the OS when freed and page-faulted in again, zero-filled, by the next
-step. On this machine that took the 100k-node step from 13 s to 21-22 s (every operator slower
-by about the same factor) and the fitted exponent from 1.08 to 1.17-1.19. ``--allocator keep``
-(the default) runs each size with ``MALLOC_MMAP_THRESHOLD_`` and ``MALLOC_TRIM_THRESHOLD_``
-raised, so freed memory is reused, the effect PyTorch's CPU performance guide gets from jemalloc
-or tcmalloc; export the same two variables to train on large graphs. ``--allocator default`` measures glibc as it comes.
+step. On this machine (small config before ``decoder_hops``) that took the 100k-node step from
+13 s to 21-22 s (every operator slower by about the same factor) and the fitted exponent from
+1.08 to 1.17-1.19. ``--allocator keep`` (the default) runs each size with
+``MALLOC_MMAP_THRESHOLD_`` and ``MALLOC_TRIM_THRESHOLD_`` raised, so freed memory is reused, the
+effect PyTorch's CPU performance guide gets from jemalloc or tcmalloc; export the same two
+variables to train on large graphs. ``--allocator default`` measures glibc as it comes.
 
 Writes ``experiments/results/scaling.json`` (``nodes``, ``seconds``, ``peak_mb``, ``exponent``
 -- the slope of log time against log N -- plus the settings) and ``scaling.md``.

@@ -23,6 +23,7 @@ from scipy.spatial import cKDTree
 from graph_builders._inputs import interval_seconds
 from graph_builders.mapmatch import _Projection
 from stgraph.data.stgraph import STGraph
+from stgraph.data.weights import DISTANCE_M
 
 __all__ = ["COUNT_UNITS", "fuse"]
 
@@ -318,7 +319,7 @@ def fuse(
             )
         # dynamic edges
         if g.dyn_edge_index is not None and g.dyn_edge_index.numel():
-            if (g.meta or {}).get("dyn_edge_weight") == "distance_m":
+            if (g.meta or {}).get("dyn_edge_weight") == DISTANCE_M:
                 dyn_skipped.append(n)
                 continue
             ei = g.dyn_edge_index.numpy()

@@ -31,6 +31,7 @@ from graph_builders.trajectories import (
     read_points,
 )
 from stgraph.data.stgraph import STGraph
+from stgraph.data.weights import DISTANCE_M
 
 __all__ = ["from_tracks"]
 
@@ -246,8 +247,8 @@ def _knn_graph(
             "variables": variables,
             "spatial_scale": spacing,
             "node_ids": [track_names[i] for i in used.tolist()],
-            "edge_weight": "distance_m",
-            "dyn_edge_weight": "distance_m",
+            "edge_weight": DISTANCE_M,
+            "dyn_edge_weight": DISTANCE_M,
             "provenance": [f"moving.from_tracks(knn, k={k}, interval={meta['interval']}s)"],
             "moving": {
                 "mode": "knn",

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from stgraph.data.stgraph import STGraph
+from stgraph.data.weights import DISTANCE_M
 from stgraph.datasets._common import as_matrix, read_json, sources, step_times
 from stgraph.datasets._graphs import median_neighbour_distance
 from stgraph.datasets.registry import register
@@ -389,7 +390,7 @@ def load_montevideo_bus(paths: dict[str, Path], *, crs: str = MONTEVIDEO_CRS) ->
             "directed": True,
             "edge_weight": "distance between consecutive stops (m)",
         },
-        "edge_weight": "distance_m",
+        "edge_weight": DISTANCE_M,
         "source_crs": crs,
         "sources": sources(
             "montevideo-bus", [MONTEVIDEO], citation=_PGT_CITATION, license=_PGT_LICENSE
