@@ -37,6 +37,7 @@ test-all: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check stgraph graph_builders tests experiments
+	$(VENV)/bin/ruff format --check stgraph graph_builders tests experiments
 
 clean:
 	rm -rf $(VENV) build *.egg-info

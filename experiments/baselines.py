@@ -31,11 +31,15 @@ REPO = Path(__file__).resolve().parents[1]
 def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     out = copy.deepcopy(a)
     for k, v in (b or {}).items():
-        out[k] = _merge(out.get(k, {}), v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+        out[k] = (
+            _merge(out.get(k, {}), v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+        )
     return out
 
 
-def model_specs(config: Path, dataset: str, names: list[str] | None, overrides: list[str]) -> dict[str, dict]:
+def model_specs(
+    config: Path, dataset: str, names: list[str] | None, overrides: list[str]
+) -> dict[str, dict]:
     raw = yaml.safe_load(config.read_text()) or {}
     specs = {m: (s or {}) for m, s in raw.get("models", {}).items()}
     for m, s in (raw.get("datasets", {}).get(dataset) or {}).items():
@@ -59,25 +63,37 @@ def rows_of(result: dict[str, Any], dataset: str, protocol: str) -> list[dict[st
     interval = result.get("interval_s")
     rows = []
     for step, m in result["horizons"].items():
-        rows.append({
-            "dataset": dataset, "protocol": protocol, "model": result["model"], "horizon_steps": int(step),
-            "minutes": int(step) * interval / 60 if interval else None,
-            **{k: m[k] for k in ("mae", "rmse", "mape", "mse")},
-            "epochs": result.get("epochs"), "parameters": result.get("num_parameters"),
-            "seconds": result.get("train_seconds"),
-        })
+        rows.append(
+            {
+                "dataset": dataset,
+                "protocol": protocol,
+                "model": result["model"],
+                "horizon_steps": int(step),
+                "minutes": int(step) * interval / 60 if interval else None,
+                **{k: m[k] for k in ("mae", "rmse", "mape", "mse")},
+                "epochs": result.get("epochs"),
+                "parameters": result.get("num_parameters"),
+                "seconds": result.get("train_seconds"),
+            }
+        )
     return rows
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--dataset", required=True)
     ap.add_argument("--protocol", required=True)
     ap.add_argument("--models", nargs="*", default=None, help="subset of the models in the config")
     ap.add_argument("--config", type=Path, default=REPO / "configs" / "baselines.yaml")
-    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="MODEL.KEY=VALUE")
+    ap.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="MODEL.KEY=VALUE"
+    )
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    ap.add_argument(
+        "--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)"
+    )
     ap.add_argument("--workdir", type=Path, default=REPO / "runs" / "baselines")
     ap.add_argument("--results", type=Path, default=REPO / "experiments" / "results")
     args = ap.parse_args(argv)
@@ -95,9 +111,15 @@ def main(argv: list[str] | None = None) -> int:
             "seed": args.seed,
             "dataset": {"name": args.dataset},
             "protocol": {"name": args.protocol},
-            "model": {"name": name, "options": spec.get("options", {}),
-                      **({"config": str(REPO / spec["config"])} if spec.get("config") else {})},
-            "train": {**spec.get("train", {}), **({"num_threads": args.threads} if args.threads else {})},
+            "model": {
+                "name": name,
+                "options": spec.get("options", {}),
+                **({"config": str(REPO / spec["config"])} if spec.get("config") else {}),
+            },
+            "train": {
+                **spec.get("train", {}),
+                **({"num_threads": args.threads} if args.threads else {}),
+            },
             "output": {"dir": str(run_dir), "tensorboard": False, "progress": sys.stderr.isatty()},
         }
         if run_dir.exists():
@@ -112,14 +134,23 @@ def main(argv: list[str] | None = None) -> int:
 
     args.results.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.results / f"{stem}.json", json.dumps(all_rows, indent=1) + "\n")
-    command = " ".join(["python experiments/baselines.py", *(argv if argv is not None else sys.argv[1:])])
-    md = [f"# Baselines on `{args.dataset}`, protocol `{args.protocol}`", "",
-          f"Command: `{command}`"
-          f" (seed {args.seed}, one run, {time.perf_counter() - t0:.0f} s on this machine).", "",
-          metrics_table(results),
-          "| model | parameters | epochs | seconds |", "|---|---|---|---|"]
-    md += [f"| {r['model']} | {r.get('num_parameters', 0)} | {r.get('epochs')} | {r.get('train_seconds')} |"
-           for r in results]
+    command = " ".join(
+        ["python experiments/baselines.py", *(argv if argv is not None else sys.argv[1:])]
+    )
+    md = [
+        f"# Baselines on `{args.dataset}`, protocol `{args.protocol}`",
+        "",
+        f"Command: `{command}`"
+        f" (seed {args.seed}, one run, {time.perf_counter() - t0:.0f} s on this machine).",
+        "",
+        metrics_table(results),
+        "| model | parameters | epochs | seconds |",
+        "|---|---|---|---|",
+    ]
+    md += [
+        f"| {r['model']} | {r.get('num_parameters', 0)} | {r.get('epochs')} | {r.get('train_seconds')} |"
+        for r in results
+    ]
     atomic_write_text(args.results / f"{stem}.md", "\n".join(md) + "\n")
     print("\n" + metrics_table(results))
     print(f"wrote {args.results / (stem + '.json')} and .md")

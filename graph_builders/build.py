@@ -81,8 +81,12 @@ SENSOR_READERS = ("table", "uctb", "node_link")
 class RoadsConfig:
     """The OSM road graph every source is fused onto."""
 
-    path: str = field(metadata={"help": "local .osm.pbf/.osm/.osm.bz2 file, or a place name (online)"})
-    options: dict[str, Any] = field(default_factory=dict, metadata={"help": "osm.road_graph keywords"})
+    path: str = field(
+        metadata={"help": "local .osm.pbf/.osm/.osm.bz2 file, or a place name (online)"}
+    )
+    options: dict[str, Any] = field(
+        default_factory=dict, metadata={"help": "osm.road_graph keywords"}
+    )
 
 
 @dataclass
@@ -91,11 +95,15 @@ class SourceConfig:
 
     kind: str = field(metadata={"help": "sensors | raster | trajectories | events | moving"})
     name: str | None = field(default=None, metadata={"help": "source name (default: the kind)"})
-    path: str | None = field(default=None, metadata={"help": "the data file (all kinds but table sensors)"})
+    path: str | None = field(
+        default=None, metadata={"help": "the data file (all kinds but table sensors)"}
+    )
     locations: str | None = field(default=None, metadata={"help": "sensors: locations table"})
     readings: str | None = field(default=None, metadata={"help": "sensors: readings table"})
     reader: str = field(default="table", metadata={"help": "sensors: table | uctb | node_link"})
-    sha256: str | None = field(default=None, metadata={"help": "expected sha256 (required by uctb)"})
+    sha256: str | None = field(
+        default=None, metadata={"help": "expected sha256 (required by uctb)"}
+    )
     options: dict[str, Any] = field(default_factory=dict, metadata={"help": "builder keywords"})
 
 
@@ -187,13 +195,19 @@ def config_from_dict(data: Mapping[str, Any], *, source: str = "<dict>") -> Buil
             raise ConfigError(f"{source}: {sec}.options must be a mapping")
         if sc.kind == "sensors":
             if sc.reader not in SENSOR_READERS:
-                raise ConfigError(f"{source}: {sec}.reader {sc.reader!r} is not one of {list(SENSOR_READERS)}")
+                raise ConfigError(
+                    f"{source}: {sec}.reader {sc.reader!r} is not one of {list(SENSOR_READERS)}"
+                )
             if sc.reader == "table" and (sc.locations is None or sc.readings is None):
-                raise ConfigError(f"{source}: {sec} (sensors, reader table) needs 'locations' and 'readings'")
+                raise ConfigError(
+                    f"{source}: {sec} (sensors, reader table) needs 'locations' and 'readings'"
+                )
             if sc.reader != "table" and sc.path is None:
                 raise ConfigError(f"{source}: {sec} (sensors, reader {sc.reader}) needs 'path'")
             if sc.reader == "uctb" and not sc.sha256:
-                raise ConfigError(f"{source}: {sec} (reader uctb) needs 'sha256': pickles are read only after a checksum")
+                raise ConfigError(
+                    f"{source}: {sec} (reader uctb) needs 'sha256': pickles are read only after a checksum"
+                )
         elif sc.path is None:
             raise ConfigError(f"{source}: {sec} ({sc.kind}) needs 'path'")
         sc.name = sc.name or sc.kind
@@ -255,7 +269,9 @@ def _check_options(sc: SourceConfig, where: str, sec: str) -> None:
     reserved = {"table", "data", "locations", "readings", "road_graph"}
     for key in sc.options:
         if key not in params or key in reserved:
-            allowed = sorted(k for k, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY)
+            allowed = sorted(
+                k for k, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY
+            )
             raise ConfigError(
                 f"{where}: unknown option {key!r} in {sec}.options for {sc.kind}; allowed: {allowed}"
             )
@@ -277,7 +293,9 @@ def _auto_bbox(lon: np.ndarray, lat: np.ndarray) -> list[float]:
     return [lo_lon - pad_lon, lo_lat - pad_lat, hi_lon + pad_lon, hi_lat + pad_lat]
 
 
-def _resolve_grid(spec: Any, points: Callable[[], tuple[np.ndarray, np.ndarray]], where: str) -> Any:
+def _resolve_grid(
+    spec: Any, points: Callable[[], tuple[np.ndarray, np.ndarray]], where: str
+) -> Any:
     """A grid spec from the config -> an ``events.Grid``."""
     from graph_builders.events import Grid
     from graph_builders.trajectories import as_grid
@@ -285,7 +303,9 @@ def _resolve_grid(spec: Any, points: Callable[[], tuple[np.ndarray, np.ndarray]]
     if isinstance(spec, Grid):
         return spec
     if not isinstance(spec, Mapping):
-        raise ConfigError(f"{where}: a grid is {{cell_m, bbox}}, {{cell_m}} or {{sthsl_km}}, got {spec!r}")
+        raise ConfigError(
+            f"{where}: a grid is {{cell_m, bbox}}, {{cell_m}} or {{sthsl_km}}, got {spec!r}"
+        )
     spec = dict(spec)
     if "sthsl_km" in spec:
         extra = set(spec) - {"sthsl_km"}
@@ -298,7 +318,9 @@ def _resolve_grid(spec: Any, points: Callable[[], tuple[np.ndarray, np.ndarray]]
         return Grid.sthsl(pd.DataFrame(frame), km=float(spec["sthsl_km"]))
     unknown = set(spec) - {"cell_m", "bbox"}
     if unknown or "cell_m" not in spec:
-        raise ConfigError(f"{where}: a grid is {{cell_m, bbox}} or {{cell_m}}; got keys {sorted(spec)}")
+        raise ConfigError(
+            f"{where}: a grid is {{cell_m, bbox}} or {{cell_m}}; got keys {sorted(spec)}"
+        )
     if spec.get("bbox") is None:
         spec["bbox"] = _auto_bbox(*points())
     try:
@@ -332,7 +354,12 @@ def _point_reader(sc: SourceConfig) -> Callable[[], tuple[np.ndarray, np.ndarray
 
 
 def build_source(
-    sc: SourceConfig, *, roads: STGraph | None, interval: Any, city: str | None, where: str = "<config>"
+    sc: SourceConfig,
+    *,
+    roads: STGraph | None,
+    interval: Any,
+    city: str | None,
+    where: str = "<config>",
 ) -> STGraph:
     """Build one source's STGraph with its builder (roads and grids resolved)."""
     fn = _builder(sc.kind)
@@ -365,27 +392,35 @@ def build_source(
         grid = opts.pop("grid", None)
         if grid is None or grid == "roads":
             if roads is None:
-                raise ConfigError(f"{where}: {sec} (trajectories) needs options.grid or a 'roads' section")
+                raise ConfigError(
+                    f"{where}: {sec} (trajectories) needs options.grid or a 'roads' section"
+                )
             return fn(sc.path, road_graph=roads, **opts)
         return fn(sc.path, grid=_resolve_grid(grid, _point_reader(sc), f"{where}: {sec}"), **opts)
     if sc.kind == "events":
         regions = opts.pop("regions", None)
         if regions is None or regions == "roads":
             if roads is None:
-                raise ConfigError(f"{where}: {sec} (events) needs options.regions or a 'roads' section")
+                raise ConfigError(
+                    f"{where}: {sec} (events) needs options.regions or a 'roads' section"
+                )
             return fn(sc.path, regions=roads, **opts)
         if isinstance(regions, int) and not isinstance(regions, bool):
             from graph_builders.events import H3Cells
 
             return fn(sc.path, regions=H3Cells(regions), **opts)
-        return fn(sc.path, regions=_resolve_grid(regions, _point_reader(sc), f"{where}: {sec}"), **opts)
+        return fn(
+            sc.path, regions=_resolve_grid(regions, _point_reader(sc), f"{where}: {sec}"), **opts
+        )
     # moving sensors
     mode = opts.get("mode", "knn")
     if mode == "interpolate":
         nodes = opts.pop("nodes", None)
         if nodes is None or nodes == "roads":
             if roads is None:
-                raise ConfigError(f"{where}: {sec} (moving, interpolate) needs options.nodes or 'roads'")
+                raise ConfigError(
+                    f"{where}: {sec} (moving, interpolate) needs options.nodes or 'roads'"
+                )
             return fn(sc.path, nodes=roads, **opts)
         from graph_builders.trajectories import _grid_nodes
 
@@ -523,7 +558,10 @@ def run_build(
         graph = roads
     if config.city and not (graph.meta or {}).get("city"):
         graph.meta["city"] = config.city
-    graph.meta["provenance"] = [*graph.meta.get("provenance", []), f"stgraph build {config.name} ({where})"]
+    graph.meta["provenance"] = [
+        *graph.meta.get("provenance", []),
+        f"stgraph build {config.name} ({where})",
+    ]
     graph.meta["build"] = config.name
 
     graph_dir = out_dir / "graph"
@@ -547,7 +585,9 @@ def run_build(
         },
         "seconds": round(time.perf_counter() - started, 3),
     }
-    summary_path = atomic_write_text(out_dir / "summary.json", json.dumps(summary, indent=1, default=str))
+    summary_path = atomic_write_text(
+        out_dir / "summary.json", json.dumps(summary, indent=1, default=str)
+    )
     if verbose:
         print(format_summary(summary))
     return BuildResult(graph, out_dir, graph_dir, map_path, summary_path, summary)
@@ -562,15 +602,18 @@ def _plot(graph: STGraph, path: Path, color_by: str | None) -> None:
 def format_summary(summary: Mapping[str, Any]) -> str:
     """The printed summary of a build."""
     lines = [
-        f"stgraph build {summary['name']}" + (f" ({summary['city']})" if summary.get("city") else ""),
+        f"stgraph build {summary['name']}"
+        + (f" ({summary['city']})" if summary.get("city") else ""),
         f"  nodes {summary['nodes']:,}  edges {summary['edges']:,}  dynamic edges {summary['dyn_edges']:,}"
-        f"  steps {summary['steps']:,}" + (f" x {summary['interval_s']} s" if summary.get("interval_s") else ""),
+        f"  steps {summary['steps']:,}"
+        + (f" x {summary['interval_s']} s" if summary.get("interval_s") else ""),
     ]
     if summary.get("time_start"):
         lines.append(f"  time {summary['time_start']} .. {summary['time_end']}")
     if summary["variables"]:
         lines.append(
-            "  variables " + ", ".join(f"{v['name']} [{v.get('unit') or '-'}]" for v in summary["variables"])
+            "  variables "
+            + ", ".join(f"{v['name']} [{v.get('unit') or '-'}]" for v in summary["variables"])
         )
     for row in summary["sources"]:
         lines.append(
@@ -598,23 +641,54 @@ def format_summary(summary: Mapping[str, Any]) -> str:
 def add_build_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Add the ``stgraph build`` options to ``parser``."""
     parser.add_argument("--config", help="YAML build config (configs/build/NAME.yaml)")
-    parser.add_argument("--osm", help="OSM extract (.osm.pbf/.osm/.osm.bz2): the road graph sources are fused onto")
-    parser.add_argument("--node", choices=("intersection", "segment"), default=None,
-                        help="road graph nodes (default intersection)")
-    parser.add_argument("--sensors", action="append", default=[], metavar="LOC.csv:READINGS.csv",
-                        help="sensor locations (sensor_id, latitude, longitude) and wide readings")
-    parser.add_argument("--raster", action="append", default=[], metavar="PATH", help="netCDF/GRIB/zarr raster")
-    parser.add_argument("--trajectories", action="append", default=[], metavar="PATH", help="GPS points table")
-    parser.add_argument("--events", action="append", default=[], metavar="PATH",
-                        help="events table with longitude, latitude, time columns")
-    parser.add_argument("--moving", action="append", default=[], metavar="PATH",
-                        help="moving-sensor reports (track id, time, lon, lat; speed derived): a kNN "
-                             "graph per step when alone, else interpolated onto the roads/grid")
+    parser.add_argument(
+        "--osm", help="OSM extract (.osm.pbf/.osm/.osm.bz2): the road graph sources are fused onto"
+    )
+    parser.add_argument(
+        "--node",
+        choices=("intersection", "segment"),
+        default=None,
+        help="road graph nodes (default intersection)",
+    )
+    parser.add_argument(
+        "--sensors",
+        action="append",
+        default=[],
+        metavar="LOC.csv:READINGS.csv",
+        help="sensor locations (sensor_id, latitude, longitude) and wide readings",
+    )
+    parser.add_argument(
+        "--raster", action="append", default=[], metavar="PATH", help="netCDF/GRIB/zarr raster"
+    )
+    parser.add_argument(
+        "--trajectories", action="append", default=[], metavar="PATH", help="GPS points table"
+    )
+    parser.add_argument(
+        "--events",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="events table with longitude, latitude, time columns",
+    )
+    parser.add_argument(
+        "--moving",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="moving-sensor reports (track id, time, lon, lat; speed derived): a kNN "
+        "graph per step when alone, else interpolated onto the roads/grid",
+    )
     parser.add_argument("--interval", help="time step, e.g. 15min, 1h, 1D")
     parser.add_argument("--start", help="first time of sensor readings without a time column")
-    parser.add_argument("--cell-m", type=float, default=None,
-                        help="grid cell size (m) for trajectories/events/moving without --osm (default 500)")
-    parser.add_argument("--bbox", help="grid extent W,S,E,N in degrees (default: the data's extent)")
+    parser.add_argument(
+        "--cell-m",
+        type=float,
+        default=None,
+        help="grid cell size (m) for trajectories/events/moving without --osm (default 500)",
+    )
+    parser.add_argument(
+        "--bbox", help="grid extent W,S,E,N in degrees (default: the data's extent)"
+    )
     parser.add_argument("-o", "--output", help="output directory (graph/, map.png, summary.json)")
     parser.add_argument("--color-by", help="variable (or node attribute) colouring the map")
     parser.add_argument("--name", help="build name (default: from the config or 'build')")
@@ -634,7 +708,9 @@ def _flags_sources(args: argparse.Namespace) -> list[dict[str, Any]]:
             if len(grid["bbox"]) != 4:
                 raise ConfigError(f"--bbox {args.bbox!r}: expected 4 numbers W,S,E,N")
     elif args.cell_m or args.bbox:
-        raise ConfigError("--cell-m/--bbox apply without --osm only (with --osm sources go onto the roads)")
+        raise ConfigError(
+            "--cell-m/--bbox apply without --osm only (with --osm sources go onto the roads)"
+        )
     out: list[dict[str, Any]] = []
     for i, spec in enumerate(args.sensors):
         if spec.count(":") != 1:
@@ -643,16 +719,35 @@ def _flags_sources(args: argparse.Namespace) -> list[dict[str, Any]]:
         opts: dict[str, Any] = {}
         if args.start:
             opts["start"] = args.start
-        out.append({"kind": "sensors", "name": f"sensors{i or ''}", "locations": loc, "readings": rd,
-                    "options": opts})
+        out.append(
+            {
+                "kind": "sensors",
+                "name": f"sensors{i or ''}",
+                "locations": loc,
+                "readings": rd,
+                "options": opts,
+            }
+        )
     for i, p in enumerate(args.raster):
         out.append({"kind": "raster", "name": f"raster{i or ''}", "path": p})
     for i, p in enumerate(args.trajectories):
-        out.append({"kind": "trajectories", "name": f"trajectories{i or ''}", "path": p,
-                    "options": {"grid": grid} if grid else {}})
+        out.append(
+            {
+                "kind": "trajectories",
+                "name": f"trajectories{i or ''}",
+                "path": p,
+                "options": {"grid": grid} if grid else {},
+            }
+        )
     for i, p in enumerate(args.events):
-        out.append({"kind": "events", "name": f"events{i or ''}", "path": p,
-                    "options": {"regions": grid} if grid else {}})
+        out.append(
+            {
+                "kind": "events",
+                "name": f"events{i or ''}",
+                "path": p,
+                "options": {"regions": grid} if grid else {},
+            }
+        )
     alone = not args.osm and not out and len(args.moving) == 1
     for i, p in enumerate(args.moving):
         # alone: a kNN graph among the moving sensors; else their values onto the common nodes
@@ -672,7 +767,9 @@ def config_from_args(args: argparse.Namespace) -> BuildConfig:
         data = read_yaml_mapping(args.config)
         source = str(args.config)
         if args.osm:
-            raise ConfigError("--osm with --config: put the road graph in the config's 'roads' section")
+            raise ConfigError(
+                "--osm with --config: put the road graph in the config's 'roads' section"
+            )
     else:
         if not (args.osm or flag_sources):
             raise ConfigError(

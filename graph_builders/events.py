@@ -638,7 +638,14 @@ def _assign_road(
     rmeta = dict(road.meta or {})
     meta = {
         k: rmeta[k]
-        for k in ("node_ids", "edge_attr_names", "node_attr_names", "spatial_scale", "city", "edge_weight")
+        for k in (
+            "node_ids",
+            "edge_attr_names",
+            "node_attr_names",
+            "spatial_scale",
+            "city",
+            "edge_weight",
+        )
         if rmeta.get(k) is not None
     }
     meta["snap_m"] = {

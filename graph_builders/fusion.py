@@ -181,7 +181,11 @@ def fuse(
     if max_dist_m is None:
         max_dist_m = max(2.0 * _median_spacing(txy), 50.0)
 
-    sources = [(n, g) for n, g in zip(names, graphs, strict=False) if g.x is not None and g.num_steps and g.num_variables]
+    sources = [
+        (n, g)
+        for n, g in zip(names, graphs, strict=False)
+        if g.x is not None and g.num_steps and g.num_variables
+    ]
     if not sources:
         raise ValueError("fuse: none of the graphs has variables over time (x is empty)")
     for n, g in sources:
@@ -230,7 +234,7 @@ def fuse(
     report: dict[str, Any] = {}
     dyn_parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     dyn_from, dyn_skipped = [], []
-    for n, g in (zip(names, graphs, strict=False)):
+    for n, g in zip(names, graphs, strict=False):
         for reason, count in ((g.meta or {}).get("dropped") or {}).items():
             dropped[f"{n}.{reason}"] = int(count)
     for n, g in sources:
@@ -273,12 +277,16 @@ def fuse(
             tb = bins[src_step]
             if how == "idw" and how_agg == "mean":
                 if pairs is None:
-                    pairs = ttree.sparse_distance_matrix(cKDTree(sxy), max_dist_m, output_type="coo_matrix")
+                    pairs = ttree.sparse_distance_matrix(
+                        cKDTree(sxy), max_dist_m, output_type="coo_matrix"
+                    )
                     zero = ttree.query(sxy, k=1, distance_upper_bound=1e-6)
                     hit = np.isfinite(zero[0])
                     p_t = np.r_[pairs.row, zero[1][hit]]
                     p_s = np.r_[pairs.col, np.nonzero(hit)[0]]
-                    p_w = 1.0 / np.maximum(np.r_[pairs.data, np.zeros(int(hit.sum()))], 1.0) ** power
+                    p_w = (
+                        1.0 / np.maximum(np.r_[pairs.data, np.zeros(int(hit.sum()))], 1.0) ** power
+                    )
                     order = np.argsort(p_s, kind="stable")
                     p_t, p_s, p_w = p_t[order], p_s[order], p_w[order]
                     p_start = np.searchsorted(p_s, np.arange(len(sxy)))
@@ -300,7 +308,11 @@ def fuse(
                 num = np.bincount(flat, weights=vals, minlength=m * n_steps)
                 cnt = np.bincount(flat, minlength=m * n_steps)
                 seen = cnt > 0
-                out = num if how_agg == "sum" else np.divide(num, cnt, out=np.zeros(m * n_steps), where=seen)
+                out = (
+                    num
+                    if how_agg == "sum"
+                    else np.divide(num, cnt, out=np.zeros(m * n_steps), where=seen)
+                )
             if how_agg == "sum":
                 # counts are observed wherever the source observed the step, even as zero
                 covered = np.zeros((m, n_steps), dtype=bool)
@@ -323,7 +335,11 @@ def fuse(
                 dyn_skipped.append(n)
                 continue
             ei = g.dyn_edge_index.numpy()
-            w = g.dyn_edge_weight.double().numpy() if g.dyn_edge_weight is not None else np.ones(ei.shape[1])
+            w = (
+                g.dyn_edge_weight.double().numpy()
+                if g.dyn_edge_weight is not None
+                else np.ones(ei.shape[1])
+            )
             b = bins[g.dyn_edge_time.numpy()]
             s, t = node_map[ei[0]], node_map[ei[1]]
             mapped = (s >= 0) & (t >= 0)
@@ -359,12 +375,22 @@ def fuse(
     tmeta = (target.meta or {}) if isinstance(target, STGraph) else {}
     meta: dict[str, Any] = {
         "variables": variables,
-        "domain": "multi" if len({(g.meta or {}).get("domain") for _, g in sources}) > 1 else (sources[0][1].meta or {}).get("domain"),
-        "city": city or tmeta.get("city") or next(((g.meta or {}).get("city") for _, g in sources if (g.meta or {}).get("city")), None),
+        "domain": "multi"
+        if len({(g.meta or {}).get("domain") for _, g in sources}) > 1
+        else (sources[0][1].meta or {}).get("domain"),
+        "city": city
+        or tmeta.get("city")
+        or next(
+            ((g.meta or {}).get("city") for _, g in sources if (g.meta or {}).get("city")), None
+        ),
         "crs": "EPSG:4326",
         "interval": int(step_s),
         "spatial_scale": tmeta.get("spatial_scale"),
-        "sources": [s for _, g in zip(names, graphs, strict=False) for s in ((g.meta or {}).get("sources") or [])],
+        "sources": [
+            s
+            for _, g in zip(names, graphs, strict=False)
+            for s in ((g.meta or {}).get("sources") or [])
+        ],
         "provenance": [
             f"fuse({', '.join(n for n, _ in sources)}; how={how}, max_dist_m={max_dist_m:.1f}, "
             f"interval={step_s}s, times={times})"

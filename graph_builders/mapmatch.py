@@ -99,7 +99,9 @@ def road_index(road_graph: STGraph, *, step_m: float = 25.0) -> RoadIndex:
     n_seg = len(ptr) - 1
     counts = np.diff(ptr)
     if (counts < 2).any():
-        raise ValueError(f"road_graph: segment {int(np.argmax(counts < 2))} has fewer than 2 points")
+        raise ValueError(
+            f"road_graph: segment {int(np.argmax(counts < 2))} has fewer than 2 points"
+        )
     # pieces: consecutive coordinate pairs within each polyline
     is_start = np.ones(len(xy), dtype=bool)
     is_start[ptr[1:-1] - 1] = False  # last point of each polyline starts no piece
@@ -130,7 +132,9 @@ def road_index(road_graph: STGraph, *, step_m: float = 25.0) -> RoadIndex:
     n_samples = np.maximum(np.ceil(piece_len / step_m).astype(np.int64), 1) + 1
     sample_piece = np.repeat(np.arange(len(a)), n_samples)
     starts = np.cumsum(n_samples) - n_samples
-    frac = (np.arange(n_samples.sum()) - np.repeat(starts, n_samples)) / np.repeat(n_samples - 1, n_samples)
+    frac = (np.arange(n_samples.sum()) - np.repeat(starts, n_samples)) / np.repeat(
+        n_samples - 1, n_samples
+    )
     pts = a[sample_piece] + frac[:, None] * vec[sample_piece]
     tree = cKDTree(pts)
     lens = pd.DataFrame({"s": src, "d": dst, "l": seg_total + 1.0}).groupby(["s", "d"])["l"].min()
@@ -140,8 +144,22 @@ def road_index(road_graph: STGraph, *, step_m: float = 25.0) -> RoadIndex:
     )
     bbox = (coords[:, 0].min(), coords[:, 1].min(), coords[:, 0].max(), coords[:, 1].max())
     return RoadIndex(
-        proj, a, b, piece_seg, piece_offset, piece_len, bearing, seg_total, src, dst, tree,
-        sample_piece, step_m, adjacency, bbox, seg_graph,
+        proj,
+        a,
+        b,
+        piece_seg,
+        piece_offset,
+        piece_len,
+        bearing,
+        seg_total,
+        src,
+        dst,
+        tree,
+        sample_piece,
+        step_m,
+        adjacency,
+        bbox,
+        seg_graph,
     )
 
 
@@ -151,7 +169,9 @@ def _candidates(
     """Up to ``n_cand`` candidate segments per point: ids (-1 = none), distance, fraction, bearing."""
     n = len(xy)
     k_query = max(3 * n_cand, 16)
-    _, idx = index.tree.query(xy, k=k_query, distance_upper_bound=math.hypot(max_dist, index.step / 2) + 1e-6)
+    _, idx = index.tree.query(
+        xy, k=k_query, distance_upper_bound=math.hypot(max_dist, index.step / 2) + 1e-6
+    )
     valid = idx < len(index.sample_piece)
     piece = np.where(valid, index.sample_piece[np.minimum(idx, len(index.sample_piece) - 1)], 0)
     # exact distance to each piece found
@@ -208,8 +228,13 @@ def _point_headings(xy: np.ndarray, segment: np.ndarray, min_move: float) -> np.
 
 
 def _transition_costs(
-    index: RoadIndex, cand: np.ndarray, frac: np.ndarray, xy: np.ndarray, beta: float,
-    uturn_cost: float, jump_cost: float,
+    index: RoadIndex,
+    cand: np.ndarray,
+    frac: np.ndarray,
+    xy: np.ndarray,
+    beta: float,
+    uturn_cost: float,
+    jump_cost: float,
 ) -> np.ndarray:
     """``[m - 1, C, C]`` costs from the candidates of point i to those of point i + 1."""
     c = cand.shape[1]

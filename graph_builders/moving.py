@@ -180,12 +180,30 @@ def from_tracks(
     }
     if mode == "knn":
         return _knn_graph(
-            binned, value_cols, units, track_names, times, proj, k, include_position, base_meta,
+            binned,
+            value_cols,
+            units,
+            track_names,
+            times,
+            proj,
+            k,
+            include_position,
+            base_meta,
             speed_outliers,
         )
     return _interpolate(
-        binned, value_cols, units, times, proj, nodes, radius_m, kernel, power, sigma_m,
-        base_meta, speed_outliers,
+        binned,
+        value_cols,
+        units,
+        times,
+        proj,
+        nodes,
+        radius_m,
+        kernel,
+        power,
+        sigma_m,
+        base_meta,
+        speed_outliers,
     )
 
 
@@ -213,13 +231,16 @@ def _knn_graph(
         x[node, step, j] = binned[col].to_numpy()
     # mean position weighted by the number of reports
     w = binned["points"].to_numpy().astype(np.float64)
-    pos = np.stack(
-        [
-            np.bincount(node, weights=binned["lon"].to_numpy() * w, minlength=n),
-            np.bincount(node, weights=binned["lat"].to_numpy() * w, minlength=n),
-        ],
-        1,
-    ) / np.bincount(node, weights=w, minlength=n)[:, None]
+    pos = (
+        np.stack(
+            [
+                np.bincount(node, weights=binned["lon"].to_numpy() * w, minlength=n),
+                np.bincount(node, weights=binned["lat"].to_numpy() * w, minlength=n),
+            ],
+            1,
+        )
+        / np.bincount(node, weights=w, minlength=n)[:, None]
+    )
     static_ei, static_w = _knn_edges(proj(pos[:, 0], pos[:, 1]), k)
 
     xy = proj(binned["lon"].to_numpy(), binned["lat"].to_numpy())
@@ -240,7 +261,10 @@ def _knn_graph(
     dyn_t = cat(d_t).astype(np.int64)
     variables = [{"name": c, "unit": units.get(c, ""), "agg": "mean"} for c in value_cols]
     if include_position:
-        variables += [{"name": "lon", "unit": "degree", "agg": "mean"}, {"name": "lat", "unit": "degree", "agg": "mean"}]
+        variables += [
+            {"name": "lon", "unit": "degree", "agg": "mean"},
+            {"name": "lat", "unit": "degree", "agg": "mean"},
+        ]
     spacing = float(np.median(static_w)) if len(static_w) else None
     meta.update(
         {

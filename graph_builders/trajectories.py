@@ -135,7 +135,9 @@ def _read_table(path: str | os.PathLike) -> pd.DataFrame:
     try:
         return pd.read_csv(path, sep=sep)
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
-        raise DataFormatError(f"{path}: cannot be parsed as a {sep!r}-separated table ({exc})") from exc
+        raise DataFormatError(
+            f"{path}: cannot be parsed as a {sep!r}-separated table ({exc})"
+        ) from exc
 
 
 def _parse_times(values: pd.Series) -> np.ndarray:
@@ -217,7 +219,9 @@ def read_points(
         )
     for v in value_cols:
         if v not in df.columns:
-            raise DataFormatError(f"{source}: value column {v!r} not found; the columns are {list(df.columns)}")
+            raise DataFormatError(
+                f"{source}: value column {v!r} not found; the columns are {list(df.columns)}"
+            )
 
     n_in = len(df)
     dropped = dict.fromkeys(DROP_REASONS[:5], 0)
@@ -307,9 +311,13 @@ def as_grid(grid: Any) -> Any:
         try:
             w, s, e, n = (float(v) for v in grid["bbox"])
         except (TypeError, ValueError) as exc:
-            raise ValueError(f"grid: bbox {grid['bbox']!r} must be 4 numbers (west, south, east, north)") from exc
+            raise ValueError(
+                f"grid: bbox {grid['bbox']!r} must be 4 numbers (west, south, east, north)"
+            ) from exc
         return Grid.from_bbox(w, s, e, n, cell_m=float(grid["cell_m"]))
-    raise TypeError(f"grid: expected an events.Grid or a dict {{'bbox', 'cell_m'}}, got {type(grid).__name__}")
+    raise TypeError(
+        f"grid: expected an events.Grid or a dict {{'bbox', 'cell_m'}}, got {type(grid).__name__}"
+    )
 
 
 def _grid_nodes(grid: Any, neighbourhood: int = 4) -> dict[str, Any]:
@@ -433,8 +441,11 @@ def from_points(
         w, s, e, n_ = index.bbox
         margin_lat = max_dist_m / 111_320.0
         margin_lon = margin_lat / max(math.cos(math.radians((s + n_) / 2)), 1e-6)
-        inside = (lon >= w - margin_lon) & (lon <= e + margin_lon) & (lat >= s - margin_lat) & (
-            lat <= n_ + margin_lat
+        inside = (
+            (lon >= w - margin_lon)
+            & (lon <= e + margin_lon)
+            & (lat >= s - margin_lat)
+            & (lat <= n_ + margin_lat)
         )
         dropped["outside"] = int((~inside).sum())
         head = pts[heading_col].to_numpy()[inside] if heading_col is not None else None
@@ -461,7 +472,9 @@ def from_points(
         else:
             node_of, out_graph = seg, _segment_nodes(road_graph, index)
         node_of = np.where(ok, node_of, -1)
-        spatial_scale = (road_graph.meta or {}).get("spatial_scale") or float(np.median(index.seg_len))
+        spatial_scale = (road_graph.meta or {}).get("spatial_scale") or float(
+            np.median(index.seg_len)
+        )
         matched_on = f"road_graph ({node})"
     else:
         g = as_grid(grid)
@@ -544,7 +557,9 @@ def from_points(
     for key in ("node_ids", "edge_attr_names", "node_attr_names", "grid"):
         if out_graph.get(key) is not None:
             meta[key] = out_graph[key]
-    extra = {k: out_graph[k] for k in ("road_geom", "road_geom_ptr") if out_graph.get(k) is not None}
+    extra = {
+        k: out_graph[k] for k in ("road_geom", "road_geom_ptr") if out_graph.get(k) is not None
+    }
     out = STGraph(
         x=torch.from_numpy(x),
         mask=torch.from_numpy(mask),
@@ -567,7 +582,15 @@ def from_points(
     return out
 
 
-_ROAD_META = ("road_node", "projected_crs", "road_classes", "network", "bbox", "simplified", "edge_weight")
+_ROAD_META = (
+    "road_node",
+    "projected_crs",
+    "road_classes",
+    "network",
+    "bbox",
+    "simplified",
+    "edge_weight",
+)
 
 
 def _road_nodes(road_graph: STGraph) -> dict[str, Any]:
@@ -601,7 +624,9 @@ def _segment_nodes(road_graph: STGraph, index: RoadIndex) -> dict[str, Any]:
     piece = first_piece.copy()
     for _ in range(int(np.bincount(index.piece_seg).max())):
         step = (end_off[piece] < half) & (piece + 1 < len(index.piece_seg))
-        step &= index.piece_seg[np.minimum(piece + 1, len(index.piece_seg) - 1)] == np.arange(len(src))
+        step &= index.piece_seg[np.minimum(piece + 1, len(index.piece_seg) - 1)] == np.arange(
+            len(src)
+        )
         if not step.any():
             break
         piece = piece + step
@@ -623,7 +648,9 @@ def _segment_nodes(road_graph: STGraph, index: RoadIndex) -> dict[str, Any]:
         weight = torch.from_numpy((length[e_rep] + length[f]) / 2)
     meta = road_graph.meta or {}
     ids = meta.get("node_ids")
-    node_ids = [f"{ids[s]}->{ids[d]}" for s, d in zip(src, dst, strict=False)] if ids is not None else None
+    node_ids = (
+        [f"{ids[s]}->{ids[d]}" for s, d in zip(src, dst, strict=False)] if ids is not None else None
+    )
     return {
         "pos": mid,
         "edge_index": torch.from_numpy(np.stack([e_rep, f])),

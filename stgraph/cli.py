@@ -20,10 +20,15 @@ EXAMPLES = {
 }
 
 
-def _parser_for(sub: argparse._SubParsersAction, name: str, help_text: str) -> argparse.ArgumentParser:
+def _parser_for(
+    sub: argparse._SubParsersAction, name: str, help_text: str
+) -> argparse.ArgumentParser:
     return sub.add_parser(
-        name, help=help_text, description=help_text,
-        epilog="example:\n  " + EXAMPLES[name], formatter_class=argparse.RawDescriptionHelpFormatter,
+        name,
+        help=help_text,
+        description=help_text,
+        epilog="example:\n  " + EXAMPLES[name],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
 
 
@@ -31,7 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="stgraph",
         description="stgraph: spatio-temporal graphs and a graph-native foundation model on PyG.",
-        epilog="examples:\n  " + "\n  ".join(EXAMPLES[k] for k in ("quickstart", "datasets", "train", "evaluate")),
+        epilog="examples:\n  "
+        + "\n  ".join(EXAMPLES[k] for k in ("quickstart", "datasets", "train", "evaluate")),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -39,26 +45,60 @@ def build_parser() -> argparse.ArgumentParser:
     p = _parser_for(sub, "datasets", "List, describe and fetch the registered real data sets.")
     dsub = p.add_subparsers(dest="action", metavar="ACTION")
     dsub.add_parser("list", help="one line per data set")
-    pi = dsub.add_parser("info", help="facts of one data set (N, T, interval, span, missing share, source)")
+    pi = dsub.add_parser(
+        "info", help="facts of one data set (N, T, interval, span, missing share, source)"
+    )
     pi.add_argument("name")
-    pf = dsub.add_parser("fetch", help="make sure the files are local (download if missing), verify sha256")
+    pf = dsub.add_parser(
+        "fetch", help="make sure the files are local (download if missing), verify sha256"
+    )
     pf.add_argument("name")
 
     p = _parser_for(sub, "train", "Train (and test) a model from a YAML config.")
     p.add_argument("--config", required=True, help="YAML training config")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value, e.g. --set train.lr=0.01 (repeatable)")
-    p.add_argument("--no-resume", action="store_true", help="refuse to continue an unfinished run in output.dir")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set train.lr=0.01 (repeatable)",
+    )
+    p.add_argument(
+        "--no-resume",
+        action="store_true",
+        help="refuse to continue an unfinished run in output.dir",
+    )
 
-    p = _parser_for(sub, "evaluate", "Evaluate a checkpoint directory; writes metrics.json and a per-horizon table.")
+    p = _parser_for(
+        sub,
+        "evaluate",
+        "Evaluate a checkpoint directory; writes metrics.json and a per-horizon table.",
+    )
     p.add_argument("--checkpoint", required=True, help="run directory written by `stgraph train`")
-    p.add_argument("--dataset", default=None, help="evaluate on another registered data set (same protocol)")
+    p.add_argument(
+        "--dataset", default=None, help="evaluate on another registered data set (same protocol)"
+    )
 
-    p = _parser_for(sub, "quickstart", "Train and evaluate a small model on real data, build a road graph, show results.")
-    p.add_argument("--output", default="quickstart-output", help="directory for the report, plots and checkpoints")
-    p.add_argument("--epochs", type=int, default=None, help="override the number of training epochs")
+    p = _parser_for(
+        sub,
+        "quickstart",
+        "Train and evaluate a small model on real data, build a road graph, show results.",
+    )
+    p.add_argument(
+        "--output",
+        default="quickstart-output",
+        help="directory for the report, plots and checkpoints",
+    )
+    p.add_argument(
+        "--epochs", type=int, default=None, help="override the number of training epochs"
+    )
 
-    p = _parser_for(sub, "build", "Build an STGraph from raw city data (roads, sensors, rasters, trajectories, events).")
+    p = _parser_for(
+        sub,
+        "build",
+        "Build an STGraph from raw city data (roads, sensors, rasters, trajectories, events).",
+    )
     try:
         from graph_builders.build import add_build_arguments
     except ImportError:
@@ -66,7 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
     if add_build_arguments is not None:
         add_build_arguments(p)
 
-    p = _parser_for(sub, "finetune", "Fine-tune a pretrained model on a new data set (not available yet).")
+    p = _parser_for(
+        sub, "finetune", "Fine-tune a pretrained model on a new data set (not available yet)."
+    )
     p.add_argument("args", nargs=argparse.REMAINDER)
     p = _parser_for(sub, "predict", "Predict with a checkpoint on new data (not available yet).")
     p.add_argument("args", nargs=argparse.REMAINDER)
@@ -127,13 +169,20 @@ def _cmd_build(args: argparse.Namespace) -> int:
 
 
 def _cmd_later(args: argparse.Namespace) -> int:
-    print(f"stgraph {args.command}: arrives with the foundation pretraining and transfer issue; not available yet.")
+    print(
+        f"stgraph {args.command}: arrives with the foundation pretraining and transfer issue; not available yet."
+    )
     return 2
 
 
 COMMANDS = {
-    "datasets": _cmd_datasets, "train": _cmd_train, "evaluate": _cmd_evaluate,
-    "quickstart": _cmd_quickstart, "build": _cmd_build, "finetune": _cmd_later, "predict": _cmd_later,
+    "datasets": _cmd_datasets,
+    "train": _cmd_train,
+    "evaluate": _cmd_evaluate,
+    "quickstart": _cmd_quickstart,
+    "build": _cmd_build,
+    "finetune": _cmd_later,
+    "predict": _cmd_later,
 }
 
 

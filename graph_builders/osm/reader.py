@@ -118,7 +118,9 @@ EXPAT_MAX_BYTES = 1 << 20
 _XML_SUFFIXES = (".osm", ".osm.bz2", ".osm.gz", ".xml")
 
 
-def read_osm(path: str | Path, *, network: str, context: bool = True, engine: str = "auto") -> OSMExtract:
+def read_osm(
+    path: str | Path, *, network: str, context: bool = True, engine: str = "auto"
+) -> OSMExtract:
     """Read the ``network`` ways (and, with ``context``, POIs and land-use areas) of one file.
 
     One pass over the file: node locations go to pyosmium's C++ index; per-type ``KeyFilter``s
@@ -185,8 +187,16 @@ class _Collector:
                 f"{p}: no way of the {network!r} network in the file "
                 f"({counts['highway_ways']} highway ways in all)"
             )
-        ways = _split_ways(self.way_ids, self.way_tags, self.directions, self.lengths, self.refs,
-                           self.xs, self.ys, dropped)
+        ways = _split_ways(
+            self.way_ids,
+            self.way_tags,
+            self.directions,
+            self.lengths,
+            self.refs,
+            self.xs,
+            self.ys,
+            dropped,
+        )
         if len(ways.way_ids) == 0:
             raise DataFormatError(
                 f"{p}: none of the {len(self.way_ids)} ways of the {network!r} network has two nodes "
@@ -212,7 +222,13 @@ def _collect_pyosmium(p: Path, col: _Collector) -> None:
     else:
         fp = fp.with_filter(osmium.filter.EntityFilter(osmium.osm.WAY))
         fp = fp.with_filter(osmium.filter.KeyFilter("highway").enable_for(osmium.osm.WAY))
-    network, context, areas, counts, dropped = col.network, col.context, col.areas, col.counts, col.dropped
+    network, context, areas, counts, dropped = (
+        col.network,
+        col.context,
+        col.areas,
+        col.counts,
+        col.dropped,
+    )
     refs = col.refs
     # bound methods: this loop runs once per object and node that reaches Python
     add_ref, add_x, add_y = refs.append, col.xs.append, col.ys.append
@@ -324,14 +340,24 @@ def _collect_expat(p: Path, col: _Collector) -> None:
     try:
         # fixed-point coordinates (1e-7 degrees, as libosmium stores them); the last row stands
         # for nodes that are not in the file
-        x = np.append(np.rint(np.asarray(node_lon, dtype=np.float64) * 1e7).astype(np.int64),
-                      _UNDEFINED_COORDINATE)
-        y = np.append(np.rint(np.asarray(node_lat, dtype=np.float64) * 1e7).astype(np.int64),
-                      _UNDEFINED_COORDINATE)
+        x = np.append(
+            np.rint(np.asarray(node_lon, dtype=np.float64) * 1e7).astype(np.int64),
+            _UNDEFINED_COORDINATE,
+        )
+        y = np.append(
+            np.rint(np.asarray(node_lat, dtype=np.float64) * 1e7).astype(np.int64),
+            _UNDEFINED_COORDINATE,
+        )
     except ValueError as exc:
         raise DataFormatError(f"{p}: a node's lon/lat is not a number ({exc})") from exc
     index = {n: i for i, n in enumerate(node_ids)}
-    network, context, areas, counts, dropped = col.network, col.context, col.areas, col.counts, col.dropped
+    network, context, areas, counts, dropped = (
+        col.network,
+        col.context,
+        col.areas,
+        col.counts,
+        col.dropped,
+    )
     net_refs: list[str] = []
     for way_id, refs, tags in ways:
         if "highway" in tags:
@@ -341,8 +367,12 @@ def _collect_expat(p: Path, col: _Collector) -> None:
                 col.add_network_way(way_id, tags, len(refs))  # a fresh dict per way
             else:
                 dropped[f"way_not_in_{network}_network"] += 1
-        if (context and len(refs) >= 4 and refs[0] == refs[-1]
-                and ("highway" in tags or any(k in tags for k in _AREA_KEYS))):
+        if (
+            context
+            and len(refs) >= 4
+            and refs[0] == refs[-1]
+            and ("highway" in tags or any(k in tags for k in _AREA_KEYS))
+        ):
             idx = [index.get(r, -1) for r in refs]
             areas.add_way_xy(tags, [None if i < 0 else (int(x[i]), int(y[i])) for i in idx])
     idx = np.fromiter((index.get(r, -1) for r in net_refs), np.int64, len(net_refs))

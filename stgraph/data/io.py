@@ -25,7 +25,9 @@ def _jsonable(value: Any, key: str) -> Any:
     try:
         json.dumps(value)
     except TypeError as exc:
-        raise TypeError(f"save: attribute {key!r} is not a tensor and not JSON-serialisable") from exc
+        raise TypeError(
+            f"save: attribute {key!r} is not a tensor and not JSON-serialisable"
+        ) from exc
     return value
 
 
@@ -63,7 +65,9 @@ def load(path: str | os.PathLike, *, validate: bool = True) -> Any:
     meta_file, tensor_file = path / META_FILE, path / TENSOR_FILE
     for f in (meta_file, tensor_file):
         if not f.is_file():
-            raise FileNotFoundError(f"{f}: missing; an STGraph directory holds {META_FILE} and {TENSOR_FILE}")
+            raise FileNotFoundError(
+                f"{f}: missing; an STGraph directory holds {META_FILE} and {TENSOR_FILE}"
+            )
     try:
         doc = json.loads(meta_file.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:

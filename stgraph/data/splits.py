@@ -52,7 +52,9 @@ def chronological_split(
     t = num_steps_or_graph if graph is None else graph.num_steps
     if ratios is not None:
         if len(ratios) != 3 or any(r < 0 for r in ratios) or abs(sum(ratios) - 1.0) > 1e-6:
-            raise ValueError(f"ratios: expected three non-negative shares summing to 1, got {list(ratios)}")
+            raise ValueError(
+                f"ratios: expected three non-negative shares summing to 1, got {list(ratios)}"
+            )
         a = int(t * ratios[0] + 1e-9)
         b = a + int(t * ratios[1] + 1e-9)
     else:

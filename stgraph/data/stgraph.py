@@ -255,7 +255,9 @@ class STGraph(Data):
         if x is None:
             raise STGraphValidationError("x: required, expected a float tensor [N, T, V]")
         if x.dim() != 3:
-            raise STGraphValidationError(f"x: expected 3 dims [N, T, V], got shape {tuple(x.shape)}")
+            raise STGraphValidationError(
+                f"x: expected 3 dims [N, T, V], got shape {tuple(x.shape)}"
+            )
         n, t, v = x.shape
         if self.mask is None or tuple(self.mask.shape) != (n, t, v):
             got = None if self.mask is None else tuple(self.mask.shape)
@@ -292,12 +294,16 @@ class STGraph(Data):
         self._check_edges("dyn_edge_index", ("dyn_edge_weight", "dyn_edge_time"), n)
         if self.dyn_edge_index is not None:
             if self.dyn_edge_time is None:
-                raise STGraphValidationError("dyn_edge_time: required with dyn_edge_index ([E_d] step indices)")
+                raise STGraphValidationError(
+                    "dyn_edge_time: required with dyn_edge_index ([E_d] step indices)"
+                )
             if self.dyn_edge_time.numel() and (
                 int(self.dyn_edge_time.min()) < 0 or int(self.dyn_edge_time.max()) >= t
             ):
                 raise STGraphValidationError(f"dyn_edge_time: step indices must lie in [0, {t})")
-        if self.node_attr is not None and (self.node_attr.dim() != 2 or self.node_attr.size(0) != n):
+        if self.node_attr is not None and (
+            self.node_attr.dim() != 2 or self.node_attr.size(0) != n
+        ):
             raise STGraphValidationError(
                 f"node_attr: expected shape ({n}, F), got {tuple(self.node_attr.shape)}"
             )
@@ -309,7 +315,9 @@ class STGraph(Data):
         for key in ("y", "y_mask"):
             val = getattr(self, key, None)
             if val is not None and (val.dim() != 3 or val.size(0) != n or val.size(2) != v):
-                raise STGraphValidationError(f"{key}: expected shape ({n}, H, {v}), got {tuple(val.shape)}")
+                raise STGraphValidationError(
+                    f"{key}: expected shape ({n}, H, {v}), got {tuple(val.shape)}"
+                )
         return self
 
     def _check_edges(self, index_key: str, attr_keys: Sequence[str], n: int) -> None:
@@ -320,7 +328,9 @@ class STGraph(Data):
                     raise STGraphValidationError(f"{k}: given without {index_key}")
             return
         if ei.dim() != 2 or ei.size(0) != 2:
-            raise STGraphValidationError(f"{index_key}: expected shape (2, E), got {tuple(ei.shape)}")
+            raise STGraphValidationError(
+                f"{index_key}: expected shape (2, E), got {tuple(ei.shape)}"
+            )
         if ei.numel() and (int(ei.min()) < 0 or int(ei.max()) >= n):
             raise STGraphValidationError(
                 f"{index_key}: node indices must lie in [0, {n}); found [{int(ei.min())}, {int(ei.max())}]"
@@ -407,7 +417,9 @@ class STGraph(Data):
         geom, ptr = (getattr(self, key, None) for key in GEOM_KEYS)
         if geom is not None and ptr is not None:
             by_node = (self.meta or {}).get("road_node") == "segment"  # segments: nodes, else edges
-            expected = n if by_node else (self.edge_index.size(1) if self.edge_index is not None else -1)
+            expected = (
+                n if by_node else (self.edge_index.size(1) if self.edge_index is not None else -1)
+            )
             if ptr.numel() != expected + 1:
                 raise ValueError(
                     f"select_nodes: road_geom_ptr has {ptr.numel()} entries; expected one more than the "
@@ -420,7 +432,10 @@ class STGraph(Data):
         out.meta = copy.deepcopy(self.meta)
         if ids is not None:
             out.meta["node_ids"] = [ids[i] for i in idx.tolist()]
-        out.meta["provenance"] = [*out.meta.get("provenance", []), f"select_nodes({idx.numel()} of {n})"]
+        out.meta["provenance"] = [
+            *out.meta.get("provenance", []),
+            f"select_nodes({idx.numel()} of {n})",
+        ]
         return out
 
     # ------------------------------------------------------------------ conversions
@@ -495,7 +510,9 @@ class STGraph(Data):
         if ids is not None:
             df.insert(1, "node_id", np.asarray(ids, dtype=object)[df["node"].to_numpy()])
         if self.time is not None:
-            df["time"] = pd.to_datetime(self.time.numpy()[df["step"].to_numpy()], unit="s", utc=True)
+            df["time"] = pd.to_datetime(
+                self.time.numpy()[df["step"].to_numpy()], unit="s", utc=True
+            )
         df["variable"] = pd.Categorical.from_codes(var.ravel(), categories=self.variables)
         df["unit"] = np.asarray(self.units, dtype=object)[var.ravel()]
         df["value"] = values.ravel()
@@ -516,7 +533,11 @@ class STGraph(Data):
         for key, val in self._store.items():
             if key == "meta":
                 continue
-            parts.append(f"{key}={list(val.shape)}" if isinstance(val, Tensor) else f"{key}={val!r}")
+            parts.append(
+                f"{key}={list(val.shape)}" if isinstance(val, Tensor) else f"{key}={val!r}"
+            )
         meta = self.meta or {}
-        parts += [f"{k}={meta[k]!r}" for k in ("domain", "city", "interval") if meta.get(k) is not None]
+        parts += [
+            f"{k}={meta[k]!r}" for k in ("domain", "city", "interval") if meta.get(k) is not None
+        ]
         return f"{type(self).__name__}({', '.join(parts)})"

@@ -122,7 +122,10 @@ class SlidingWindows(Dataset):
         L = self.input_steps
         out = {"x": x[:, :, :L], "mask": mask[:, :, :L], "y": x[:, :, L:], "y_mask": mask[:, :, L:]}
         if self.graph.time is not None:
-            out["time"], out["y_time"] = self.graph.time[steps[:, :L]], self.graph.time[steps[:, L:]]
+            out["time"], out["y_time"] = (
+                self.graph.time[steps[:, :L]],
+                self.graph.time[steps[:, L:]],
+            )
         out["start"] = starts
         return out
 
@@ -133,8 +136,9 @@ class SlidingWindows(Dataset):
         )
 
 
-def windows_for_split(graph: STGraph, split, input_steps: int, horizon: int, *, stride: int = 1,
-                      history: bool = False) -> dict[str, SlidingWindows | None]:
+def windows_for_split(
+    graph: STGraph, split, input_steps: int, horizon: int, *, stride: int = 1, history: bool = False
+) -> dict[str, SlidingWindows | None]:
     """One :class:`SlidingWindows` per non-empty split part (``None`` for an empty part)."""
     out: dict[str, SlidingWindows | None] = {}
     for part in ("train", "val", "test"):
@@ -143,7 +147,12 @@ def windows_for_split(graph: STGraph, split, input_steps: int, horizon: int, *, 
             out[part] = None
             continue
         out[part] = SlidingWindows(
-            graph, input_steps, horizon, stride=stride, start=a, stop=b,
+            graph,
+            input_steps,
+            horizon,
+            stride=stride,
+            start=a,
+            stop=b,
             history=history and part != "train",
         )
     return out

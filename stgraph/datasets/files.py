@@ -216,7 +216,9 @@ def verify_file(path: str | os.PathLike, expected: str, *, name: str | None = No
     return path
 
 
-def read_verified_bytes(path: str | os.PathLike, expected: str, *, name: str | None = None) -> bytes:
+def read_verified_bytes(
+    path: str | os.PathLike, expected: str, *, name: str | None = None
+) -> bytes:
     """The bytes of ``path``, read once and returned only if *their* sha256 is ``expected``.
 
     Unlike :func:`verify_file` nothing is remembered: the check is on the very buffer the caller

@@ -73,13 +73,20 @@ class GraphStructure:
             return self
         key = str(device)
         if key not in self._moved:
+
             def mv(ts):
                 return [t.to(device) for t in ts]
 
             self._moved[key] = GraphStructure(
-                self.num_nodes, self.rwse.to(device), self.rel_pos.to(device),
-                self.has_pos.to(device), mv(self.assign), list(self.sizes), mv(self.members),
-                mv(self.slots), None if self.adj is None else tuple(a.to(device) for a in self.adj),
+                self.num_nodes,
+                self.rwse.to(device),
+                self.rel_pos.to(device),
+                self.has_pos.to(device),
+                mv(self.assign),
+                list(self.sizes),
+                mv(self.members),
+                mv(self.slots),
+                None if self.adj is None else tuple(a.to(device) for a in self.adj),
             )
         return self._moved[key]
 
@@ -364,8 +371,9 @@ def cached_structure(
 def _concat(parts: list[GraphStructure]) -> GraphStructure:
     if len(parts) == 1:
         p = parts[0]
-        return GraphStructure(p.num_nodes, p.rwse, p.rel_pos, p.has_pos, p.assign, p.sizes,
-                              p.members, p.slots)
+        return GraphStructure(
+            p.num_nodes, p.rwse, p.rel_pos, p.has_pos, p.assign, p.sizes, p.members, p.slots
+        )
     depth = max(p.depth for p in parts)
     assign: list[Tensor] = []
     sizes = [sum(p.num_nodes for p in parts)]
@@ -446,8 +454,11 @@ def batch_structure(
                 )
             )
         out = _concat(parts)
-        out.adj = normalized_adjacency(edge_index.cpu(), None if edge_weight is None else
-                                       edge_weight.detach().cpu(), out.num_nodes)
+        out.adj = normalized_adjacency(
+            edge_index.cpu(),
+            None if edge_weight is None else edge_weight.detach().cpu(),
+            out.num_nodes,
+        )
         return out
 
     return _BATCH_CACHE.get_or(bkey, make)

@@ -53,8 +53,13 @@ def save_weights(module: torch.nn.Module, path: str | os.PathLike) -> Path:
     return Path(path)
 
 
-def load_weights(module: torch.nn.Module, path: str | os.PathLike, *, strict: bool = True,
-                 params_only: bool = False) -> torch.nn.Module:
+def load_weights(
+    module: torch.nn.Module,
+    path: str | os.PathLike,
+    *,
+    strict: bool = True,
+    params_only: bool = False,
+) -> torch.nn.Module:
     """Load safetensors weights into ``module``.
 
     Buffers whose shape depends on the data (fitted statistics: scaler means, lookup tables) are
@@ -67,7 +72,9 @@ def load_weights(module: torch.nn.Module, path: str | os.PathLike, *, strict: bo
         names = dict(module.named_parameters())
         missing = sorted(set(names) - set(state))
         if missing:
-            raise KeyError(f"{path}: parameters {missing[:5]} missing; was it saved from this model?")
+            raise KeyError(
+                f"{path}: parameters {missing[:5]} missing; was it saved from this model?"
+            )
         module.load_state_dict({k: v for k, v in state.items() if k in names}, strict=False)
         return module
     params = dict(module.named_parameters())
@@ -111,9 +118,13 @@ def _nan_to_none(obj: Any) -> Any:
     return obj
 
 
-def save_resume(run_dir: str | os.PathLike, model: torch.nn.Module,
-                optimizer: torch.optim.Optimizer | None, state: dict[str, Any],
-                averaged: torch.nn.Module | None = None) -> Path:
+def save_resume(
+    run_dir: str | os.PathLike,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer | None,
+    state: dict[str, Any],
+    averaged: torch.nn.Module | None = None,
+) -> Path:
     """Write ``resume/`` (weights, optimizer + RNG state, trainer state, and the moving average of
     the weights when training keeps one) as one atomic swap."""
     target = Path(run_dir) / RESUME_DIR
@@ -127,16 +138,22 @@ def save_resume(run_dir: str | os.PathLike, model: torch.nn.Module,
     return target
 
 
-def load_resume(run_dir: str | os.PathLike, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                averaged: torch.nn.Module | None = None) -> None:
+def load_resume(
+    run_dir: str | os.PathLike,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    averaged: torch.nn.Module | None = None,
+) -> None:
     """Restore model, optimizer (and the moving average of the weights) from ``resume/``."""
     d = Path(run_dir) / RESUME_DIR
     load_weights(model, d / LAST_FILE)
     load_optimizer(optimizer, d / OPTIM_FILE)
     if averaged is not None:
         if not (d / EMA_FILE).is_file():
-            raise FileNotFoundError(f"{d / EMA_FILE}: the run keeps a moving average of the weights but "
-                                    "its resume state has none")
+            raise FileNotFoundError(
+                f"{d / EMA_FILE}: the run keeps a moving average of the weights but "
+                "its resume state has none"
+            )
         load_weights(averaged, d / EMA_FILE)
 
 

@@ -38,20 +38,35 @@ MONITORS = ("mae", "rmse")
 @dataclass
 class DatasetConfig:
     name: str = field(metadata={"help": "registered data set name (stgraph datasets list)"})
-    options: dict[str, Any] = field(default_factory=dict, metadata={"help": "loader keyword options"})
+    options: dict[str, Any] = field(
+        default_factory=dict, metadata={"help": "loader keyword options"}
+    )
 
 
 @dataclass
 class ProtocolConfig:
-    name: str = field(default="default", metadata={"help": "registered protocol (tgcn, tgcn-val, pgt, ...)"})
-    overrides: dict[str, Any] = field(default_factory=dict, metadata={"help": "protocol fields to change"})
+    name: str = field(
+        default="default", metadata={"help": "registered protocol (tgcn, tgcn-val, pgt, ...)"}
+    )
+    overrides: dict[str, Any] = field(
+        default_factory=dict, metadata={"help": "protocol fields to change"}
+    )
 
 
 @dataclass
 class ModelConfig:
-    name: str = field(metadata={"help": "registered model (historical_average, last_value, var, dcrnn, stfm, ...)"})
-    options: dict[str, Any] = field(default_factory=dict, metadata={"help": "model keyword options"})
-    config: str | None = field(default=None, metadata={"help": "YAML file of model options (e.g. configs/model/small.yaml)"})
+    name: str = field(
+        metadata={
+            "help": "registered model (historical_average, last_value, var, dcrnn, stfm, ...)"
+        }
+    )
+    options: dict[str, Any] = field(
+        default_factory=dict, metadata={"help": "model keyword options"}
+    )
+    config: str | None = field(
+        default=None,
+        metadata={"help": "YAML file of model options (e.g. configs/model/small.yaml)"},
+    )
 
 
 @dataclass
@@ -60,17 +75,41 @@ class TrainSettings:
     batch_size: int = field(default=64, metadata={"help": "windows per batch"})
     lr: float = field(default=1e-3, metadata={"help": "Adam learning rate"})
     weight_decay: float = field(default=0.0, metadata={"help": "Adam weight decay"})
-    lr_milestones: list[int] = field(default_factory=list, metadata={"help": "epochs after which lr is multiplied by lr_gamma"})
+    lr_milestones: list[int] = field(
+        default_factory=list, metadata={"help": "epochs after which lr is multiplied by lr_gamma"}
+    )
     lr_gamma: float = field(default=0.3, metadata={"help": "lr decay factor at each milestone"})
-    patience: int = field(default=5, metadata={"help": "epochs without validation improvement before stopping"})
-    monitor: str = field(default="mae", metadata={"help": "validation metric that selects the kept weights and stops early: mae or rmse (averaged over the horizon)"})
+    patience: int = field(
+        default=5, metadata={"help": "epochs without validation improvement before stopping"}
+    )
+    monitor: str = field(
+        default="mae",
+        metadata={
+            "help": "validation metric that selects the kept weights and stops early: mae or rmse (averaged over the horizon)"
+        },
+    )
     grad_clip: float | None = field(default=5.0, metadata={"help": "max gradient norm (null: off)"})
-    loss: str = field(default="mae", metadata={"help": "mae, mse, huber or berhu (reverse Huber), masked, in original units"})
-    loss_delta: float = field(default=1.0, metadata={"help": "threshold of the huber and berhu losses, in the target's units"})
-    ema_decay: float | None = field(default=None, metadata={"help": "per-step decay of an exponential moving average of the weights (e.g. 0.99; null: off); validation, the kept checkpoint and the test use the averaged weights"})
-    max_batches_per_epoch: int | None = field(default=None, metadata={"help": "cap batches per epoch (null: all)"})
+    loss: str = field(
+        default="mae",
+        metadata={"help": "mae, mse, huber or berhu (reverse Huber), masked, in original units"},
+    )
+    loss_delta: float = field(
+        default=1.0,
+        metadata={"help": "threshold of the huber and berhu losses, in the target's units"},
+    )
+    ema_decay: float | None = field(
+        default=None,
+        metadata={
+            "help": "per-step decay of an exponential moving average of the weights (e.g. 0.99; null: off); validation, the kept checkpoint and the test use the averaged weights"
+        },
+    )
+    max_batches_per_epoch: int | None = field(
+        default=None, metadata={"help": "cap batches per epoch (null: all)"}
+    )
     eval_batch_size: int = field(default=256, metadata={"help": "windows per evaluation batch"})
-    num_threads: int | None = field(default=None, metadata={"help": "torch CPU threads (null: torch default)"})
+    num_threads: int | None = field(
+        default=None, metadata={"help": "torch CPU threads (null: torch default)"}
+    )
 
 
 @dataclass
@@ -125,13 +164,17 @@ def _check_type(value: Any, tp: Any, where: str, source: str) -> Any:
     if tp is int and isinstance(value, bool):
         raise ConfigError(f"{source}: {where} = {value!r}: expected int")
     if isinstance(tp, type) and not isinstance(value, tp):
-        raise ConfigError(f"{source}: {where} = {value!r}: expected {tp.__name__}, got {type(value).__name__}")
+        raise ConfigError(
+            f"{source}: {where} = {value!r}: expected {tp.__name__}, got {type(value).__name__}"
+        )
     return value
 
 
 def _from_dict(cls: type, raw: Any, where: str, source: str) -> Any:
     if not isinstance(raw, dict):
-        raise ConfigError(f"{source}: {where or 'top level'}: expected a mapping, got {type(raw).__name__}")
+        raise ConfigError(
+            f"{source}: {where or 'top level'}: expected a mapping, got {type(raw).__name__}"
+        )
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(raw) - set(fields))
@@ -164,8 +207,12 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str] | None) -> dict[st
     return raw
 
 
-def load_config(path: str | os.PathLike | None = None, *, overrides: list[str] | None = None,
-                raw: dict[str, Any] | None = None) -> TrainConfig:
+def load_config(
+    path: str | os.PathLike | None = None,
+    *,
+    overrides: list[str] | None = None,
+    raw: dict[str, Any] | None = None,
+) -> TrainConfig:
     """Read and validate a training config (a YAML file or a mapping) with ``--set`` overrides."""
     source = str(path) if path is not None else "<config>"
     if path is not None:
@@ -181,13 +228,19 @@ def load_config(path: str | os.PathLike | None = None, *, overrides: list[str] |
         opts = read_yaml_mapping(mp)
         cfg.model.options = {**opts, **cfg.model.options}
     if cfg.train.loss not in LOSSES:
-        raise ConfigError(f"{source}: train.loss = {cfg.train.loss!r}: expected one of {', '.join(LOSSES)}")
+        raise ConfigError(
+            f"{source}: train.loss = {cfg.train.loss!r}: expected one of {', '.join(LOSSES)}"
+        )
     if cfg.train.monitor not in MONITORS:
-        raise ConfigError(f"{source}: train.monitor = {cfg.train.monitor!r}: expected one of {', '.join(MONITORS)}")
+        raise ConfigError(
+            f"{source}: train.monitor = {cfg.train.monitor!r}: expected one of {', '.join(MONITORS)}"
+        )
     if cfg.train.loss_delta <= 0:
         raise ConfigError(f"{source}: train.loss_delta = {cfg.train.loss_delta}: expected > 0")
     if cfg.train.ema_decay is not None and not 0.0 < cfg.train.ema_decay < 1.0:
-        raise ConfigError(f"{source}: train.ema_decay = {cfg.train.ema_decay}: expected 0 < decay < 1 (or null)")
+        raise ConfigError(
+            f"{source}: train.ema_decay = {cfg.train.ema_decay}: expected 0 < decay < 1 (or null)"
+        )
     for name in ("epochs", "batch_size", "eval_batch_size"):
         if getattr(cfg.train, name) < 1:
             raise ConfigError(f"{source}: train.{name} must be >= 1")

@@ -20,8 +20,15 @@ from stgraph.utils.atomic import atomic_path, atomic_write_text
 
 
 @torch.no_grad()
-def evaluate_model(model: Forecaster, windows: SlidingWindows, protocol: Protocol, *,
-                   batch_size: int = 256, progress: bool = True, node_errors: bool = False) -> dict[str, Any]:
+def evaluate_model(
+    model: Forecaster,
+    windows: SlidingWindows,
+    protocol: Protocol,
+    *,
+    batch_size: int = 256,
+    progress: bool = True,
+    node_errors: bool = False,
+) -> dict[str, Any]:
     """Masked MAE/RMSE/MAPE/MSE of ``model`` on ``windows``, per horizon step and averaged.
 
     Returns a JSON-ready dict with ``protocol`` (the full protocol), ``per_step`` (every step),
@@ -37,7 +44,9 @@ def evaluate_model(model: Forecaster, windows: SlidingWindows, protocol: Protoco
     for batch in tqdm(loader, desc="evaluate", leave=False, disable=not progress or None):
         pred = model(batch)
         if pred.shape != batch.y.shape:
-            raise ValueError(f"{type(model).__name__} returned {tuple(pred.shape)}, expected {tuple(batch.y.shape)}")
+            raise ValueError(
+                f"{type(model).__name__} returned {tuple(pred.shape)}, expected {tuple(batch.y.shape)}"
+            )
         acc.update(pred, batch.y, batch.y_mask)
         if node_errors:
             from stgraph.train.metrics import valid_mask
@@ -58,8 +67,9 @@ def evaluate_model(model: Forecaster, windows: SlidingWindows, protocol: Protoco
         "interval_s": windows.graph.interval,
     }
     if node_errors:
-        out["node_mae"] = torch.where(node_cnt > 0, node_abs / node_cnt.clamp_min(1),
-                                      torch.full_like(node_abs, float("nan"))).tolist()
+        out["node_mae"] = torch.where(
+            node_cnt > 0, node_abs / node_cnt.clamp_min(1), torch.full_like(node_abs, float("nan"))
+        ).tolist()
     return out
 
 
@@ -81,7 +91,9 @@ def metrics_table(rows: list[dict[str, Any]]) -> str:
     p = rows[0]["protocol"]
     interval = rows[0].get("interval_s")
     steps = list(rows[0]["horizons"])
-    head = ["model"] + [f"{m.upper()} @{_minutes(int(s), interval)}" for s in steps for m in ("mae", "rmse")]
+    head = ["model"] + [
+        f"{m.upper()} @{_minutes(int(s), interval)}" for s in steps for m in ("mae", "rmse")
+    ]
     head += ["MAE avg", "RMSE avg", "MAPE avg %", "MSE avg"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
@@ -106,8 +118,13 @@ def _fmt(v: float | None) -> str:
     return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.4f}"
 
 
-def write_metrics(run_dir: str | Path, result: dict[str, Any], *, graph: STGraph | None = None,
-                  name: str = "metrics") -> dict[str, Path]:
+def write_metrics(
+    run_dir: str | Path,
+    result: dict[str, Any],
+    *,
+    graph: STGraph | None = None,
+    name: str = "metrics",
+) -> dict[str, Path]:
     """Write ``<name>.json``, ``<name>.md`` and plots (horizon curve, per-node error map)."""
     run_dir = Path(run_dir)
     paths = {"json": ckpt.write_json(run_dir / f"{name}.json", result)}
@@ -119,7 +136,9 @@ def write_metrics(run_dir: str | Path, result: dict[str, Any], *, graph: STGraph
     return paths
 
 
-def plot_metrics(run_dir: Path, result: dict[str, Any], *, graph: STGraph | None, name: str) -> dict[str, Path]:
+def plot_metrics(
+    run_dir: Path, result: dict[str, Any], *, graph: STGraph | None, name: str
+) -> dict[str, Path]:
     """A per-horizon error curve and, when the graph has coordinates, a per-node MAE map."""
     import matplotlib
 
@@ -159,7 +178,9 @@ def plot_metrics(run_dir: Path, result: dict[str, Any], *, graph: STGraph | None
     return out
 
 
-def evaluate_checkpoint(run_dir: str | Path, *, dataset: str | None = None, progress: bool = True) -> dict[str, Any]:
+def evaluate_checkpoint(
+    run_dir: str | Path, *, dataset: str | None = None, progress: bool = True
+) -> dict[str, Any]:
     """Re-evaluate a run directory on its test part, or on another data set's test part.
 
     The model is rebuilt from ``config.yaml``, its data statistics fitted on the (new) data set's
@@ -174,7 +195,9 @@ def evaluate_checkpoint(run_dir: str | Path, *, dataset: str | None = None, prog
     weights = run_dir / ckpt.MODEL_FILE
     for f in (cfg_path, weights):
         if not f.is_file():
-            raise FileNotFoundError(f"{f}: missing; is {run_dir} a checkpoint directory written by `stgraph train`?")
+            raise FileNotFoundError(
+                f"{f}: missing; is {run_dir} a checkpoint directory written by `stgraph train`?"
+            )
     cfg = load_config(cfg_path)
     if dataset is not None:
         cfg.dataset.name, cfg.dataset.options = dataset, {}
@@ -186,11 +209,24 @@ def evaluate_checkpoint(run_dir: str | Path, *, dataset: str | None = None, prog
     # On another data set the statistics fitted just now (scalers, tables) are that data set's;
     # only the learned parameters come from the checkpoint.
     ckpt.load_weights(model, weights, params_only=dataset is not None)
-    result = evaluate_model(model, windows["test"], protocol, batch_size=cfg.train.eval_batch_size,
-                            progress=progress, node_errors=True)
-    result.update(dataset=cfg.dataset.name, model=cfg.model.name, split=split.as_dict(), checkpoint=str(run_dir))
+    result = evaluate_model(
+        model,
+        windows["test"],
+        protocol,
+        batch_size=cfg.train.eval_batch_size,
+        progress=progress,
+        node_errors=True,
+    )
+    result.update(
+        dataset=cfg.dataset.name,
+        model=cfg.model.name,
+        split=split.as_dict(),
+        checkpoint=str(run_dir),
+    )
     name = "metrics" if dataset is None else f"metrics-{dataset}"
-    result["files"] = {k: str(v) for k, v in write_metrics(run_dir, result, graph=graph, name=name).items()}
+    result["files"] = {
+        k: str(v) for k, v in write_metrics(run_dir, result, graph=graph, name=name).items()
+    }
     return result
 
 

@@ -19,7 +19,9 @@ from torch import Tensor
 METRICS = ("mae", "rmse", "mape", "mse")
 
 
-def valid_mask(target: Tensor, mask: Tensor | None = None, null_value: float | None = None) -> Tensor:
+def valid_mask(
+    target: Tensor, mask: Tensor | None = None, null_value: float | None = None
+) -> Tensor:
     """Entries that count: observed and, if ``null_value`` is set, not equal to it."""
     valid = torch.ones_like(target, dtype=torch.bool) if mask is None else mask.bool()
     if null_value is not None:
@@ -30,20 +32,27 @@ def valid_mask(target: Tensor, mask: Tensor | None = None, null_value: float | N
     return valid & torch.isfinite(target)
 
 
-def masked_mae(pred: Tensor, target: Tensor, mask: Tensor | None = None, null_value: float | None = None) -> Tensor:
+def masked_mae(
+    pred: Tensor, target: Tensor, mask: Tensor | None = None, null_value: float | None = None
+) -> Tensor:
     """Mean absolute error over valid entries (``nan`` when none is valid)."""
     v = valid_mask(target, mask, null_value)
     return (pred - target).abs()[v].mean() if bool(v.any()) else torch.tensor(float("nan"))
 
 
-def masked_mse(pred: Tensor, target: Tensor, mask: Tensor | None = None, null_value: float | None = None) -> Tensor:
+def masked_mse(
+    pred: Tensor, target: Tensor, mask: Tensor | None = None, null_value: float | None = None
+) -> Tensor:
     """Mean squared error over valid entries."""
     v = valid_mask(target, mask, null_value)
     return ((pred - target) ** 2)[v].mean() if bool(v.any()) else torch.tensor(float("nan"))
 
 
 def masked_huber(
-    pred: Tensor, target: Tensor, mask: Tensor | None = None, null_value: float | None = None,
+    pred: Tensor,
+    target: Tensor,
+    mask: Tensor | None = None,
+    null_value: float | None = None,
     delta: float = 1.0,
 ) -> Tensor:
     """Huber loss (squared below ``delta``, linear above, in the units of ``target``) over
@@ -55,7 +64,10 @@ def masked_huber(
 
 
 def masked_berhu(
-    pred: Tensor, target: Tensor, mask: Tensor | None = None, null_value: float | None = None,
+    pred: Tensor,
+    target: Tensor,
+    mask: Tensor | None = None,
+    null_value: float | None = None,
     delta: float = 1.0,
 ) -> Tensor:
     """Reverse Huber ("berHu", Owen 2007; Laina et al. 2016) over valid entries: absolute
@@ -72,13 +84,20 @@ def masked_berhu(
     return torch.where(e <= delta, e, (e * e + delta * delta) / (2 * delta)).mean()
 
 
-def masked_rmse(pred: Tensor, target: Tensor, mask: Tensor | None = None, null_value: float | None = None) -> Tensor:
+def masked_rmse(
+    pred: Tensor, target: Tensor, mask: Tensor | None = None, null_value: float | None = None
+) -> Tensor:
     """Root mean squared error over valid entries."""
     return masked_mse(pred, target, mask, null_value).sqrt()
 
 
-def masked_mape(pred: Tensor, target: Tensor, mask: Tensor | None = None, null_value: float | None = None,
-                eps: float = 1e-4) -> Tensor:
+def masked_mape(
+    pred: Tensor,
+    target: Tensor,
+    mask: Tensor | None = None,
+    null_value: float | None = None,
+    eps: float = 1e-4,
+) -> Tensor:
     """Mean absolute percentage error (in %) over valid entries with ``|target| >= eps``."""
     v = valid_mask(target, mask, null_value) & (target.abs() >= eps)
     if not bool(v.any()):
@@ -112,9 +131,13 @@ class MetricAccumulator:
     def update(self, pred: Tensor, target: Tensor, mask: Tensor | None = None) -> None:
         """Add a batch: ``pred``/``target``/``mask`` shaped ``[..., H, V]``."""
         if pred.shape != target.shape:
-            raise ValueError(f"pred {tuple(pred.shape)} and target {tuple(target.shape)} differ in shape")
+            raise ValueError(
+                f"pred {tuple(pred.shape)} and target {tuple(target.shape)} differ in shape"
+            )
         if pred.size(-2) != self.horizon:
-            raise ValueError(f"expected {self.horizon} horizon steps in dim -2, got {pred.size(-2)}")
+            raise ValueError(
+                f"expected {self.horizon} horizon steps in dim -2, got {pred.size(-2)}"
+            )
         pred, target = pred.detach().double(), target.detach().double()
         v = valid_mask(target, mask, self.null_value)
         h = self.horizon
@@ -124,7 +147,11 @@ class MetricAccumulator:
         self._sq += move(err**2).sum(1)
         self._n += move(v.double()).sum(1)
         vp = v & (target.abs() >= self.mape_eps)
-        pct = torch.where(vp, err.abs() / target.abs().clamp_min(self.mape_eps), torch.zeros((), dtype=torch.float64))
+        pct = torch.where(
+            vp,
+            err.abs() / target.abs().clamp_min(self.mape_eps),
+            torch.zeros((), dtype=torch.float64),
+        )
         self._pct += move(pct).sum(1)
         self._n_pct += move(vp.double()).sum(1)
 
@@ -138,7 +165,9 @@ class MetricAccumulator:
             "mae": torch.where(empty, nan, self._abs / n),
             "mse": torch.where(empty, nan, mse),
             "rmse": torch.where(empty, nan, mse.sqrt()),
-            "mape": torch.where(self._n_pct == 0, nan, 100.0 * self._pct / self._n_pct.clamp_min(1)),
+            "mape": torch.where(
+                self._n_pct == 0, nan, 100.0 * self._pct / self._n_pct.clamp_min(1)
+            ),
         }
         return {k: v.tolist() for k, v in out.items()}
 

@@ -71,8 +71,11 @@ def make_model(cfg: TrainConfig, graph: STGraph, protocol: Protocol) -> Forecast
         options.setdefault("scaler", protocol.scaler)
     try:
         return build_model(
-            cfg.model.name, input_steps=protocol.input_steps, horizon=protocol.horizon,
-            num_variables=graph.num_variables, **options,
+            cfg.model.name,
+            input_steps=protocol.input_steps,
+            horizon=protocol.horizon,
+            num_variables=graph.num_variables,
+            **options,
         )
     except KeyError as exc:
         raise ConfigError(f"model.name: {exc}") from exc
@@ -127,7 +130,9 @@ class WeightAverage:
         return self.model
 
 
-def _val_scores(model: Forecaster, windows, protocol: Protocol, batch_size: int) -> dict[str, float]:
+def _val_scores(
+    model: Forecaster, windows, protocol: Protocol, batch_size: int
+) -> dict[str, float]:
     """Validation MAE and RMSE, averaged over the horizon (NaN without validation windows)."""
     if windows is None:
         return {"mae": math.nan, "rmse": math.nan}
@@ -148,7 +153,11 @@ def train(cfg: TrainConfig, *, resume: bool = True, graph: STGraph | None = None
     config_text = dump_config(cfg)
     state = ckpt.read_state(run_dir)
     if state is not None:
-        old = (run_dir / ckpt.CONFIG_FILE).read_text(encoding="utf-8") if (run_dir / ckpt.CONFIG_FILE).is_file() else ""
+        old = (
+            (run_dir / ckpt.CONFIG_FILE).read_text(encoding="utf-8")
+            if (run_dir / ckpt.CONFIG_FILE).is_file()
+            else ""
+        )
         if not resume or old != config_text:
             raise ConfigError(
                 f"{run_dir} already holds a run with {'a different' if old != config_text else 'this'} "
@@ -174,29 +183,51 @@ def train(cfg: TrainConfig, *, resume: bool = True, graph: STGraph | None = None
         epochs_done = _fit(model, cfg, protocol, windows, run_dir, state)
     else:
         ckpt.save_weights(model, run_dir / ckpt.MODEL_FILE)
-        _write_state(run_dir, model, None, {"epoch": 0, "best_val": None, "bad_epochs": 0, "finished": True})
+        _write_state(
+            run_dir, model, None, {"epoch": 0, "best_val": None, "bad_epochs": 0, "finished": True}
+        )
 
     ckpt.load_weights(model, run_dir / ckpt.MODEL_FILE)
-    result = evaluate_model(model, windows["test"], protocol, batch_size=cfg.train.eval_batch_size,
-                            progress=cfg.output.progress, node_errors=True)
+    result = evaluate_model(
+        model,
+        windows["test"],
+        protocol,
+        batch_size=cfg.train.eval_batch_size,
+        progress=cfg.output.progress,
+        node_errors=True,
+    )
     result.update(
-        dataset=cfg.dataset.name, model=cfg.model.name, split=split.as_dict(),
-        epochs=epochs_done, train_seconds=round(time.perf_counter() - start, 2),
+        dataset=cfg.dataset.name,
+        model=cfg.model.name,
+        split=split.as_dict(),
+        epochs=epochs_done,
+        train_seconds=round(time.perf_counter() - start, 2),
         num_parameters=sum(p.numel() for p in model.parameters()),
     )
     write_metrics(run_dir, result, graph=graph)
     return RunResult(run_dir, result, epochs_done, time.perf_counter() - start, model)
 
 
-def _write_state(run_dir: Path, model: Forecaster, opt: torch.optim.Optimizer | None,
-                 state: dict[str, Any], ema: WeightAverage | None = None) -> None:
+def _write_state(
+    run_dir: Path,
+    model: Forecaster,
+    opt: torch.optim.Optimizer | None,
+    state: dict[str, Any],
+    ema: WeightAverage | None = None,
+) -> None:
     if ema is not None:
         state = {**state, "ema_steps": ema.steps}
     ckpt.save_resume(run_dir, model, opt, state, ema.model if ema is not None else None)
 
 
-def _fit(model: Forecaster, cfg: TrainConfig, protocol: Protocol, windows: dict, run_dir: Path,
-         state: dict[str, Any] | None) -> int:
+def _fit(
+    model: Forecaster,
+    cfg: TrainConfig,
+    protocol: Protocol,
+    windows: dict,
+    run_dir: Path,
+    state: dict[str, Any] | None,
+) -> int:
     ts = cfg.train
     opt = torch.optim.Adam(model.parameters(), lr=ts.lr, weight_decay=ts.weight_decay)
     ema = WeightAverage(model, ts.ema_decay) if ts.ema_decay else None
@@ -231,11 +262,17 @@ def _fit(model: Forecaster, cfg: TrainConfig, protocol: Protocol, windows: dict,
             for group in opt.param_groups:
                 group["lr"] = lr
             gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
-            loader = DataLoader(windows["train"], batch_size=ts.batch_size, shuffle=True, generator=gen)
+            loader = DataLoader(
+                windows["train"], batch_size=ts.batch_size, shuffle=True, generator=gen
+            )
             model.train()
             total, count = 0.0, 0
-            bar = tqdm(loader, desc=f"epoch {epoch}/{ts.epochs}", leave=False,
-                       disable=not cfg.output.progress or None)
+            bar = tqdm(
+                loader,
+                desc=f"epoch {epoch}/{ts.epochs}",
+                leave=False,
+                disable=not cfg.output.progress or None,
+            )
             for i, batch in enumerate(bar):
                 if ts.max_batches_per_epoch and i >= ts.max_batches_per_epoch:
                     break
@@ -268,8 +305,16 @@ def _fit(model: Forecaster, cfg: TrainConfig, protocol: Protocol, windows: dict,
             else:
                 bad += 1
             seconds = time.perf_counter() - t0
-            rows.append({"epoch": epoch, "train_loss": f"{train_loss:.6f}", "val_mae": f"{scores['mae']:.6f}",
-                         "val_rmse": f"{scores['rmse']:.6f}", "lr": lr, "seconds": f"{seconds:.2f}"})
+            rows.append(
+                {
+                    "epoch": epoch,
+                    "train_loss": f"{train_loss:.6f}",
+                    "val_mae": f"{scores['mae']:.6f}",
+                    "val_rmse": f"{scores['rmse']:.6f}",
+                    "lr": lr,
+                    "seconds": f"{seconds:.2f}",
+                }
+            )
             _write_log(log_path, rows)
             if writer is not None:
                 writer.add_scalar("loss/train", train_loss, epoch)
@@ -278,28 +323,56 @@ def _fit(model: Forecaster, cfg: TrainConfig, protocol: Protocol, windows: dict,
                     writer.add_scalar("rmse/val", scores["rmse"], epoch)
                 writer.flush()
             stop = has_val and bad >= ts.patience
-            _write_state(run_dir, model, opt, {"epoch": epoch, "best_val": best if math.isfinite(best) else None,
-                                   "bad_epochs": bad, "finished": stop or epoch == ts.epochs}, ema)
+            _write_state(
+                run_dir,
+                model,
+                opt,
+                {
+                    "epoch": epoch,
+                    "best_val": best if math.isfinite(best) else None,
+                    "bad_epochs": bad,
+                    "finished": stop or epoch == ts.epochs,
+                },
+                ema,
+            )
             if cfg.output.progress:
-                vtxt = (f", val MAE {scores['mae']:.4f} RMSE {scores['rmse']:.4f}" + (" *" if improved else "")
-                        if has_val else "")
+                vtxt = (
+                    f", val MAE {scores['mae']:.4f} RMSE {scores['rmse']:.4f}"
+                    + (" *" if improved else "")
+                    if has_val
+                    else ""
+                )
                 print(f"epoch {epoch}: train {ts.loss} {train_loss:.4f}{vtxt} ({seconds:.1f} s)")
             if stop:
                 break
     except KeyboardInterrupt:
-        print(f"\ninterrupted: {run_dir} holds the last finished epoch; run the same command to resume")
+        print(
+            f"\ninterrupted: {run_dir} holds the last finished epoch; run the same command to resume"
+        )
         raise
     finally:
         if writer is not None:
             writer.close()
-    _write_state(run_dir, model, opt, {"epoch": epoch, "best_val": best if math.isfinite(best) else None,
-                                       "bad_epochs": bad, "finished": True}, ema)
+    _write_state(
+        run_dir,
+        model,
+        opt,
+        {
+            "epoch": epoch,
+            "best_val": best if math.isfinite(best) else None,
+            "bad_epochs": bad,
+            "finished": True,
+        },
+        ema,
+    )
     return epoch
 
 
 def _write_log(path: Path, rows: list[dict[str, Any]]) -> None:
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=["epoch", "train_loss", "val_mae", "val_rmse", "lr", "seconds"])
+    w = csv.DictWriter(
+        buf, fieldnames=["epoch", "train_loss", "val_mae", "val_rmse", "lr", "seconds"]
+    )
     w.writeheader()
     w.writerows(rows)
     with atomic_path(path) as tmp:

@@ -14,8 +14,13 @@ EARTH_RADIUS_M = 6_371_008.8
 
 def haversine_m(lon1, lat1, lon2, lat2, *, radius: float = EARTH_RADIUS_M) -> np.ndarray:
     """Great-circle distance in metres between points given in degrees (NumPy broadcasting)."""
-    lon1, lat1, lon2, lat2 = (np.radians(np.asarray(a, dtype=np.float64)) for a in (lon1, lat1, lon2, lat2))
-    h = np.sin((lat2 - lat1) / 2) ** 2 + np.cos(lat1) * np.cos(lat2) * np.sin((lon2 - lon1) / 2) ** 2
+    lon1, lat1, lon2, lat2 = (
+        np.radians(np.asarray(a, dtype=np.float64)) for a in (lon1, lat1, lon2, lat2)
+    )
+    h = (
+        np.sin((lat2 - lat1) / 2) ** 2
+        + np.cos(lat1) * np.cos(lat2) * np.sin((lon2 - lon1) / 2) ** 2
+    )
     return 2 * radius * np.arcsin(np.sqrt(np.clip(h, 0.0, 1.0)))
 
 

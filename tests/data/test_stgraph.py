@@ -28,11 +28,17 @@ def los(data_dir) -> STGraph:
     src, dst = np.nonzero(adj)
     x = torch.tensor(speed.to_numpy().T[:, :, None], dtype=torch.float32)
     return STGraph(
-        x=x, time=T0 + 300 * torch.arange(x.size(1)),
+        x=x,
+        time=T0 + 300 * torch.arange(x.size(1)),
         pos=torch.tensor(loc[["longitude", "latitude"]].to_numpy(), dtype=torch.float32),
-        edge_index=torch.tensor(np.stack([src, dst])), edge_weight=torch.tensor(adj[src, dst], dtype=torch.float32),
-        meta={"variables": [{"name": "speed", "unit": "mph"}], "city": "Los Angeles", "interval": 300,
-              "node_ids": list(speed.columns)},
+        edge_index=torch.tensor(np.stack([src, dst])),
+        edge_weight=torch.tensor(adj[src, dst], dtype=torch.float32),
+        meta={
+            "variables": [{"name": "speed", "unit": "mph"}],
+            "city": "Los Angeles",
+            "interval": 300,
+            "node_ids": list(speed.columns),
+        },
     )
 
 
@@ -55,8 +61,14 @@ def test_real_graph_fields(los):
         ({"pos": torch.zeros(3, 2)}, "pos"),  # wrong node count
         ({"pos": torch.tensor([[0.0, 0.0]] * 4 + [[200.0, 0.0]])}, "lon"),
         ({"edge_index": torch.tensor([[0, 1], [1, 5]])}, "edge_index"),
-        ({"edge_index": torch.tensor([[0, 1], [1, 2]]), "edge_weight": torch.ones(3)}, "edge_weight"),
-        ({"dyn_edge_index": torch.tensor([[0], [1]]), "dyn_edge_time": torch.tensor([9])}, "dyn_edge_time"),
+        (
+            {"edge_index": torch.tensor([[0, 1], [1, 2]]), "edge_weight": torch.ones(3)},
+            "edge_weight",
+        ),
+        (
+            {"dyn_edge_index": torch.tensor([[0], [1]]), "dyn_edge_time": torch.tensor([9])},
+            "dyn_edge_time",
+        ),
         ({"node_attr": torch.zeros(4, 3)}, "node_attr"),
         ({"meta": {"variables": [{"name": "a", "unit": ""}] * 2}}, "variables"),
     ],
@@ -87,7 +99,16 @@ def test_save_load_roundtrip(los, tmp_path):
     out = g.save(tmp_path / "g")
     assert sorted(p.name for p in out.iterdir()) == ["meta.json", "tensors.safetensors"]
     h = stgraph.load(out)
-    for key in ("x", "mask", "time", "pos", "edge_index", "edge_weight", "dyn_edge_index", "dyn_edge_time"):
+    for key in (
+        "x",
+        "mask",
+        "time",
+        "pos",
+        "edge_index",
+        "edge_weight",
+        "dyn_edge_index",
+        "dyn_edge_time",
+    ):
         assert torch.equal(h[key], g[key]), key
     assert h.meta == g.meta
     doc = json.loads((out / "meta.json").read_text())
@@ -126,7 +147,7 @@ def test_batching_offsets_static_and_dynamic_edges(los):
     n, e = g.num_nodes, g.edge_index.size(1)
     assert batch.x.shape == (3 * n, 4, 1) and batch.y.shape == (3 * n, 2, 1)
     assert batch.time.shape == (3, 4) and int(batch.time[1, 0]) == int(g.time[1])
-    assert torch.equal(batch.edge_index[:, e:2 * e], g.edge_index + n)
+    assert torch.equal(batch.edge_index[:, e : 2 * e], g.edge_index + n)
     # window 0 sees both dynamic edges (steps 1, 3); window 1 sees them at steps 0, 2; window 2 only the second
     assert batch.dyn_edge_index.size(1) == 5
     assert torch.equal(batch.dyn_edge_index[:, -1], torch.tensor([5 + 2 * n, 6 + 2 * n]))
@@ -159,11 +180,22 @@ def test_to_pandas_long_table(los):
     g.mask[1, 2, 0] = False
     df = g.to_pandas()
     assert len(df) == 2 * 3 * 1
-    assert list(df.columns) == ["node", "node_id", "step", "time", "variable", "unit", "value", "observed"]
+    assert list(df.columns) == [
+        "node",
+        "node_id",
+        "step",
+        "time",
+        "variable",
+        "unit",
+        "value",
+        "observed",
+    ]
     assert df["time"].iloc[0] == pd.Timestamp("2012-03-01 00:00", tz="UTC")
     assert df.loc[(df.node == 1) & (df.step == 2), "value"].isna().all()
     assert len(g.to_pandas(observed_only=True)) == 5
-    assert df.loc[(df.node == 0) & (df.step == 1), "value"].item() == pytest.approx(float(los.x[0, 1, 0]))
+    assert df.loc[(df.node == 0) & (df.step == 1), "value"].item() == pytest.approx(
+        float(los.x[0, 1, 0])
+    )
 
 
 def test_to_networkx(los):
@@ -178,7 +210,12 @@ def test_to_networkx(los):
 def test_pos_metres_distances(los):
     m = los.pos_metres()
     # distance between two sensors vs haversine within 0.5 %
-    lon1, lat1, lon2, lat2 = map(np.radians, [*los.pos[0].double().tolist(), *los.pos[100].double().tolist()])
-    a = np.sin((lat2 - lat1) / 2) ** 2 + np.cos(lat1) * np.cos(lat2) * np.sin((lon2 - lon1) / 2) ** 2
+    lon1, lat1, lon2, lat2 = map(
+        np.radians, [*los.pos[0].double().tolist(), *los.pos[100].double().tolist()]
+    )
+    a = (
+        np.sin((lat2 - lat1) / 2) ** 2
+        + np.cos(lat1) * np.cos(lat2) * np.sin((lon2 - lon1) / 2) ** 2
+    )
     hav = 2 * 6_371_008.8 * np.arcsin(np.sqrt(a))
     assert float((m[0] - m[100]).norm()) == pytest.approx(hav, rel=5e-3)

@@ -24,11 +24,21 @@ def road_series(data_dir) -> STGraph:
     road = osm.road_graph(data_dir / "osm-west-oakland" / "West-Oakland.osm.bz2")
     n, t = road.num_nodes, 40
     gen = torch.Generator().manual_seed(0)
-    x = 50 + 10 * torch.sin(torch.arange(t) / 5.0).view(1, -1, 1) + torch.randn(n, t, 1, generator=gen)
+    x = (
+        50
+        + 10 * torch.sin(torch.arange(t) / 5.0).view(1, -1, 1)
+        + torch.randn(n, t, 1, generator=gen)
+    )
     meta = copy.deepcopy(road.meta)
     meta.update(variables=[{"name": "speed", "unit": "mph"}], interval=300)
-    return STGraph(x=x, time=1_600_000_000 + 300 * torch.arange(t), pos=road.pos, edge_index=road.edge_index,
-                   edge_weight=road.edge_weight, meta=meta)
+    return STGraph(
+        x=x,
+        time=1_600_000_000 + 300 * torch.arange(t),
+        pos=road.pos,
+        edge_index=road.edge_index,
+        edge_weight=road.edge_weight,
+        meta=meta,
+    )
 
 
 def test_gaussian_affinity_follows_the_formula():
@@ -38,7 +48,9 @@ def test_gaussian_affinity_follows_the_formula():
     assert torch.allclose(gaussian_affinity(d, sigma=100.0), torch.exp(-((d / 100.0) ** 2)))
     w = gaussian_affinity(d)
     assert w[3] == 1 and bool((w[:-1].diff() < 0).all())  # nearer is stronger
-    assert torch.equal(gaussian_affinity(torch.full((3,), 50.0)), torch.full((3,), float(np.exp(-1.0))))
+    assert torch.equal(
+        gaussian_affinity(torch.full((3,), 50.0)), torch.full((3,), float(np.exp(-1.0)))
+    )
     assert torch.equal(gaussian_affinity(torch.zeros(2)), torch.ones(2))
 
 

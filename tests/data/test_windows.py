@@ -36,8 +36,10 @@ def test_window_count_and_content(los):
     assert len(w) == (2016 - 24) // 3 + 1
     item = w[5]
     s = 15
-    assert torch.equal(item.x, los.x[:, s:s + 12]) and torch.equal(item.y, los.x[:, s + 12:s + 24])
-    assert torch.equal(item.y_time, los.time[s + 12:s + 24])
+    assert torch.equal(item.x, los.x[:, s : s + 12]) and torch.equal(
+        item.y, los.x[:, s + 12 : s + 24]
+    )
+    assert torch.equal(item.y_time, los.time[s + 12 : s + 24])
     assert int(w[-1].window) == w.window_start(len(w) - 1) <= 2016 - 24
 
 
@@ -67,12 +69,18 @@ def test_no_window_crosses_a_split_boundary(los):
 
 def test_split_by_dates(los):
     split = chronological_split(los, dates=("2012-03-06", "2012-03-07"))
-    assert split.train == (0, 5 * 288) and split.val == (5 * 288, 6 * 288) and split.test == (6 * 288, 2016)
+    assert (
+        split.train == (0, 5 * 288)
+        and split.val == (5 * 288, 6 * 288)
+        and split.test == (6 * 288, 2016)
+    )
 
 
 def test_window_longer_than_series_is_a_clear_error(los):
     short = los.slice_time(0, 20)
-    with pytest.raises(ValueError, match=r"12 input \+ 12 horizon = 24 steps is longer than the 20 steps"):
+    with pytest.raises(
+        ValueError, match=r"12 input \+ 12 horizon = 24 steps is longer than the 20 steps"
+    ):
         SlidingWindows(short, 12, 12)
     with pytest.raises(ValueError, match="not inside the series"):
         SlidingWindows(los, 12, 12, start=0, stop=5000)
@@ -83,7 +91,9 @@ def test_pgt_protocol_reproduces_temporal_signal_split(pox):
     split, wins = get_protocol("pgt").windows(pox)
     assert len(wins["train"]) == 103 and len(wins["test"]) == 414 and wins["val"] is None
     first_test = wins["test"][0]
-    assert torch.equal(first_test.x, pox.x[:, 103:107]) and torch.equal(first_test.y, pox.x[:, 107:108])
+    assert torch.equal(first_test.x, pox.x[:, 103:107]) and torch.equal(
+        first_test.y, pox.x[:, 107:108]
+    )
     # targets of the test part never lie in the training steps
     assert split.test[0] == 107 and int(first_test.window) + 4 == split.test[0]
 
@@ -96,7 +106,9 @@ def test_scaler_fitted_on_training_part_only(los):
     assert float(sc.loc) == pytest.approx(float(train_vals.mean()), rel=1e-6)
     assert float(sc.loc) != pytest.approx(float(los.x.double().mean()), rel=1e-6)
     z = sc.transform(los.x[:, a:b])
-    assert float(z.mean()) == pytest.approx(0.0, abs=1e-4) and float(z.std()) == pytest.approx(1.0, abs=1e-3)
+    assert float(z.mean()) == pytest.approx(0.0, abs=1e-4) and float(z.std()) == pytest.approx(
+        1.0, abs=1e-3
+    )
     assert torch.allclose(sc.inverse_transform(z), los.x[:, a:b], atol=1e-4)
     # per-node statistics, and reloading fitted statistics into a fresh scaler
     per_node = StandardScaler(axis="node").fit(los.x[:, a:b])

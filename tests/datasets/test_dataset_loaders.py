@@ -212,8 +212,10 @@ def test_melbourne_pedestrian(load, data_dir):
 
     path = data_dir / "melbourne-pedestrian/Pedestrian_Melbourne.zip"
     counts = load_verified_pickle(
-        path, sha256=FILES["melbourne-pedestrian/Pedestrian_Melbourne.zip"].sha256,
-        member="Pedestrian_Melbourne.pkl", source=str(path),
+        path,
+        sha256=FILES["melbourne-pedestrian/Pedestrian_Melbourne.zip"].sha256,
+        member="Pedestrian_Melbourne.pkl",
+        source=str(path),
     )["Node"]["TrafficNode"]
     assert int((~g.mask).sum()) == int((counts == -1).sum())
     assert 0.01 < g.missing_share < 0.02

@@ -191,7 +191,9 @@ def test_pickles_are_hashed_on_the_bytes_that_are_unpickled(data_dir, tmp_path):
     assert target.stat().st_size == st.st_size
     registry_files.verify_file(target, sha)  # the memory alone is fooled
     with pytest.raises(ChecksumError) as err:
-        datasets.load("melbourne-pedestrian", root=tmp_path, cache_dir=tmp_path / "c", download=False)
+        datasets.load(
+            "melbourne-pedestrian", root=tmp_path, cache_dir=tmp_path / "c", download=False
+        )
     assert hashlib.sha256(bytes(raw)).hexdigest() in str(err.value)
     with pytest.raises(ChecksumError):
         load_verified_pickle(target, member="Pedestrian_Melbourne.pkl", source=str(target))
@@ -199,7 +201,9 @@ def test_pickles_are_hashed_on_the_bytes_that_are_unpickled(data_dir, tmp_path):
     adj = data_dir / "metr-la-graph/adj_mx.pkl"
     good = adj.read_bytes()
     ids, _, mx = load_verified_pickle(
-        good, source="adj", sha256=registry_files.FILES["metr-la-graph/adj_mx.pkl"].sha256,
+        good,
+        source="adj",
+        sha256=registry_files.FILES["metr-la-graph/adj_mx.pkl"].sha256,
         encoding="latin1",
     )
     assert len(ids) == mx.shape[0] == 207

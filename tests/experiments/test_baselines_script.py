@@ -20,13 +20,35 @@ def _load():
 
 def test_baselines_on_chickenpox_pgt(tmp_path, data_dir):
     mod = _load()
-    rc = mod.main(["--dataset", "chickenpox", "--protocol", "pgt", "--models", "last_value", "historical_average",
-                   "--workdir", str(tmp_path / "runs"), "--results", str(tmp_path / "res")])
+    rc = mod.main(
+        [
+            "--dataset",
+            "chickenpox",
+            "--protocol",
+            "pgt",
+            "--models",
+            "last_value",
+            "historical_average",
+            "--workdir",
+            str(tmp_path / "runs"),
+            "--results",
+            str(tmp_path / "res"),
+        ]
+    )
     assert rc == 0
     rows = json.loads((tmp_path / "res" / "baselines-chickenpox-pgt.json").read_text())
     assert [r["model"] for r in rows] == ["last_value", "historical_average"]
     for r in rows:
-        assert {"dataset", "protocol", "model", "horizon_steps", "mae", "rmse", "mape", "mse"} <= set(r)
+        assert {
+            "dataset",
+            "protocol",
+            "model",
+            "horizon_steps",
+            "mae",
+            "rmse",
+            "mape",
+            "mse",
+        } <= set(r)
         assert r["dataset"] == "chickenpox" and r["protocol"] == "pgt" and r["horizon_steps"] == 1
         assert r["rmse"] == pytest.approx(r["mse"] ** 0.5)
     md = (tmp_path / "res" / "baselines-chickenpox-pgt.md").read_text()
@@ -35,5 +57,17 @@ def test_baselines_on_chickenpox_pgt(tmp_path, data_dir):
 
 def test_unknown_model_is_rejected(tmp_path, data_dir):
     with pytest.raises(SystemExit, match="not in"):
-        _load().main(["--dataset", "chickenpox", "--protocol", "pgt", "--models", "nope",
-                      "--workdir", str(tmp_path), "--results", str(tmp_path)])
+        _load().main(
+            [
+                "--dataset",
+                "chickenpox",
+                "--protocol",
+                "pgt",
+                "--models",
+                "nope",
+                "--workdir",
+                str(tmp_path),
+                "--results",
+                str(tmp_path),
+            ]
+        )

@@ -48,7 +48,12 @@ def test_build_via_config(data_env, tmp_path, capsys):
     result = run_build(CONFIGS / "liverpool-bus.yaml", output=tmp_path / "out")
     summary = _check_outputs(tmp_path / "out")
     assert summary["name"] == "liverpool-bus" and summary["city"] == "Liverpool"
-    assert [v["name"] for v in summary["variables"]] == ["count", "trajectories", "buses.speed", "probes.speed"]
+    assert [v["name"] for v in summary["variables"]] == [
+        "count",
+        "trajectories",
+        "buses.speed",
+        "probes.speed",
+    ]
     # every GPS fix is either counted or dropped by reason
     buses = next(s for s in summary["sources"] if s["name"] == "buses")
     match = buses["report"]["matching"]
@@ -65,10 +70,22 @@ def test_build_via_flags(tmp_path):
     gps = tmp_path / "gps.csv"
     tracks[["track", "time", "lon", "lat"]].to_csv(gps, index=False)
     parser = add_build_arguments(argparse.ArgumentParser())
-    args = parser.parse_args([
-        "--osm", str(osm.helsinki_sample_path()), "--trajectories", str(gps), "--interval", "15min",
-        "-o", str(tmp_path / "flags"), "--color-by", "count", "--city", "Helsinki",
-    ])
+    args = parser.parse_args(
+        [
+            "--osm",
+            str(osm.helsinki_sample_path()),
+            "--trajectories",
+            str(gps),
+            "--interval",
+            "15min",
+            "-o",
+            str(tmp_path / "flags"),
+            "--color-by",
+            "count",
+            "--city",
+            "Helsinki",
+        ]
+    )
     assert build_from_args(args) == 0
     summary = _check_outputs(tmp_path / "flags")
     assert summary["nodes"] == roads.num_nodes and summary["color_by"] == "count"
@@ -89,9 +106,21 @@ def test_build_through_stgraph_cli(data_env, tmp_path):
 
 def test_every_config_validates_and_points_at_real_files(data_env):
     names = sorted(p.stem for p in CONFIGS.glob("*.yaml"))
-    assert {"helsinki-roads", "monaco", "andorra", "baltimore", "west-oakland", "los-loop",
-            "melbourne-pedestrian", "montevideo-bus", "era5-uk", "chicago-crime", "nyc-crime",
-            "geolife", "liverpool-bus"} <= set(names)
+    assert {
+        "helsinki-roads",
+        "monaco",
+        "andorra",
+        "baltimore",
+        "west-oakland",
+        "los-loop",
+        "melbourne-pedestrian",
+        "montevideo-bus",
+        "era5-uk",
+        "chicago-crime",
+        "nyc-crime",
+        "geolife",
+        "liverpool-bus",
+    } <= set(names)
     for name in names:
         cfg = load_config(CONFIGS / f"{name}.yaml")
         assert cfg.name == name
@@ -117,7 +146,9 @@ def test_config_errors_name_key_and_file(data_env, tmp_path):
     bad = dict(base, sources=[dict(base["sources"][0], option={"x": 1})])
     with pytest.raises(ConfigError, match=r"cfg\.yaml.*'option'.*sources\[0\]"):
         load_config(_write(tmp_path, bad))
-    bad = dict(base, sources=[dict(base["sources"][0], options={"grid": {"cell_m": 250}, "cel_m": 3})])
+    bad = dict(
+        base, sources=[dict(base["sources"][0], options={"grid": {"cell_m": 250}, "cel_m": 3})]
+    )
     with pytest.raises(ConfigError, match=r"cfg\.yaml.*'cel_m'"):
         load_config(_write(tmp_path, bad))
     bad = dict(base, sources=[dict(base["sources"][0], kind="lidar")])

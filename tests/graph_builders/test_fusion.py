@@ -19,7 +19,9 @@ def geolife(data_dir):
     path = data_dir / "geolife-small" / "geolife_small.csv"
     traj = from_points(path, grid=GRID, interval="1h", name="gps")
     nodes = _grid_nodes(as_grid(GRID))["pos"]
-    probe = from_tracks(path, interval="1h", mode="interpolate", nodes=nodes, radius_m=1500, name="probe")
+    probe = from_tracks(
+        path, interval="1h", mode="interpolate", nodes=nodes, radius_m=1500, name="probe"
+    )
     return traj, probe
 
 
@@ -33,7 +35,9 @@ def test_fuse_trajectories_and_moving_speed_on_one_grid(geolife):
     assert [v["source"] for v in g.meta["variables"]] == ["gps", "gps", "gps", "probe"]
     assert g.num_nodes == traj.num_nodes and g.edge_index.shape == traj.edge_index.shape
     # same nodes, same interval: every value passes through unchanged at its own time
-    assert g.time[0] == min(traj.time[0], probe.time[0]) and g.time[-1] == max(traj.time[-1], probe.time[-1])
+    assert g.time[0] == min(traj.time[0], probe.time[0]) and g.time[-1] == max(
+        traj.time[-1], probe.time[-1]
+    )
     a = int((traj.time[0] - g.time[0]) // 3600)
     b = int((probe.time[0] - g.time[0]) // 3600)
     assert np.array_equal(g.x[:, a : a + traj.num_steps, :3].numpy(), traj.x.numpy())
@@ -83,10 +87,20 @@ def test_road_graph_with_two_sources():
     roads = osm.road_graph(osm.helsinki_sample_path())
     tracks = simulate_tracks(roads, n_tracks=8, noise_m=5, seed=3)
     traj = from_points(tracks, road_graph=roads, interval="15min", id_col="track", name="gps")
-    probe = from_tracks(tracks.drop(columns=["true_segment"]), interval="15min", mode="interpolate",
-                        nodes=roads, radius_m=100, id_col="track", name="probe")
+    probe = from_tracks(
+        tracks.drop(columns=["true_segment"]),
+        interval="15min",
+        mode="interpolate",
+        nodes=roads,
+        radius_m=100,
+        id_col="track",
+        name="probe",
+    )
     g = fuse({"gps": traj, "probe": probe}, on=roads, how="idw", max_dist_m=150)
-    assert g.num_nodes == roads.num_nodes and g.meta["node_attr_names"] == roads.meta["node_attr_names"]
+    assert (
+        g.num_nodes == roads.num_nodes
+        and g.meta["node_attr_names"] == roads.meta["node_attr_names"]
+    )
     assert float(g.x[..., 0].sum()) == len(tracks)
     assert [v["unit"] for v in g.meta["variables"]][-1] == "m/s"
     with pytest.raises(ValueError, match="longer than the common interval"):

@@ -64,8 +64,12 @@ def test_derived_speed_is_binned_mean(data_dir, bus):
     lon, lat = raw["longitude"].to_numpy(), raw["latitude"].to_numpy()
     ok = (trip[1:] == trip[:-1]) & (tt[1:] > tt[:-1]) & (tt[1:] - tt[:-1] <= 600)
     speed = np.full(len(raw), np.nan)
-    speed[1:][ok] = (haversine_m(lon[:-1], lat[:-1], lon[1:], lat[1:]) / np.maximum(tt[1:] - tt[:-1], 1))[ok]
-    frame = pd.DataFrame({"trip": trip.astype(str), "step": (tt - int(g.time[0])) // 900, "speed": speed})
+    speed[1:][ok] = (
+        haversine_m(lon[:-1], lat[:-1], lon[1:], lat[1:]) / np.maximum(tt[1:] - tt[:-1], 1)
+    )[ok]
+    frame = pd.DataFrame(
+        {"trip": trip.astype(str), "step": (tt - int(g.time[0])) // 900, "speed": speed}
+    )
     expected = frame.dropna().groupby(["trip", "step"])["speed"].mean()
     ids = {tid: i for i, tid in enumerate(g.meta["node_ids"])}
     rows = [ids[t] for t in expected.index.get_level_values(0)]
@@ -82,7 +86,9 @@ def test_interpolation_onto_fixed_nodes(data_dir, bus):
     # nodes: the first bus's first observed position, and a point 50 km away
     b, s = map(int, np.argwhere(obs)[0])
     nodes = np.array([[lon[b, s], lat[b, s]], [lon[b, s] + 0.75, lat[b, s]]])
-    g = from_tracks(path, interval="15min", mode="interpolate", nodes=nodes, radius_m=800, kernel="idw")
+    g = from_tracks(
+        path, interval="15min", mode="interpolate", nodes=nodes, radius_m=800, kernel="idw"
+    )
     assert g.num_nodes == 2 and g.num_steps <= knn.num_steps
     assert not g.mask[1].any()  # nothing within 800 m of the far node
     sg = int((knn.time[s] - g.time[0]) // 900)  # step s of the kNN graph in g
@@ -91,8 +97,12 @@ def test_interpolation_onto_fixed_nodes(data_dir, bus):
     d = haversine_m(lon[near, s], lat[near, s], nodes[0, 0], nodes[0, 1])
     w = 1.0 / np.maximum(d, 1.0) ** 2
     assert bool(g.mask[0, sg, 0])
-    np.testing.assert_allclose(float(g.x[0, sg, 0]), (w * speed[near, s]).sum() / w.sum(), rtol=1e-4)
-    gauss = from_tracks(path, interval="15min", mode="interpolate", nodes=nodes, radius_m=800, kernel="gaussian")
+    np.testing.assert_allclose(
+        float(g.x[0, sg, 0]), (w * speed[near, s]).sum() / w.sum(), rtol=1e-4
+    )
+    gauss = from_tracks(
+        path, interval="15min", mode="interpolate", nodes=nodes, radius_m=800, kernel="gaussian"
+    )
     assert np.array_equal(gauss.mask.numpy(), g.mask.numpy())
     lo, hi = speed[near, s].min(), speed[near, s].max()
     assert lo - 1e-4 <= float(gauss.x[0, sg, 0]) <= hi + 1e-4

@@ -356,7 +356,9 @@ def test_plot_graph_writes_png(graphs, tmp_path):
 @pytest.mark.parametrize("mode", ["intersection", "segment"])
 def test_select_nodes_keeps_road_polylines_in_step(graphs, mode):
     g = graphs["monaco", mode]
-    keep = torch.randperm(g.num_nodes, generator=torch.Generator().manual_seed(0))[: g.num_nodes // 2]
+    keep = torch.randperm(g.num_nodes, generator=torch.Generator().manual_seed(0))[
+        : g.num_nodes // 2
+    ]
     h = g.select_nodes(keep)
     coords, ptr = osm.segment_geometry(g)
     new_coords, new_ptr = osm.segment_geometry(h)
@@ -369,13 +371,16 @@ def test_select_nodes_keeps_road_polylines_in_step(graphs, mode):
         for i, uv in enumerate(zip(ids[g.edge_index[0]], ids[g.edge_index[1]], strict=True)):
             pairs.setdefault(uv, []).append(i)
         h_ids = np.asarray(h.meta["node_ids"])
-        old = [pairs[uv].pop(0) for uv in zip(h_ids[h.edge_index[0]], h_ids[h.edge_index[1]], strict=True)]
+        old = [
+            pairs[uv].pop(0)
+            for uv in zip(h_ids[h.edge_index[0]], h_ids[h.edge_index[1]], strict=True)
+        ]
         assert len(new_ptr) == h.edge_index.size(1) + 1 and 0 < len(old) < g.edge_index.size(1)
         pos = h.pos.double().numpy()
         assert np.allclose(new_coords[new_ptr[:-1]], pos[h.edge_index[0]], atol=1e-6)
         assert np.allclose(new_coords[new_ptr[1:] - 1], pos[h.edge_index[1]], atol=1e-6)
     for i, o in enumerate(old):
-        assert np.array_equal(new_coords[new_ptr[i]:new_ptr[i + 1]], coords[ptr[o]:ptr[o + 1]])
+        assert np.array_equal(new_coords[new_ptr[i] : new_ptr[i + 1]], coords[ptr[o] : ptr[o + 1]])
     with pytest.raises(ValueError, match="road_geom_ptr has"):
         bad = g.clone()
         bad.road_geom_ptr = bad.road_geom_ptr[:-1]

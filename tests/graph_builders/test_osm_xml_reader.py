@@ -88,8 +88,11 @@ def test_expat_reads_hand_written_xml_like_pyosmium(tmp_path, suffix):
     assert b.ways.refs.tolist() == [1, 2, 3, 4, 5]
     assert b.ways.direction.tolist() == [0, -1]
     assert b.ways.tags[0]["name"] == 'Mannerheimintie & "Esplanadi"'
-    assert b.dropped == {"way_not_in_drive_network": 2, "way_node_missing_from_file": 1,
-                         "area_without_located_nodes": 1}
+    assert b.dropped == {
+        "way_not_in_drive_network": 2,
+        "way_node_missing_from_file": 1,
+        "area_without_located_nodes": 1,
+    }
     ctx = b.context
     # POIs: the cafe node, then the platform (transit); the bakery has an unlocated node
     assert len(ctx.poi_category) == 2
@@ -104,7 +107,9 @@ def test_auto_engine_reads_small_xml_with_expat_and_large_with_pyosmium(data_dir
     used = []
     for name in ("_collect_expat", "_collect_pyosmium"):
         real = getattr(reader, name)
-        monkeypatch.setattr(reader, name, lambda p, c, _r=real, _n=name: (used.append(_n), _r(p, c)))
+        monkeypatch.setattr(
+            reader, name, lambda p, c, _r=real, _n=name: (used.append(_n), _r(p, c))
+        )
     reader.read_osm(path, network="drive")
     monkeypatch.setattr(reader, "EXPAT_MAX_BYTES", path.stat().st_size - 1)
     reader.read_osm(path, network="drive")
@@ -122,7 +127,9 @@ def test_expat_errors_name_the_file_and_line(data_dir, tmp_path):
     with pytest.raises(DataFormatError, match=r"half\.osm: line 2: .*'lon'"):
         reader.read_osm(half, network="drive", engine="expat")
     nan = tmp_path / "nan.osm"
-    nan.write_text('<osm version="0.6">\n <node id="1" lat="60.17" lon="east"/>\n</osm>\n', encoding="utf-8")
+    nan.write_text(
+        '<osm version="0.6">\n <node id="1" lat="60.17" lon="east"/>\n</osm>\n', encoding="utf-8"
+    )
     with pytest.raises(DataFormatError, match=r"nan\.osm: a node's lon/lat is not a number"):
         reader.read_osm(nan, network="drive", engine="expat")
     with pytest.raises(ValueError, match="engine='fast'"):

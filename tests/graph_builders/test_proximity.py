@@ -29,7 +29,9 @@ def test_gaussian_reproduces_dcrnn_adj_mx_bay(bay):
     d, loc = bay
     raw = (d / "adj_mx_bay.pkl").read_bytes()
     assert hashlib.sha256(raw).hexdigest() == ADJ_BAY_SHA  # verified before unpickling
-    ids, _, adj = load_verified_pickle(raw, sha256=ADJ_BAY_SHA, source="adj_mx_bay.pkl", encoding="latin1")
+    ids, _, adj = load_verified_pickle(
+        raw, sha256=ADJ_BAY_SHA, source="adj_mx_bay.pkl", encoding="latin1"
+    )
     node_ids = loc["id"].astype(str).tolist()
     assert node_ids == list(ids)
     ei, ew, summary = proximity.connect(

@@ -58,7 +58,9 @@ def test_road_graph_counts_and_transitions(helsinki):
     g = from_points(tracks, road_graph=helsinki, interval="5min", id_col="track")
     n = len(tracks)
     assert g.num_nodes == helsinki.num_nodes and g.edge_index.shape == helsinki.edge_index.shape
-    assert g.meta["edge_weight"] == "distance_m" and torch.equal(g.edge_weight, helsinki.edge_weight)
+    assert g.meta["edge_weight"] == "distance_m" and torch.equal(
+        g.edge_weight, helsinki.edge_weight
+    )
     assert g.meta["matching"]["points_matched"] + sum(g.meta["dropped"].values()) == n
     assert int(g.x[..., 0].sum()) == g.meta["matching"]["points_matched"] == n
     d = g.meta["matching"]["distance_m"]
@@ -81,7 +83,9 @@ def test_points_outside_and_too_far_are_counted(helsinki):
     assert g.meta["dropped"]["outside"] == 5
     assert g.meta["matching"]["points_matched"] + sum(g.meta["dropped"].values()) == len(far)
     shifted = tracks.copy()
-    shifted.loc[20:22, "lon"] += 0.0015  # ~80 m east: inside the extent, beyond max_dist_m of any road?
+    shifted.loc[20:22, "lon"] += (
+        0.0015  # ~80 m east: inside the extent, beyond max_dist_m of any road?
+    )
     g2 = from_points(shifted, road_graph=helsinki, interval="5min", id_col="track", max_dist_m=10)
     assert g2.meta["dropped"]["too_far"] > 0
     assert g2.meta["matching"]["points_matched"] + sum(g2.meta["dropped"].values()) == len(shifted)
@@ -103,7 +107,9 @@ def test_geolife_small_on_grid_counts_conserved(data_dir):
     c = np.floor((raw["X"] - grid.origin_lon) / grid.cell_deg_lon)
     inside = (r >= 0) & (r < grid.rows) & (c >= 0) & (c < grid.cols)
     assert int(inside.sum()) == m["points_matched"]
-    expected = np.bincount((r[inside] * grid.cols + c[inside]).astype(int), minlength=grid.num_cells)
+    expected = np.bincount(
+        (r[inside] * grid.cols + c[inside]).astype(int), minlength=grid.num_cells
+    )
     assert np.array_equal(g.x[..., 0].sum(1).numpy().astype(int), expected)
     # distinct trajectories never exceed points; speeds are masked where a cell-hour is empty
     assert (g.x[..., 1] <= g.x[..., 0]).all()
@@ -119,8 +125,12 @@ def test_speed_is_mean_of_consecutive_point_speeds(data_dir):
     t = _unix(raw["timestamp"])
     same = raw["trip_id"].to_numpy()[1:] == raw["trip_id"].to_numpy()[:-1]
     dt = np.diff(t)
-    dist = haversine_m(raw["longitude"].to_numpy()[:-1], raw["latitude"].to_numpy()[:-1],
-                       raw["longitude"].to_numpy()[1:], raw["latitude"].to_numpy()[1:])
+    dist = haversine_m(
+        raw["longitude"].to_numpy()[:-1],
+        raw["latitude"].to_numpy()[:-1],
+        raw["longitude"].to_numpy()[1:],
+        raw["latitude"].to_numpy()[1:],
+    )
     ok = same & (dt > 0) & (dt <= 600)
     speed = np.full(len(raw), np.nan)
     speed[1:][ok] = dist[ok] / dt[ok]
@@ -141,14 +151,28 @@ def test_transitions_consistent_with_consecutive_points(data_dir):
     raw = pd.read_csv(path)
     raw["t"] = _unix(raw["timestamp"])
     raw = raw.sort_values(["trip_id", "t"], kind="stable")
-    cell = Grid.from_bbox(*grid["bbox"], cell_m=grid["cell_m"]).cell_of(raw["longitude"], raw["latitude"])
+    cell = Grid.from_bbox(*grid["bbox"], cell_m=grid["cell_m"]).cell_of(
+        raw["longitude"], raw["latitude"]
+    )
     trip = raw["trip_id"].to_numpy()
     tt = raw["t"].to_numpy()
     ok = (trip[1:] == trip[:-1]) & (tt[1:] - tt[:-1] <= 600) & (cell[1:] != cell[:-1])
-    expected = pd.Series(1, index=pd.MultiIndex.from_arrays(
-        [cell[:-1][ok], cell[1:][ok], (tt[1:][ok] - int(g.time[0])) // 900])).groupby(level=[0, 1, 2]).sum()
-    got = pd.Series(g.dyn_edge_weight.numpy(), index=pd.MultiIndex.from_arrays(
-        [g.dyn_edge_index[0].numpy(), g.dyn_edge_index[1].numpy(), g.dyn_edge_time.numpy()])).sort_index()
+    expected = (
+        pd.Series(
+            1,
+            index=pd.MultiIndex.from_arrays(
+                [cell[:-1][ok], cell[1:][ok], (tt[1:][ok] - int(g.time[0])) // 900]
+            ),
+        )
+        .groupby(level=[0, 1, 2])
+        .sum()
+    )
+    got = pd.Series(
+        g.dyn_edge_weight.numpy(),
+        index=pd.MultiIndex.from_arrays(
+            [g.dyn_edge_index[0].numpy(), g.dyn_edge_index[1].numpy(), g.dyn_edge_time.numpy()]
+        ),
+    ).sort_index()
     assert got.index.equals(expected.sort_index().index)
     assert np.array_equal(got.to_numpy().astype(int), expected.sort_index().to_numpy())
 
@@ -162,7 +186,9 @@ def test_bad_rows_are_counted_by_reason(data_dir):
     bad.loc[trip0[10], "latitude"] = np.nan
     bad.loc[trip0[14], "latitude"] = 54.5  # 100 km north of the route: outside the grid
     pos = bad.index.get_loc(trip0[12])
-    bad = pd.concat([bad.iloc[: pos + 1], bad.iloc[[pos]], bad.iloc[pos + 1 :]], ignore_index=True)  # repeated fix
+    bad = pd.concat(
+        [bad.iloc[: pos + 1], bad.iloc[[pos]], bad.iloc[pos + 1 :]], ignore_index=True
+    )  # repeated fix
     grid = {"bbox": (-3.05, 53.35, -2.85, 53.5), "cell_m": 500}
     g = from_points(bad, grid=grid, interval="15min")
     d = g.meta["dropped"]
@@ -197,7 +223,9 @@ def test_read_points_keeps_file_order_per_track(data_dir):
 def test_geolife_217k_points_matched_under_30s(data_dir):
     path = data_dir / "geolife-sample" / "geolife_sample.txt.gz"
     start = time.perf_counter()
-    g = from_points(path, grid={"bbox": (116.2, 39.85, 116.5, 40.05), "cell_m": 1000}, interval="1h")
+    g = from_points(
+        path, grid={"bbox": (116.2, 39.85, 116.5, 40.05), "cell_m": 1000}, interval="1h"
+    )
     seconds = time.perf_counter() - start
     m = g.meta["matching"]
     assert m["points_in"] == 217_653

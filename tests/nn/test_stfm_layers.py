@@ -145,8 +145,15 @@ def test_tokenizer_graph_values_are_the_graph_normalised_inputs():
         xg = (x[rows] - mu) / sd * m[rows]  # [n, 6, 2]
         for s in range(2):
             sl = slice(3 * s, 3 * s + 3)
-            feats = torch.cat([(x_norm[rows] * m[rows])[:, sl].transpose(1, 2), m[rows][:, sl].transpose(1, 2),
-                               xg[:, sl].transpose(1, 2), level[rows]], dim=-1)
+            feats = torch.cat(
+                [
+                    (x_norm[rows] * m[rows])[:, sl].transpose(1, 2),
+                    m[rows][:, sl].transpose(1, 2),
+                    xg[:, sl].transpose(1, 2),
+                    level[rows],
+                ],
+                dim=-1,
+            )
             ref[rows, s] = torch.nn.functional.gelu(tok.lin(feats) + var_emb)
     assert torch.allclose(tokens, ref, atol=1e-4)
     assert PatchTokenizer(3, 16).lin.in_features == tok.lin.in_features - 3
@@ -208,17 +215,33 @@ def test_directed_dynamic_conv_matches_dense_formula():
     a_out = a / a.sum(1, keepdim=True)
     agg_dyn = torch.zeros_like(x)
     agg_dyn[3, 0], agg_dyn[3, 1] = x[0, 0], x[2, 1]  # one dynamic edge per patch
-    ref = conv.lin(torch.cat([x, torch.einsum("ij,jsc->isc", a_in, x),
-                              torch.einsum("ij,jsc->isc", a_out, x), agg_dyn], -1))
+    ref = conv.lin(
+        torch.cat(
+            [
+                x,
+                torch.einsum("ij,jsc->isc", a_in, x),
+                torch.einsum("ij,jsc->isc", a_out, x),
+                agg_dyn,
+            ],
+            -1,
+        )
+    )
     assert torch.allclose(out, ref, atol=1e-5)
     # direction matters: reversed edges give another result
-    assert not torch.allclose(conv(x, EDGE_INDEX.flip(0), EDGE_WEIGHT), conv(x, EDGE_INDEX, EDGE_WEIGHT))
+    assert not torch.allclose(
+        conv(x, EDGE_INDEX.flip(0), EDGE_WEIGHT), conv(x, EDGE_INDEX, EDGE_WEIGHT)
+    )
     # gradients flow through the cached sparse operator
     xg = x.clone().requires_grad_()
     conv(xg, adj=normalized_adjacency(EDGE_INDEX, EDGE_WEIGHT, 4)).sum().backward()
     xd = x.clone().requires_grad_()
-    F.linear(torch.cat([xd, torch.einsum("ij,jsc->isc", a_in, xd), torch.einsum("ij,jsc->isc", a_out, xd)], -1),
-             conv.lin.weight[:, :24], conv.lin.bias).sum().backward()
+    F.linear(
+        torch.cat(
+            [xd, torch.einsum("ij,jsc->isc", a_in, xd), torch.einsum("ij,jsc->isc", a_out, xd)], -1
+        ),
+        conv.lin.weight[:, :24],
+        conv.lin.bias,
+    ).sum().backward()
     assert torch.allclose(xg.grad, xd.grad, atol=1e-5)
 
 
@@ -314,10 +337,13 @@ def _dense_partition_reference(layer, x, cells, parent_of_cell):
     ctx = torch.zeros(k_cells, s, c).index_add_(0, cells, x) / torch.bincount(cells).view(-1, 1, 1)
     _, kc, vc = layer.qkv(ctx).split(c, -1)
     keys, vals = torch.cat([k, kc]), torch.cat([v, vc])
-    allow = torch.cat([
-        cells.view(-1, 1) == cells.view(1, -1),
-        parent_of_cell[cells].view(-1, 1) == parent_of_cell.view(1, -1),
-    ], dim=1)  # [N, N + K]
+    allow = torch.cat(
+        [
+            cells.view(-1, 1) == cells.view(1, -1),
+            parent_of_cell[cells].view(-1, 1) == parent_of_cell.view(1, -1),
+        ],
+        dim=1,
+    )  # [N, N + K]
     qh = q.view(n, s, h, d).permute(1, 2, 0, 3)
     kh = keys.view(-1, s, h, d).permute(1, 2, 0, 3)
     vh = vals.view(-1, s, h, d).permute(1, 2, 0, 3)
@@ -331,7 +357,9 @@ def test_partition_attention_equals_dense_reference():
     torch.manual_seed(0)
     n = 70
     pos = torch.rand(n, 2)
-    st = compute_structure(torch.empty(2, 0, dtype=torch.long), n, pos, crs="metres", cluster_size=8)
+    st = compute_structure(
+        torch.empty(2, 0, dtype=torch.long), n, pos, crs="metres", cluster_size=8
+    )
     layer = PartitionAttention(16, heads=4)
     assert repr(layer) == "PartitionAttention(16, heads=4)"
     x = torch.randn(n, 2, 16)
@@ -365,9 +393,13 @@ def test_hierarchy_block_and_heads_shapes():
     fh = ForecastHead(c, heads=2)
     assert fh(x, torch.randn(1, 7, c), var_emb).shape == (n, 7, 3)
     assert ReconstructionHead(c, 6)(x, var_emb, 10).shape == (n, 10, 3)
-    scores, node = AnomalyScoreHead(c, 6)(x, var_emb, torch.randn(n, 12, 3), torch.ones(n, 12, 3, dtype=torch.bool))
+    scores, node = AnomalyScoreHead(c, 6)(
+        x, var_emb, torch.randn(n, 12, 3), torch.ones(n, 12, 3, dtype=torch.bool)
+    )
     assert scores.shape == (n, 12, 3) and node.shape == (n,) and bool((scores >= 0).all())
-    k = KrigingHead(c, 6)(x, var_emb, torch.zeros(n, 1, 3), torch.ones(n, 1, 3), 12, torch.tensor([1, 4]))
+    k = KrigingHead(c, 6)(
+        x, var_emb, torch.zeros(n, 1, 3), torch.ones(n, 1, 3), 12, torch.tensor([1, 4])
+    )
     assert k.shape == (2, 12, 3)
     assert NodeClassificationHead(c, 5)(x).shape == (n, 5)
     batch = torch.cat([torch.zeros(20, dtype=torch.long), torch.ones(30, dtype=torch.long)])
@@ -375,11 +407,18 @@ def test_hierarchy_block_and_heads_shapes():
     assert VariableReadout(c, 2)(x, var_emb).shape == (n, s, 3, 2)
 
 
-@pytest.mark.parametrize("cls,args", [
-    (TemporalMixing, (16,)), (PartitionAttention, (16,)), (DirectedDynamicConv, (16,)),
-    (VariableCrossAttention, (16,)), (STBlock, (16,)), (ForecastHead, (16,)),
-    (StepRecurrence, (16,)),
-])
+@pytest.mark.parametrize(
+    "cls,args",
+    [
+        (TemporalMixing, (16,)),
+        (PartitionAttention, (16,)),
+        (DirectedDynamicConv, (16,)),
+        (VariableCrossAttention, (16,)),
+        (STBlock, (16,)),
+        (ForecastHead, (16,)),
+        (StepRecurrence, (16,)),
+    ],
+)
 def test_reset_parameters_reinitialises(cls, args):
     torch.manual_seed(0)
     layer = cls(*args)
@@ -407,7 +446,9 @@ def test_forecast_head_graph_hops_diffuse_between_neighbouring_nodes():
         assert moved.nonzero().view(-1).tolist() == [1, 2, 3]
         # the same head without the hops: zero hop weights
         plain = ForecastHead(c, heads=2)
-        plain.load_state_dict({k: v for k, v in fh.state_dict().items() if not k.startswith("hop_")})
+        plain.load_state_dict(
+            {k: v for k, v in fh.state_dict().items() if not k.startswith("hop_")}
+        )
         for w in (*fh.hop_in, *fh.hop_out):
             w.weight.zero_()
         assert torch.allclose(fh(x, query, var_emb, adj=adj), plain(x, query, var_emb), atol=1e-6)

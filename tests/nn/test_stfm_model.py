@@ -27,7 +27,9 @@ def knn_graph(pos: np.ndarray, k: int = 8) -> torch.Tensor:
     return torch.from_numpy(np.stack([src, dst])).long()
 
 
-def make_graph(n: int, v: int, interval: int, steps: int = 30, seed: int = 0, dyn: bool = False) -> STGraph:
+def make_graph(
+    n: int, v: int, interval: int, steps: int = 30, seed: int = 0, dyn: bool = False
+) -> STGraph:
     g = torch.Generator().manual_seed(seed)
     lon = -118.5 + 0.5 * torch.rand(n, generator=g, dtype=torch.float64)
     lat = 34.0 + 0.3 * torch.rand(n, generator=g, dtype=torch.float64)
@@ -39,13 +41,24 @@ def make_graph(n: int, v: int, interval: int, steps: int = 30, seed: int = 0, dy
     names = ["speed", "flow", "occupancy", "temperature"][:v]
     kwargs = {}
     if dyn:
-        kwargs = dict(dyn_edge_index=ei[:, :20], dyn_edge_time=torch.arange(20) % steps,
-                      dyn_edge_weight=torch.rand(20, generator=g))
+        kwargs = dict(
+            dyn_edge_index=ei[:, :20],
+            dyn_edge_time=torch.arange(20) % steps,
+            dyn_edge_weight=torch.rand(20, generator=g),
+        )
     return STGraph(
-        x=x, mask=mask, time=T0 + torch.arange(steps) * interval, pos=pos, edge_index=ei,
-        edge_weight=torch.rand(ei.size(1), generator=g) + 0.1, node_attr=torch.randn(n, 3, generator=g),
-        meta={"variables": [{"name": s, "unit": ""} for s in names], "interval": interval,
-              "node_attr_names": ["lanes", "speed_limit", "poi_count"]},
+        x=x,
+        mask=mask,
+        time=T0 + torch.arange(steps) * interval,
+        pos=pos,
+        edge_index=ei,
+        edge_weight=torch.rand(ei.size(1), generator=g) + 0.1,
+        node_attr=torch.randn(n, 3, generator=g),
+        meta={
+            "variables": [{"name": s, "unit": ""} for s in names],
+            "interval": interval,
+            "node_attr_names": ["lanes", "speed_limit", "poi_count"],
+        },
         **kwargs,
     )
 
@@ -57,7 +70,9 @@ def window_batch(g: STGraph, batch_size: int = 1, horizon: int = 12):
 @pytest.fixture(scope="module")
 def model() -> STFM:
     torch.manual_seed(0)
-    m = STFM(**yaml.safe_load((CONFIGS / "tiny.yaml").read_text()), tasks=["reconstruction", "kriging"])
+    m = STFM(
+        **yaml.safe_load((CONFIGS / "tiny.yaml").read_text()), tasks=["reconstruction", "kriging"]
+    )
     return m.eval()
 
 
@@ -98,9 +113,16 @@ def test_permutation_equivariance_over_nodes(model):
 def test_variable_order_equivariance(model):
     g = make_graph(30, 3, 300)
     order = [2, 0, 1]
-    g2 = STGraph(x=g.x[:, :, order], mask=g.mask[:, :, order], time=g.time, pos=g.pos,
-                 edge_index=g.edge_index, edge_weight=g.edge_weight, node_attr=g.node_attr,
-                 meta={**g.meta, "variables": [g.meta["variables"][i] for i in order]})
+    g2 = STGraph(
+        x=g.x[:, :, order],
+        mask=g.mask[:, :, order],
+        time=g.time,
+        pos=g.pos,
+        edge_index=g.edge_index,
+        edge_weight=g.edge_weight,
+        node_attr=g.node_attr,
+        meta={**g.meta, "variables": [g.meta["variables"][i] for i in order]},
+    )
     with torch.no_grad():
         y, y2 = model(window_batch(g)), model(window_batch(g2))
     assert torch.allclose(y2, y[:, :, order], atol=1e-4)
@@ -146,7 +168,9 @@ def test_safetensors_roundtrip_identical(tmp_path, model):
     path = tmp_path / "model.safetensors"
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
     torch.manual_seed(123)
-    other = STFM(**yaml.safe_load((CONFIGS / "tiny.yaml").read_text()), tasks=["reconstruction", "kriging"])
+    other = STFM(
+        **yaml.safe_load((CONFIGS / "tiny.yaml").read_text()), tasks=["reconstruction", "kriging"]
+    )
     other.load_state_dict(load_file(str(path)))
     other.eval()
     with torch.no_grad():
@@ -165,7 +189,8 @@ def test_structure_cached_per_graph():
     assert batch_structure(b.edge_index, b.ptr, b.pos, cluster_size=16) is bs
     # cells never mix graphs of a batch
     graph_of_cell = torch.zeros(bs.sizes[1], dtype=torch.long).index_reduce_(
-        0, bs.assign[0], b.batch, "amax", include_self=False)
+        0, bs.assign[0], b.batch, "amax", include_self=False
+    )
     assert torch.equal(graph_of_cell[bs.assign[0]], b.batch)
 
 
@@ -198,11 +223,21 @@ def test_runs_on_real_los_loop(data_dir):
     adj = pd.read_csv(data_dir / "los-loop" / "los_adj.csv", header=None).to_numpy()
     src, dst = np.nonzero(adj)
     x = torch.tensor(speed.to_numpy()[:48].T, dtype=torch.float32).unsqueeze(-1)
-    g = STGraph(x=x, time=T0 + 300 * torch.arange(48), pos=loc[["longitude", "latitude"]].to_numpy(),
-                edge_index=torch.tensor(np.stack([src, dst])), edge_weight=torch.tensor(adj[src, dst]),
-                meta={"variables": [{"name": "speed", "unit": "mph"}], "interval": 300})
-    m = build_model("stfm", input_steps=12, horizon=12, num_variables=1,
-                    **yaml.safe_load((CONFIGS / "small.yaml").read_text())).eval()
+    g = STGraph(
+        x=x,
+        time=T0 + 300 * torch.arange(48),
+        pos=loc[["longitude", "latitude"]].to_numpy(),
+        edge_index=torch.tensor(np.stack([src, dst])),
+        edge_weight=torch.tensor(adj[src, dst]),
+        meta={"variables": [{"name": "speed", "unit": "mph"}], "interval": 300},
+    )
+    m = build_model(
+        "stfm",
+        input_steps=12,
+        horizon=12,
+        num_variables=1,
+        **yaml.safe_load((CONFIGS / "small.yaml").read_text()),
+    ).eval()
     with torch.no_grad():
         y = m(window_batch(g, 4))
     assert y.shape == (4 * 207, 12, 1) and bool(torch.isfinite(y).all())
@@ -234,13 +269,18 @@ def test_global_residual_forecast_is_node_plus_graph_scale_term():
             for v in range(2):
                 obs = xv[..., v][mv[..., v]]
                 want = obs.double().std(unbiased=False).float()
-                assert torch.allclose(state.global_scale[sel, 0, v], want.expand(int(sel.sum())), rtol=1e-4)
+                assert torch.allclose(
+                    state.global_scale[sel, 0, v], want.expand(int(sel.sum())), rtol=1e-4
+                )
         out = m.forecast(state, horizon=4)
         # zeroing the second readout leaves the usual de-normalised forecast: loc + scale * z
         head = m.forecast_head
         query = m.time_encoding(
-            state.last_time.view(-1, 1) + torch.arange(1, 5).view(1, -1) * state.interval.view(-1, 1),
-            state.interval, (torch.arange(1, 5) * state.interval.view(-1, 1)).float())
+            state.last_time.view(-1, 1)
+            + torch.arange(1, 5).view(1, -1) * state.interval.view(-1, 1),
+            state.interval,
+            (torch.arange(1, 5) * state.interval.view(-1, 1)).float(),
+        )
         z = head(state.tokens, query, state.var_emb, state.batch)
         assert z.shape == (80, 4, 2, 2)
         want = z[..., 0] * state.scale + state.loc + z[..., 1] * state.global_scale
@@ -266,9 +306,14 @@ def test_step_path_adds_its_readout_and_keeps_the_contracts():
         without = m.forecast(state, horizon=4)
         # the difference is the path's readout, on the node's scale
         query = m.time_encoding(
-            state.last_time.view(-1, 1) + torch.arange(1, 5).view(1, -1) * state.interval.view(-1, 1),
-            state.interval, (torch.arange(1, 5) * state.interval.view(-1, 1)).float())
-        step = m.step.readout(m.encode_data(b).step_state, query, state.var_emb, state.batch)[..., 0]
+            state.last_time.view(-1, 1)
+            + torch.arange(1, 5).view(1, -1) * state.interval.view(-1, 1),
+            state.interval,
+            (torch.arange(1, 5) * state.interval.view(-1, 1)).float(),
+        )
+        step = m.step.readout(m.encode_data(b).step_state, query, state.var_emb, state.batch)[
+            ..., 0
+        ]
         assert torch.allclose(with_step - without, step * state.scale, atol=1e-4)
         assert float(step.abs().max()) > 1e-2
         # permutation equivariance and masked values that never leak, with the path on
@@ -315,8 +360,11 @@ def test_persistence_gate_mixes_forecast_and_last_observed_value():
         assert_last_observed(state, b)
         out = m.forecast(state, horizon=4)
         query = m.time_encoding(
-            state.last_time.view(-1, 1) + torch.arange(1, 5).view(1, -1) * state.interval.view(-1, 1),
-            state.interval, (torch.arange(1, 5) * state.interval.view(-1, 1)).float())
+            state.last_time.view(-1, 1)
+            + torch.arange(1, 5).view(1, -1) * state.interval.view(-1, 1),
+            state.interval,
+            (torch.arange(1, 5) * state.interval.view(-1, 1)).float(),
+        )
         r = m.step.readout(state.step_state, query, state.var_emb, state.batch)
         g = torch.sigmoid(r[..., 1])
         y = m.forecast_head(state.tokens, query, state.var_emb, state.batch) + r[..., 0]

@@ -24,7 +24,10 @@ def _write(tmp_path, text):
 
 
 def test_good_config_and_overrides(tmp_path):
-    cfg = load_config(_write(tmp_path, GOOD), overrides=["train.lr=0.5", "train.grad_clip=null", "model.options={k: 2}"])
+    cfg = load_config(
+        _write(tmp_path, GOOD),
+        overrides=["train.lr=0.5", "train.grad_clip=null", "model.options={k: 2}"],
+    )
     assert cfg.seed == 3 and cfg.train.lr == 0.5 and cfg.train.grad_clip is None
     assert cfg.model.options == {"k": 2} and cfg.protocol.name == "pgt" and cfg.train.epochs == 2
     again = load_config(_write(tmp_path, dump_config(cfg)))
@@ -38,8 +41,14 @@ def test_good_config_and_overrides(tmp_path):
         (GOOD + "extra: 1\n", r"unknown key 'extra'"),
         (GOOD.replace("lr: 0.01", "lr: fast"), r"train.lr = 'fast': expected float"),
         (GOOD.replace("epochs: 2", "epochs: 0"), r"train.epochs must be >= 1"),
-        (GOOD.replace("epochs: 2", "epochs: 2, loss: l1"), r"train.loss = 'l1': expected one of mae, mse, huber, berhu"),
-        (GOOD.replace("epochs: 2", "epochs: 2, loss: huber, loss_delta: 0"), r"train.loss_delta = 0.0: expected > 0"),
+        (
+            GOOD.replace("epochs: 2", "epochs: 2, loss: l1"),
+            r"train.loss = 'l1': expected one of mae, mse, huber, berhu",
+        ),
+        (
+            GOOD.replace("epochs: 2", "epochs: 2, loss: huber, loss_delta: 0"),
+            r"train.loss_delta = 0.0: expected > 0",
+        ),
         (GOOD.replace("dataset: {name: chickenpox}\n", ""), r"missing required key 'dataset'"),
         ("seed: [1\n", "not valid YAML"),
     ],
@@ -55,4 +64,6 @@ def test_bad_override():
     with pytest.raises(ConfigError, match="expected key=value"):
         load_config(raw={"dataset": {"name": "x"}, "model": {"name": "y"}}, overrides=["train.lr"])
     with pytest.raises(ConfigError, match=r"unknown key 'train.nope'"):
-        load_config(raw={"dataset": {"name": "x"}, "model": {"name": "y"}}, overrides=["train.nope=1"])
+        load_config(
+            raw={"dataset": {"name": "x"}, "model": {"name": "y"}}, overrides=["train.nope=1"]
+        )

@@ -43,15 +43,19 @@ def test_accumulator_equals_whole_set_and_per_step():
     mask = torch.rand(50, 7, 4, 2, generator=g) > 0.2
     acc = MetricAccumulator(horizon=4)
     for chunk in range(0, 50, 13):  # uneven batches
-        acc.update(pred[chunk:chunk + 13], y[chunk:chunk + 13], mask[chunk:chunk + 13])
+        acc.update(pred[chunk : chunk + 13], y[chunk : chunk + 13], mask[chunk : chunk + 13])
     avg = acc.average()
     assert avg["mae"] == pytest.approx(float(masked_mae(pred, y, mask)), rel=1e-6)
     assert avg["rmse"] == pytest.approx(float(masked_rmse(pred, y, mask)), rel=1e-6)
     per = acc.per_step()
     for h in range(4):
         sl = (slice(None), slice(None), h)
-        assert per["mae"][h] == pytest.approx(float(masked_mae(pred[sl], y[sl], mask[sl])), rel=1e-6)
-        assert per["mape"][h] == pytest.approx(float(masked_mape(pred[sl], y[sl], mask[sl])), rel=1e-6)
+        assert per["mae"][h] == pytest.approx(
+            float(masked_mae(pred[sl], y[sl], mask[sl])), rel=1e-6
+        )
+        assert per["mape"][h] == pytest.approx(
+            float(masked_mape(pred[sl], y[sl], mask[sl])), rel=1e-6
+        )
     assert acc.at([2])[2]["mse"] == pytest.approx(per["mse"][1])
     assert acc.count == int(mask.sum())
 

@@ -23,7 +23,9 @@ class LinearLags(Forecaster):
 
     name = "test_linear_lags"
 
-    def __init__(self, input_steps: int, horizon: int, num_variables: int = 1, dropout: float = 0.1) -> None:
+    def __init__(
+        self, input_steps: int, horizon: int, num_variables: int = 1, dropout: float = 0.1
+    ) -> None:
         super().__init__(input_steps, horizon, num_variables)
         self.scaler = StandardScaler()
         self.lin = torch.nn.Linear(input_steps, horizon)
@@ -45,23 +47,41 @@ def pox(data_dir) -> STGraph:
     d = json.loads((data_dir / "pgt-chickenpox" / "chickenpox.json").read_text())
     x = torch.tensor(d["FX"], dtype=torch.float32).t()[:, :, None]
     ei = torch.tensor(d["edges"]).t()
-    return STGraph(x=x, time=1104710400 + 7 * 86400 * torch.arange(x.size(1)), edge_index=ei,
-                   meta={"variables": [{"name": "cases", "unit": "standardised"}], "interval": 7 * 86400})
+    return STGraph(
+        x=x,
+        time=1104710400 + 7 * 86400 * torch.arange(x.size(1)),
+        edge_index=ei,
+        meta={"variables": [{"name": "cases", "unit": "standardised"}], "interval": 7 * 86400},
+    )
 
 
 def _cfg(tmp_path, name="run", epochs=4, protocol="pgt-80-20", model="test_linear_lags", **train):
-    return load_config(raw={
-        "seed": 7, "dataset": {"name": "chickenpox"}, "protocol": {"name": protocol},
-        "model": {"name": model}, "train": {"epochs": epochs, "batch_size": 32, "lr": 0.01, **train},
-        "output": {"dir": str(tmp_path / name), "tensorboard": True, "progress": False},
-    })
+    return load_config(
+        raw={
+            "seed": 7,
+            "dataset": {"name": "chickenpox"},
+            "protocol": {"name": protocol},
+            "model": {"name": model},
+            "train": {"epochs": epochs, "batch_size": 32, "lr": 0.01, **train},
+            "output": {"dir": str(tmp_path / name), "tensorboard": True, "progress": False},
+        }
+    )
 
 
 def test_run_writes_checkpoint_and_metrics(tmp_path, pox):
     res = train(_cfg(tmp_path), graph=pox)
     d = res.run_dir
-    for f in ("config.yaml", "model.safetensors", "resume/last.safetensors", "resume/optimizer.pt",
-              "resume/trainer_state.json", "log.csv", "metrics.json", "metrics.md", "metrics-horizon.png"):
+    for f in (
+        "config.yaml",
+        "model.safetensors",
+        "resume/last.safetensors",
+        "resume/optimizer.pt",
+        "resume/trainer_state.json",
+        "log.csv",
+        "metrics.json",
+        "metrics.md",
+        "metrics-horizon.png",
+    ):
         assert (d / f).is_file(), f
     assert any((d / "tensorboard").iterdir())
     metrics = json.loads((d / "metrics.json").read_text())
@@ -110,13 +130,18 @@ def test_resume_after_interruption_matches_uninterrupted_run(tmp_path, pox, monk
     state = json.loads((tmp_path / "cut" / "resume" / "trainer_state.json").read_text())
     assert state["epoch"] == 2 and not state["finished"]
     if extra:  # 13 training batches of 32 per epoch, one average update after each
-        assert state["ema_steps"] == 2 * 13 and (tmp_path / "cut" / "resume" / "ema.safetensors").is_file()
+        assert (
+            state["ema_steps"] == 2 * 13
+            and (tmp_path / "cut" / "resume" / "ema.safetensors").is_file()
+        )
     resumed = train(_cfg(tmp_path, "cut", epochs=4, **extra), graph=pox)
     w_full = load_file(str(full.run_dir / "model.safetensors"))
     w_cut = load_file(str(resumed.run_dir / "model.safetensors"))
     assert all(torch.equal(w_full[k], w_cut[k]) for k in w_full)
     assert resumed.metrics["average"] == full.metrics["average"]
-    epochs = [line.split(",")[0] for line in (resumed.run_dir / "log.csv").read_text().splitlines()[1:]]
+    epochs = [
+        line.split(",")[0] for line in (resumed.run_dir / "log.csv").read_text().splitlines()[1:]
+    ]
     assert epochs == ["1", "2", "3", "4"]
 
 
@@ -177,11 +202,17 @@ def test_protocol_scaler_is_the_one_used(tmp_path, pox):
 @pytest.mark.parametrize("kind", ["mae", "mse", "huber", "berhu"])
 def test_loss_kinds_leave_out_masked_targets(kind):
     pred = torch.tensor([[1.0, 5.0, 0.0]])
-    batch = SimpleNamespace(y=torch.tensor([[0.0, 1.0, 100.0]]), y_mask=torch.tensor([[True, True, False]]))
+    batch = SimpleNamespace(
+        y=torch.tensor([[0.0, 1.0, 100.0]]), y_mask=torch.tensor([[True, True, False]])
+    )
     got = float(trainer_mod._loss(pred, batch, kind, None, delta=2.0))
     # errors 1 and 4 (the masked 100 never counts)
-    want = {"mae": (1 + 4) / 2, "mse": (1 + 16) / 2, "huber": (0.5 + 2 * (4 - 1)) / 2,
-            "berhu": (1 + (16 + 4) / 4) / 2}[kind]
+    want = {
+        "mae": (1 + 4) / 2,
+        "mse": (1 + 16) / 2,
+        "huber": (0.5 + 2 * (4 - 1)) / 2,
+        "berhu": (1 + (16 + 4) / 4) / 2,
+    }[kind]
     assert got == pytest.approx(want)
 
 
@@ -220,7 +251,9 @@ def test_ema_weights_are_the_ones_kept_and_tested(tmp_path, pox):
     # the scaler statistics (buffers) are copied, not averaged
     assert torch.equal(kept["scaler.loc"], last["scaler.loc"])
     # the raw trajectory is the same as without averaging; only the kept model differs
-    assert torch.equal(last["lin.weight"], load_file(str(plain.run_dir / "model.safetensors"))["lin.weight"])
+    assert torch.equal(
+        last["lin.weight"], load_file(str(plain.run_dir / "model.safetensors"))["lin.weight"]
+    )
     assert res.metrics["average"] != plain.metrics["average"]
 
 

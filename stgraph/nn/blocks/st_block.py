@@ -54,8 +54,16 @@ class STBlock(torch.nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        for m in (self.norm_t, self.temporal, self.norm_g, self.conv, self.norm_a, self.attn,
-                  self.norm_f, self.ffn):
+        for m in (
+            self.norm_t,
+            self.temporal,
+            self.norm_g,
+            self.conv,
+            self.norm_a,
+            self.attn,
+            self.norm_f,
+            self.ffn,
+        ):
             m.reset_parameters()
 
     def forward(
@@ -69,7 +77,10 @@ class STBlock(torch.nn.Module):
     ) -> Tensor:
         x = x + self.temporal(self.norm_t(x))
         x = x + self.conv(
-            self.norm_g(x), adj=adj, dyn_edge_index=dyn_edge_index, dyn_edge_step=dyn_edge_step,
+            self.norm_g(x),
+            adj=adj,
+            dyn_edge_index=dyn_edge_index,
+            dyn_edge_step=dyn_edge_step,
             dyn_edge_weight=dyn_edge_weight,
         )
         structure = structure.to(x.device)

@@ -40,7 +40,9 @@ class AnomalyScoreHead(torch.nn.Module):
     def reset_parameters(self) -> None:
         self.reconstruction.reset_parameters()
 
-    def forward(self, x: Tensor, var_emb: Tensor, x_norm: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(
+        self, x: Tensor, var_emb: Tensor, x_norm: Tensor, mask: Tensor
+    ) -> tuple[Tensor, Tensor]:
         recon = self.reconstruction(x, var_emb, x_norm.size(1))
         m = mask.to(recon.dtype)
         score = (recon - x_norm).abs() * m

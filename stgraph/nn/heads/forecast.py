@@ -54,21 +54,31 @@ class ForecastHead(torch.nn.Module):
     """
 
     def __init__(
-        self, channels: int, heads: int = 4, hidden: int | None = None, outputs: int = 1,
+        self,
+        channels: int,
+        heads: int = 4,
+        hidden: int | None = None,
+        outputs: int = 1,
         graph_hops: int = 0,
     ) -> None:
         super().__init__()
         hidden = hidden or max(heads, channels // 2)
         if hidden % heads or channels % heads:
-            raise ValueError(f"channels ({channels}) and hidden ({hidden}) must divide by heads ({heads})")
+            raise ValueError(
+                f"channels ({channels}) and hidden ({hidden}) must divide by heads ({heads})"
+            )
         if outputs not in (1, 2):
             raise ValueError(f"outputs={outputs}: expected 1 or 2")
         if graph_hops < 0:
             raise ValueError(f"graph_hops={graph_hops}: expected >= 0")
         self.channels, self.heads, self.hidden, self.outputs = channels, heads, hidden, outputs
         self.graph_hops = int(graph_hops)
-        self.hop_in = torch.nn.ModuleList(torch.nn.Linear(hidden, hidden, bias=False) for _ in range(graph_hops))
-        self.hop_out = torch.nn.ModuleList(torch.nn.Linear(hidden, hidden, bias=False) for _ in range(graph_hops))
+        self.hop_in = torch.nn.ModuleList(
+            torch.nn.Linear(hidden, hidden, bias=False) for _ in range(graph_hops)
+        )
+        self.hop_out = torch.nn.ModuleList(
+            torch.nn.Linear(hidden, hidden, bias=False) for _ in range(graph_hops)
+        )
         self.q = torch.nn.Linear(channels, channels)
         self.k = torch.nn.Linear(channels, channels)
         self.v = torch.nn.Linear(channels, hidden)
@@ -79,11 +89,25 @@ class ForecastHead(torch.nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        for m in (self.q, self.k, self.v, self.t, self.u, self.var_w, self.var_b, *self.hop_in, *self.hop_out):
+        for m in (
+            self.q,
+            self.k,
+            self.v,
+            self.t,
+            self.u,
+            self.var_w,
+            self.var_b,
+            *self.hop_in,
+            *self.hop_out,
+        ):
             m.reset_parameters()
 
     def forward(
-        self, x: Tensor, query: Tensor, var_emb: Tensor, batch: Tensor | None = None,
+        self,
+        x: Tensor,
+        query: Tensor,
+        var_emb: Tensor,
+        batch: Tensor | None = None,
         adj: tuple | None = None,
     ) -> Tensor:
         n, s, c = x.shape
@@ -104,8 +128,11 @@ class ForecastHead(torch.nn.Module):
             a_in, a_out = adj
             for w_in, w_out in zip(self.hop_in, self.hop_out, strict=True):
                 flat = z.reshape(n, hz * self.hidden)
-                z = z + w_in(a_in.matmul(flat).view(n, hz, self.hidden)) + w_out(
-                    a_out.matmul(flat).view(n, hz, self.hidden))
+                z = (
+                    z
+                    + w_in(a_in.matmul(flat).view(n, hz, self.hidden))
+                    + w_out(a_out.matmul(flat).view(n, hz, self.hidden))
+                )
         nv = var_emb.size(0)
         w = self.var_w(var_emb).view(nv * self.outputs, self.hidden)  # [V*O, C_h]
         y = F.gelu(z) @ w.t() + self.var_b(var_emb).view(1, 1, -1)  # [N, H, V*O]
@@ -113,5 +140,6 @@ class ForecastHead(torch.nn.Module):
 
     def __repr__(self) -> str:
         extra = ("" if self.outputs == 1 else f", outputs={self.outputs}") + (
-            f", graph_hops={self.graph_hops}" if self.graph_hops else "")
+            f", graph_hops={self.graph_hops}" if self.graph_hops else ""
+        )
         return f"{self.__class__.__name__}({self.channels}, heads={self.heads}, hidden={self.hidden}{extra})"

@@ -38,7 +38,12 @@ class KrigingHead(torch.nn.Module):
         self.reconstruction.reset_parameters()
 
     def forward(
-        self, x: Tensor, var_emb: Tensor, loc: Tensor, scale: Tensor, num_steps: int,
+        self,
+        x: Tensor,
+        var_emb: Tensor,
+        loc: Tensor,
+        scale: Tensor,
+        num_steps: int,
         index: Tensor | None = None,
     ) -> Tensor:
         if index is not None:

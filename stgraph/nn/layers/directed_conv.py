@@ -136,7 +136,9 @@ class DirectedDynamicConv(MessagePassing):
     def message(self, x_j: Tensor, edge_weight: Tensor | None = None) -> Tensor:
         return x_j if edge_weight is None else edge_weight.view(-1, 1) * x_j
 
-    def message_and_aggregate(self, adj_t: Tensor, x: Tensor, op: SparseOperator | None = None) -> Tensor:
+    def message_and_aggregate(
+        self, adj_t: Tensor, x: Tensor, op: SparseOperator | None = None
+    ) -> Tensor:
         if op is not None:
             return op.matmul(x)
         return spmm(adj_t, x, reduce="sum")

@@ -38,7 +38,11 @@ class HierarchicalPooling(torch.nn.Module):
     """
 
     def __init__(
-        self, channels: int, levels: int, heads: int = 4, ffn_ratio: float = 2.0,
+        self,
+        channels: int,
+        levels: int,
+        heads: int = 4,
+        ffn_ratio: float = 2.0,
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
@@ -70,9 +74,7 @@ class HierarchicalPooling(torch.nn.Module):
         for lvl in range(levels):
             skips.append(cur)
             assign = structure.assign[lvl]
-            cur = self.pool[lvl](
-                segment_mean(cur, assign, structure.sizes[lvl + 1])
-            )
+            cur = self.pool[lvl](segment_mean(cur, assign, structure.sizes[lvl + 1]))
             members, ctx_members, group_ctx, slots = attention_groups(structure, lvl + 1)
             ctx = None
             z = self.norm1[lvl](cur)
@@ -87,4 +89,6 @@ class HierarchicalPooling(torch.nn.Module):
         return cur
 
     def __repr__(self) -> str:
-        return f"{self.__class__.__name__}({self.channels}, levels={self.levels}, heads={self.heads})"
+        return (
+            f"{self.__class__.__name__}({self.channels}, levels={self.levels}, heads={self.heads})"
+        )

@@ -71,7 +71,9 @@ class MaskedInstanceNorm(torch.nn.Module):
         g_mu_n, g_std_n = g_mu[batch].unsqueeze(1), g_std[batch].unsqueeze(1)  # [N,1,V]
         sigma = (var + (self.eps * g_std_n) ** 2 + 1e-8).sqrt()
         if not bool(has.all()):
-            mu, sigma = self._fill_unobserved(mu, sigma, has, g_mu_n, g_std_n, edge_index, edge_weight)
+            mu, sigma = self._fill_unobserved(
+                mu, sigma, has, g_mu_n, g_std_n, edge_index, edge_weight
+            )
         x_norm = (x - mu) / sigma * m
         level = torch.cat([(mu - g_mu_n) / g_std_n, torch.log(sigma / g_std_n)], dim=1)
         return x_norm, mu, sigma, level.transpose(1, 2)
@@ -82,14 +84,20 @@ class MaskedInstanceNorm(torch.nn.Module):
         fill_sigma = g_std.expand_as(sigma)
         if edge_index is not None and edge_index.numel():
             src, dst = torch.cat([edge_index, edge_index.flip(0)], dim=1)
-            w = torch.ones(src.numel(), device=mu.device) if edge_weight is None else (
-                edge_weight.abs().repeat(2)
+            w = (
+                torch.ones(src.numel(), device=mu.device)
+                if edge_weight is None
+                else (edge_weight.abs().repeat(2))
             )
             hw = has[src, 0].to(mu.dtype) * w.view(-1, 1)  # [E2,V]
             n = mu.size(0)
             den = scatter(hw, dst, 0, dim_size=n, reduce="sum")
-            nb_mu = scatter(hw * mu[src, 0], dst, 0, dim_size=n, reduce="sum") / den.clamp_min(1e-12)
-            nb_sd = scatter(hw * sigma[src, 0], dst, 0, dim_size=n, reduce="sum") / den.clamp_min(1e-12)
+            nb_mu = scatter(hw * mu[src, 0], dst, 0, dim_size=n, reduce="sum") / den.clamp_min(
+                1e-12
+            )
+            nb_sd = scatter(hw * sigma[src, 0], dst, 0, dim_size=n, reduce="sum") / den.clamp_min(
+                1e-12
+            )
             ok = (den > 0).unsqueeze(1)
             fill_mu = torch.where(ok, nb_mu.unsqueeze(1), fill_mu)
             fill_sigma = torch.where(ok, nb_sd.unsqueeze(1), fill_sigma)

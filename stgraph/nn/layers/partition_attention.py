@@ -119,7 +119,10 @@ class PartitionAttention(torch.nn.Module):
 
         mask = key_valid.view(g, 1, 1, 1, ck)
         y = F.scaled_dot_product_attention(
-            heads_first(qb, cq), heads_first(kb, ck), heads_first(vb, ck), attn_mask=mask,
+            heads_first(qb, cq),
+            heads_first(kb, ck),
+            heads_first(vb, ck),
+            attn_mask=mask,
             dropout_p=self.dropout if self.training else 0.0,
         )  # [G, S, h, c, d]
         y = self.out(y.permute(0, 3, 1, 2, 4).reshape(g * cq, s, c))

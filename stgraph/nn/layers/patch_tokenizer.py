@@ -51,7 +51,9 @@ class PatchTokenizer(torch.nn.Module):
         super().__init__()
         self.patch_len, self.channels, self.level_features = patch_len, channels, level_features
         self.graph_values = bool(graph_values)
-        self.lin = torch.nn.Linear((3 if graph_values else 2) * patch_len + level_features, channels)
+        self.lin = torch.nn.Linear(
+            (3 if graph_values else 2) * patch_len + level_features, channels
+        )
         self.reset_parameters()
 
     def reset_parameters(self) -> None:

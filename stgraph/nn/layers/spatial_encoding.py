@@ -42,7 +42,9 @@ class SpatialEncoding(torch.nn.Module):
         self.lin1 = torch.nn.Linear(in_dim, channels)
         self.lin2 = torch.nn.Linear(channels, channels)
         self.register_buffer(
-            "freq", math.pi * 2.0 ** torch.arange(frequencies, dtype=torch.float32), persistent=False
+            "freq",
+            math.pi * 2.0 ** torch.arange(frequencies, dtype=torch.float32),
+            persistent=False,
         )
         self.reset_parameters()
 

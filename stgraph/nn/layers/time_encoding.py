@@ -34,9 +34,12 @@ def time_features(time: Tensor, interval: Tensor, lead: Tensor | None = None) ->
     tod = torch.remainder(time, _DAY).to(torch.float32) / _DAY
     dow = torch.remainder(time + 3 * _DAY, _WEEK).to(torch.float32) / _WEEK
     feats = [
-        torch.sin(2 * math.pi * tod), torch.cos(2 * math.pi * tod),
-        torch.sin(4 * math.pi * tod), torch.cos(4 * math.pi * tod),
-        torch.sin(2 * math.pi * dow), torch.cos(2 * math.pi * dow),
+        torch.sin(2 * math.pi * tod),
+        torch.cos(2 * math.pi * tod),
+        torch.sin(4 * math.pi * tod),
+        torch.cos(4 * math.pi * tod),
+        torch.sin(2 * math.pi * dow),
+        torch.cos(2 * math.pi * dow),
     ]
     iv = torch.log(interval.to(torch.float32).clamp_min(1.0) / 3600.0).view(-1, 1) / 4
     feats.append(iv.expand_as(tod))
@@ -82,7 +85,9 @@ class TimeEncoding(torch.nn.Module):
         super().__init__()
         unknown = set(calendar) - set(CALENDAR)
         if unknown:
-            raise ValueError(f"calendar: unknown parts {sorted(unknown)}; known: {', '.join(CALENDAR)}")
+            raise ValueError(
+                f"calendar: unknown parts {sorted(unknown)}; known: {', '.join(CALENDAR)}"
+            )
         self.out_channels = out_channels
         self.calendar = tuple(c for c in CALENDAR if c in calendar)
         keep = torch.ones(self.num_features)

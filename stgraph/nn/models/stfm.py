@@ -177,7 +177,9 @@ class STFM(torch.nn.Module):
         super().__init__()
         unknown = set(tasks) - {"reconstruction", "anomaly", "kriging"}
         if unknown:
-            raise ValueError(f"unknown tasks {sorted(unknown)}; known: reconstruction, anomaly, kriging")
+            raise ValueError(
+                f"unknown tasks {sorted(unknown)}; known: reconstruction, anomaly, kriging"
+            )
         self.channels, self.depth, self.heads, self.patch_len = channels, depth, heads, patch_len
         self.levels, self.cluster_size, self.rwse_steps = levels, cluster_size, rwse_steps
         self.tasks = tuple(tasks)
@@ -191,11 +193,14 @@ class STFM(torch.nn.Module):
         self.blocks = torch.nn.ModuleList(
             STBlock(channels, heads, ffn_ratio, dropout) for _ in range(depth)
         )
-        self.hierarchy = HierarchicalPooling(channels, levels, heads, ffn_ratio, dropout) if levels else None
+        self.hierarchy = (
+            HierarchicalPooling(channels, levels, heads, ffn_ratio, dropout) if levels else None
+        )
         self.final_norm = torch.nn.LayerNorm(channels)
         self.global_residual = bool(global_residual)
-        self.forecast_head = ForecastHead(channels, heads, outputs=2 if global_residual else 1,
-                                          graph_hops=decoder_hops)
+        self.forecast_head = ForecastHead(
+            channels, heads, outputs=2 if global_residual else 1, graph_hops=decoder_hops
+        )
         self.step_hidden, self.step_hops = int(step_hidden), int(step_hops)
         if persistence_gate and not self.step_hidden:
             raise ValueError("persistence_gate needs the step path: set step_hidden > 0")
@@ -207,16 +212,25 @@ class STFM(torch.nn.Module):
         self.anchor_query = torch.nn.Linear(channels, channels) if anchor == "blend" else None
         self.anchor_bias = torch.nn.Linear(channels, 1) if anchor == "blend" else None
         self.step = (
-            StepRecurrence(channels, self.step_hidden, self.step_hops,
-                           2 if global_residual else 1, gate=self.persistence_gate)
+            StepRecurrence(
+                channels,
+                self.step_hidden,
+                self.step_hops,
+                2 if global_residual else 1,
+                gate=self.persistence_gate,
+            )
             if self.step_hidden
             else None
         )
-        self.reconstruction_head = ReconstructionHead(channels, patch_len) if "reconstruction" in tasks else None
+        self.reconstruction_head = (
+            ReconstructionHead(channels, patch_len) if "reconstruction" in tasks else None
+        )
         self.anomaly_head = AnomalyScoreHead(channels, patch_len) if "anomaly" in tasks else None
         self.kriging_head = KrigingHead(channels, patch_len) if "kriging" in tasks else None
         self.node_head = NodeClassificationHead(channels, node_classes) if node_classes else None
-        self.graph_head = GraphClassificationHead(channels, graph_classes) if graph_classes else None
+        self.graph_head = (
+            GraphClassificationHead(channels, graph_classes) if graph_classes else None
+        )
 
     def reset_parameters(self) -> None:
         for m in self.children():
@@ -265,9 +279,13 @@ class STFM(torch.nn.Module):
             time = torch.arange(length, device=dev).view(1, -1) * interval.view(-1, 1).long()
         if structure is None:
             structure = batch_structure(
-                edge_index.cpu(), ptr.cpu(), None if pos is None else pos.cpu(),
-                edge_weight=None if edge_weight is None else edge_weight.cpu(), crs=crs,
-                rwse_steps=self.rwse_steps, cluster_size=self.cluster_size,
+                edge_index.cpu(),
+                ptr.cpu(),
+                None if pos is None else pos.cpu(),
+                edge_weight=None if edge_weight is None else edge_weight.cpu(),
+                crs=crs,
+                rwse_steps=self.rwse_steps,
+                cluster_size=self.cluster_size,
             )
         structure = structure.to(dev)
         x_norm, loc, scale, level = self.norm(x, mask, batch, edge_index, edge_weight)
@@ -278,7 +296,9 @@ class STFM(torch.nn.Module):
         tokens, valid = self.tokenizer(x_norm, mask, level, var_emb)  # [N,S,V,C], [N,S,V]
         s = tokens.size(1)
         pad = s * self.patch_len - length
-        last = (torch.arange(s, device=dev) + 1) * self.patch_len - 1 - pad  # last step of each patch
+        last = (
+            (torch.arange(s, device=dev) + 1) * self.patch_len - 1 - pad
+        )  # last step of each patch
         te = broadcast_graphs(self.time_encoding(time[:, last], interval), batch)  # [N,S,C]
         h = self.merge(tokens, valid, te) + te
         ctx = None
@@ -306,8 +326,21 @@ class STFM(torch.nn.Module):
         global_scale = None  # only the global-residual forecast reads it; level is log(sigma / s_g)
         if self.global_residual:
             global_scale = scale * torch.exp(-level[:, :, 1]).unsqueeze(1)
-        return STFMState(h, loc, scale, x_norm, mask, var_emb, batch, time[:, -1], interval,
-                         structure, global_scale, step_state, last_value)
+        return STFMState(
+            h,
+            loc,
+            scale,
+            x_norm,
+            mask,
+            var_emb,
+            batch,
+            time[:, -1],
+            interval,
+            structure,
+            global_scale,
+            step_state,
+            last_value,
+        )
 
     @staticmethod
     def _interval(time: Tensor | None, interval: Tensor | None, num_graphs: int, dev) -> Tensor:
@@ -322,7 +355,9 @@ class STFM(torch.nn.Module):
         meta = _meta_of(data)
         edge_weight, dyn_edge_weight = model_edge_weights(data)  # distances -> affinities
         return self.encode(
-            data.x, data.mask, data.edge_index,
+            data.x,
+            data.mask,
+            data.edge_index,
             time=getattr(data, "time", None),
             batch=getattr(data, "batch", None),
             ptr=getattr(data, "ptr", None),
@@ -333,12 +368,16 @@ class STFM(torch.nn.Module):
             dyn_edge_index=getattr(data, "dyn_edge_index", None),
             dyn_edge_time=getattr(data, "dyn_edge_time", None),
             dyn_edge_weight=dyn_edge_weight,
-            variables=meta["variables"], units=meta["units"],
-            interval=meta["interval"], crs=meta["crs"],
+            variables=meta["variables"],
+            units=meta["units"],
+            interval=meta["interval"],
+            crs=meta["crs"],
         )
 
     # ------------------------------------------------------------------ heads
-    def forecast(self, state: STFMState, *, y_time: Tensor | None = None, horizon: int | None = None) -> Tensor:
+    def forecast(
+        self, state: STFMState, *, y_time: Tensor | None = None, horizon: int | None = None
+    ) -> Tensor:
         """Forecast ``[N, H, V]`` in original units, at ``y_time`` ``[B, H]`` (or the next
         ``horizon`` steps at the input's interval)."""
         if y_time is None:
@@ -362,7 +401,9 @@ class STFM(torch.nn.Module):
             loc = state.last_value
         elif self.anchor_query is not None and self.anchor_bias is not None:
             logit = torch.einsum("bhc,vc->bhv", self.anchor_query(query), state.var_emb)
-            logit = logit / state.var_emb.size(-1) ** 0.5 + self.anchor_bias(state.var_emb).view(1, 1, -1)
+            logit = logit / state.var_emb.size(-1) ** 0.5 + self.anchor_bias(state.var_emb).view(
+                1, 1, -1
+            )
             a = broadcast_graphs(torch.sigmoid(logit), state.batch)  # [N, H, V]
             loc = state.loc + a * (state.last_value - state.loc)
         if self.global_residual:
@@ -392,8 +433,9 @@ class STFM(torch.nn.Module):
         """Estimated window ``[K, L, V]`` at nodes ``index`` (needs the kriging task)."""
         if self.kriging_head is None:
             raise RuntimeError("this STFM was built without tasks=['kriging']")
-        return self.kriging_head(state.tokens, state.var_emb, state.loc, state.scale,
-                                 state.x_norm.size(1), index)
+        return self.kriging_head(
+            state.tokens, state.var_emb, state.loc, state.scale, state.x_norm.size(1), index
+        )
 
     def classify_nodes(self, state: STFMState) -> Tensor:
         """Node class logits ``[N, K]`` (needs ``node_classes``)."""
@@ -425,8 +467,16 @@ class STFM(torch.nn.Module):
             + (f", step_hidden={self.step_hidden}" if self.step_hidden else "")
             + (", persistence_gate=True" if self.persistence_gate else "")
             + (f", anchor={self.anchor!r}" if self.anchor != "mean" else "")
-            + (f", pos_frequencies={self.spatial.frequencies}" if self.spatial.frequencies != 3 else "")
+            + (
+                f", pos_frequencies={self.spatial.frequencies}"
+                if self.spatial.frequencies != 3
+                else ""
+            )
             + (", graph_values=True" if self.tokenizer.graph_values else "")
-            + (f", decoder_hops={self.forecast_head.graph_hops}" if self.forecast_head.graph_hops else "")
+            + (
+                f", decoder_hops={self.forecast_head.graph_hops}"
+                if self.forecast_head.graph_hops
+                else ""
+            )
             + ")"
         )
