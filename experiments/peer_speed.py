@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         except ImportError as err:
             raise SystemExit(TSL_MISSING.format(err=err)) from err
 
-    from stgraph.models import build_model
+    from stgraph.tasks import build_model
 
     if args.threads:
         torch.set_num_threads(args.threads)

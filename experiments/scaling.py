@@ -74,8 +74,8 @@ def measure(n: int, config: Path, repeats: int) -> dict:
     import yaml
 
     from stgraph.data import SlidingWindows
-    from stgraph.models import build_model
     from stgraph.nn import cached_structure
+    from stgraph.tasks import build_model
 
     torch.manual_seed(0)
     g = _graph(n)

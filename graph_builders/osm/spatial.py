@@ -8,36 +8,13 @@ via pyproj): nearest nodes with a ``scipy.spatial.cKDTree``, nearest edges with 
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 import numpy as np
 import shapely
 import torch
-from pyproj import CRS, Transformer
+from pyproj import CRS
 from scipy.spatial import cKDTree
 
-
-def utm_crs(lon: float, lat: float) -> CRS:
-    """The WGS84 UTM zone (EPSG:326xx north / 327xx south) containing ``(lon, lat)``."""
-    zone = int((lon + 180.0) // 6.0) % 60 + 1
-    return CRS.from_epsg((32600 if lat >= 0 else 32700) + zone)
-
-
-@lru_cache(maxsize=32)
-def _transformer(epsg: int) -> Transformer:
-    return Transformer.from_crs(4326, epsg, always_xy=True)
-
-
-def project(lon, lat, *, crs: CRS | None = None) -> tuple[np.ndarray, CRS]:
-    """Project lon/lat degrees to metres: ``(xy [M, 2], crs)``; UTM of the points' centre by default."""
-    lon = np.asarray(lon, dtype=np.float64).ravel()
-    lat = np.asarray(lat, dtype=np.float64).ravel()
-    if crs is None:
-        if lon.size == 0:
-            raise ValueError("project: no points")
-        crs = utm_crs(float(np.nanmedian(lon)), float(np.nanmedian(lat)))
-    x, y = _transformer(crs.to_epsg()).transform(lon, lat)
-    return np.stack([x, y], 1), crs
+from stgraph.utils.geo import project, utm_crs
 
 
 def graph_crs(graph) -> CRS:

@@ -32,6 +32,8 @@ from stgraph.nn.heads.classification import GraphClassificationHead, NodeClassif
 from stgraph.nn.heads.forecast import ForecastHead
 from stgraph.nn.heads.kriging import KrigingHead
 from stgraph.nn.heads.reconstruction import ReconstructionHead
+from stgraph.nn.layers.dcgru_cell import DCGRUCell
+from stgraph.nn.layers.diffusion_conv import DiffusionConv, DiffusionSupports, diffusion_supports
 from stgraph.nn.layers.directed_conv import DirectedDynamicConv, normalized_adjacency
 from stgraph.nn.layers.feed_forward import FeedForward
 from stgraph.nn.layers.hierarchical_pooling import HierarchicalPooling
@@ -61,6 +63,10 @@ from stgraph.nn.structure import (
 )
 
 __all__ = [
+    "DCGRUCell",
+    "DiffusionConv",
+    "DiffusionSupports",
+    "diffusion_supports",
     "STFM",
     "AnomalyScoreHead",
     "DirectedDynamicConv",

@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 
 from stgraph.data.stgraph import STGraph
 from stgraph.data.windows import SlidingWindows
-from stgraph.models.base import Forecaster
+from stgraph.tasks.forecaster import Forecaster
 from stgraph.train import checkpoint as ckpt
 from stgraph.train.metrics import METRICS, MetricAccumulator
 from stgraph.train.protocols import Protocol

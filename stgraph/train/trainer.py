@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from stgraph.data.stgraph import STGraph
 from stgraph.errors import ConfigError
-from stgraph.models.base import Forecaster, build_model
+from stgraph.tasks.forecaster import Forecaster, build_model
 from stgraph.train import checkpoint as ckpt
 from stgraph.train.config import TrainConfig, dump_config
 from stgraph.train.evaluate import evaluate_model, write_metrics
@@ -63,7 +63,7 @@ def make_protocol(cfg: TrainConfig) -> Protocol:
 def make_model(cfg: TrainConfig, graph: STGraph, protocol: Protocol) -> Forecaster:
     """Build the configured model; a model with a ``scaler`` option gets the protocol's scaler
     unless the config sets one, so the scaler written next to every metric is the one used."""
-    from stgraph.models.base import MODELS
+    from stgraph.tasks.forecaster import MODELS
 
     options = dict(cfg.model.options)
     cls = MODELS.get(cfg.model.name)

@@ -11,8 +11,8 @@ import yaml
 from torch_geometric.loader import DataLoader
 
 from graph_builders import osm
+from stgraph.baselines.dcrnn import DCRNN
 from stgraph.data import DISTANCE_M, SlidingWindows, STGraph, gaussian_affinity, model_edge_weights
-from stgraph.models.dcrnn import DCRNN
 from stgraph.nn import STFM
 
 CONFIGS = __import__("pathlib").Path(__file__).resolve().parents[2] / "configs" / "model"

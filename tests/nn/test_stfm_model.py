@@ -12,9 +12,9 @@ from scipy.spatial import cKDTree
 from torch_geometric.loader import DataLoader
 
 from stgraph.data import SlidingWindows, STGraph
-from stgraph.models import build_model
 from stgraph.nn import STFM, cached_structure, clear_structure_cache
 from stgraph.nn.structure import batch_structure
+from stgraph.tasks import build_model
 
 T0 = 1330560000  # 2012-03-01 00:00 UTC
 CONFIGS = __import__("pathlib").Path(__file__).resolve().parents[2] / "configs" / "model"

@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 
 from stgraph.data import StandardScaler, STGraph
 from stgraph.errors import ConfigError
-from stgraph.models.base import Forecaster
+from stgraph.tasks.forecaster import Forecaster
 from stgraph.train import checkpoint as ckpt
 from stgraph.train import load_config, train
 from stgraph.train import trainer as trainer_mod

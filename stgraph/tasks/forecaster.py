@@ -56,7 +56,8 @@ class Forecaster(torch.nn.Module):
 
 def build_model(name: str, **kwargs: Any) -> Forecaster:
     """Instantiate a registered model by name with keyword arguments from a config."""
-    import stgraph.models  # noqa: F401  (registers the built-in models)
+    import stgraph.baselines  # noqa: F401  (registers the baselines)
+    import stgraph.tasks.stfm_forecaster  # noqa: F401  (registers "stfm")
 
     if name not in MODELS:
         raise KeyError(f"unknown model {name!r}; registered: {sorted(MODELS)}")

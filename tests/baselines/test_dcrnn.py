@@ -7,8 +7,11 @@ import torch
 from _los_loop import TRAIN_STEPS, load_los_loop
 from torch_geometric.loader import DataLoader
 
+from stgraph.baselines import DCRNN
 from stgraph.data import SlidingWindows
-from stgraph.models import DCRNN, DCGRUCell, DiffusionConv, build_model, diffusion_supports
+from stgraph.nn.layers.dcgru_cell import DCGRUCell
+from stgraph.nn.layers.diffusion_conv import DiffusionConv, diffusion_supports
+from stgraph.tasks import build_model
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -5,8 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from stgraph.data.stgraph import STGraph
-from stgraph.models._batch import (
+from stgraph.baselines._batch import (
     SECONDS_PER_DAY,
     ResizableBuffers,
     check_nodes,
@@ -15,7 +14,8 @@ from stgraph.models._batch import (
     num_windows,
     target_times,
 )
-from stgraph.models.base import Forecaster
+from stgraph.data.stgraph import STGraph
+from stgraph.tasks.forecaster import Forecaster
 
 SEASONALITIES = ("week", "day", "none")
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from stgraph.baselines._batch import ResizableBuffers, check_nodes, local_node_index
 from stgraph.data.stgraph import STGraph
 from stgraph.data.windows import last_observed
-from stgraph.models._batch import ResizableBuffers, check_nodes, local_node_index
-from stgraph.models.base import Forecaster
+from stgraph.tasks.forecaster import Forecaster
 
 
 class LastValue(ResizableBuffers, Forecaster):

@@ -5,9 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from stgraph.data.stgraph import STGraph
-from stgraph.data.windows import last_observed
-from stgraph.models._batch import (
+from stgraph.baselines._batch import (
     SECONDS_PER_DAY,
     ResizableBuffers,
     check_nodes,
@@ -16,7 +14,9 @@ from stgraph.models._batch import (
     num_windows,
     per_window,
 )
-from stgraph.models.base import Forecaster
+from stgraph.data.stgraph import STGraph
+from stgraph.data.windows import last_observed
+from stgraph.tasks.forecaster import Forecaster
 
 
 class SeasonalNaive(ResizableBuffers, Forecaster):

@@ -10,9 +10,10 @@ import torch
 from _los_loop import TRAIN_STEPS, load_los_loop
 from torch_geometric.loader import DataLoader
 
+from stgraph.baselines import VAR, HistoricalAverage, LastValue, SeasonalNaive
 from stgraph.data import SlidingWindows, STGraph
 from stgraph.errors import ConfigError
-from stgraph.models import MODELS, VAR, HistoricalAverage, LastValue, SeasonalNaive, build_model
+from stgraph.tasks import MODELS, build_model
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -5,10 +5,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from stgraph.baselines._batch import ResizableBuffers, check_nodes, num_windows
 from stgraph.data.stgraph import STGraph
 from stgraph.errors import ConfigError
-from stgraph.models._batch import ResizableBuffers, check_nodes, num_windows
-from stgraph.models.base import Forecaster
+from stgraph.tasks.forecaster import Forecaster
 
 #: Largest number of regressors ``N * V * p`` accepted: the normal equations are dense.
 MAX_FEATURES = 20_000

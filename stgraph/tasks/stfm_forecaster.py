@@ -1,4 +1,4 @@
-"""The STFM backbone as a :class:`~stgraph.models.base.Forecaster` (registered as ``"stfm"``)."""
+"""The STFM backbone as a :class:`~stgraph.tasks.forecaster.Forecaster` (registered as ``"stfm"``)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import torch
 from torch import Tensor
 
 from stgraph.data.stgraph import STGraph
-from stgraph.models.base import Forecaster
 from stgraph.nn.models.stfm import STFM
 from stgraph.nn.structure import cached_structure
+from stgraph.tasks.forecaster import Forecaster
 
 
 class STFMForecaster(Forecaster):
