@@ -23,3 +23,7 @@ class DatasetNotFoundError(STGraphError, FileNotFoundError):
 
 class ConfigError(STGraphError, ValueError):
     """A configuration file has an unknown key, a wrong type or a bad value."""
+
+
+class CheckpointError(STGraphError, ValueError):
+    """A checkpoint directory is incomplete, or its tensors do not match its config."""
