@@ -422,10 +422,10 @@ def build_source(
                     f"{where}: {sec} (moving, interpolate) needs options.nodes or 'roads'"
                 )
             return fn(sc.path, nodes=roads, **opts)
-        from graph_builders.trajectories import _grid_nodes
+        from graph_builders.regions import grid_nodes
 
         grid = _resolve_grid(nodes, _point_reader(sc), f"{where}: {sec}")
-        return fn(sc.path, nodes=_grid_nodes(grid)["pos"], **opts)
+        return fn(sc.path, nodes=grid_nodes(grid).pos, **opts)
     return fn(sc.path, **opts)
 
 

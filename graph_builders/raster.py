@@ -23,50 +23,16 @@ import pandas as pd
 import torch
 
 from graph_builders._inputs import source_name
+from graph_builders.regions import cell_ids
 from stgraph.data.stgraph import STGraph
 from stgraph.errors import DataFormatError
 from stgraph.utils.geo import EARTH_RADIUS_M, haversine_m
+from stgraph.utils.grid import NEIGHBOUR_OFFSETS, grid_edges
 
 __all__ = ["from_grid", "grid_edges", "open_raster"]
 
 _GRIB_SUFFIXES = (".grib", ".grib1", ".grib2", ".grb", ".grb2")
 _NETCDF_SUFFIXES = (".nc", ".nc4", ".netcdf", ".cdf", ".h5", ".hdf5")
-
-#: Offsets (d_row, d_col) of the neighbours: 4 = rook (edge-sharing), 8 = queen (+ corners).
-_OFFSETS = {
-    4: ((-1, 0), (1, 0), (0, -1), (0, 1)),
-    8: ((-1, 0), (1, 0), (0, -1), (0, 1), (-1, -1), (-1, 1), (1, -1), (1, 1)),
-}
-
-
-def grid_edges(
-    rows: int, cols: int, *, neighbourhood: int = 4, keep: np.ndarray | None = None
-) -> np.ndarray:
-    """Directed edges (both directions) between neighbouring cells of a ``rows × cols`` grid.
-
-    Cells are numbered row-major (``row * cols + col``). With ``keep`` (bool ``[rows * cols]``),
-    only edges between kept cells are returned, renumbered to the kept cells in row-major order.
-
-    Returns:
-        int64 array ``[2, E]``, sorted by source then target.
-    """
-    if neighbourhood not in _OFFSETS:
-        raise ValueError(f"neighbourhood: expected 4 or 8, got {neighbourhood!r}")
-    r, c = np.divmod(np.arange(rows * cols, dtype=np.int64), cols)
-    src, dst = [], []
-    for dr, dc in _OFFSETS[neighbourhood]:
-        rr, cc = r + dr, c + dc
-        ok = (rr >= 0) & (rr < rows) & (cc >= 0) & (cc < cols)
-        src.append((r * cols + c)[ok])
-        dst.append((rr * cols + cc)[ok])
-    s, d = np.concatenate(src), np.concatenate(dst)
-    if keep is not None:
-        keep = np.asarray(keep, dtype=bool).reshape(-1)
-        ok = keep[s] & keep[d]
-        remap = np.cumsum(keep) - 1
-        s, d = remap[s[ok]], remap[d[ok]]
-    order = np.lexsort((d, s))
-    return np.stack([s[order], d[order]]).astype(np.int64)
 
 
 def open_raster(path: str | os.PathLike, *, engine: str | None = None) -> Any:
@@ -278,7 +244,7 @@ def from_grid(
     """
     if not isinstance(coarsen, (int, np.integer)) or coarsen < 1:
         raise ValueError(f"coarsen: expected an integer >= 1, got {coarsen!r}")
-    if neighbourhood not in _OFFSETS:
+    if neighbourhood not in NEIGHBOUR_OFFSETS:
         raise ValueError(f"neighbourhood: expected 4 or 8, got {neighbourhood!r}")
     if reduce not in ("mean", "sum"):
         raise ValueError(f"reduce: expected 'mean' or 'sum', got {reduce!r}")
@@ -431,7 +397,7 @@ def from_grid(
             "cell_deg": {"lat": dlat, "lon": dlon},
             "cells": np.stack([rr, cc], 1).tolist(),
         },
-        "node_ids": [f"r{r}c{c}" for r, c in zip(rr.tolist(), cc.tolist(), strict=True)],
+        "node_ids": cell_ids(rr, cc),
         "node_attr_names": ["cell_width_m", "cell_height_m", "valid_cells"],
         "edge_attr_names": ["distance_m"],
         "edge_weight": edge_weight,

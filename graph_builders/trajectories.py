@@ -40,6 +40,7 @@ import torch
 
 from graph_builders._inputs import interval_seconds
 from graph_builders.mapmatch import RoadIndex, match_to_roads, road_index, simulate_tracks
+from graph_builders.regions import as_grid, grid_nodes
 from stgraph.data.stgraph import STGraph
 from stgraph.errors import DataFormatError
 from stgraph.utils.geo import haversine_m
@@ -295,55 +296,6 @@ def point_speeds(
     return speed
 
 
-# ----------------------------------------------------------------------------- grids
-def as_grid(grid: Any) -> Any:
-    """An ``events.Grid`` from ``grid``: a Grid, or ``{"bbox": (w, s, e, n), "cell_m": metres}``."""
-    from graph_builders.events import Grid
-
-    if isinstance(grid, Grid):
-        return grid
-    if isinstance(grid, dict):
-        if set(grid) != {"bbox", "cell_m"}:
-            raise ValueError(
-                "grid: expected a dict with exactly the keys 'bbox' (west, south, east, north) and "
-                f"'cell_m' (metres), got keys {sorted(grid)}"
-            )
-        try:
-            w, s, e, n = (float(v) for v in grid["bbox"])
-        except (TypeError, ValueError) as exc:
-            raise ValueError(
-                f"grid: bbox {grid['bbox']!r} must be 4 numbers (west, south, east, north)"
-            ) from exc
-        return Grid.from_bbox(w, s, e, n, cell_m=float(grid["cell_m"]))
-    raise TypeError(
-        f"grid: expected an events.Grid or a dict {{'bbox', 'cell_m'}}, got {type(grid).__name__}"
-    )
-
-
-def _grid_nodes(grid: Any, neighbourhood: int = 4) -> dict[str, Any]:
-    """Nodes and edges of a grid graph, numbered as ``events.from_points`` numbers them."""
-    from graph_builders.raster import grid_edges
-
-    clon, clat = grid.centres()
-    ei = grid_edges(grid.rows, grid.cols, neighbourhood=neighbourhood)
-    w, h = grid.cell_size_m
-    return {
-        "pos": np.stack([clon, clat], 1),
-        "edge_index": torch.from_numpy(ei),
-        "edge_weight": torch.ones(ei.shape[1]),
-        "node_ids": [f"r{r}c{c}" for r in range(grid.rows) for c in range(grid.cols)],
-        "spatial_scale": float(math.sqrt(w * h)),
-        "grid": {
-            "origin_lon": grid.origin_lon,
-            "origin_lat": grid.origin_lat,
-            "cell_deg_lat": grid.cell_deg_lat,
-            "cell_deg_lon": grid.cell_deg_lon,
-            "shape": [grid.rows, grid.cols],
-            "neighbourhood": int(neighbourhood),
-        },
-    }
-
-
 # ----------------------------------------------------------------------------- main entry
 def from_points(
     table: pd.DataFrame | str | os.PathLike,
@@ -481,10 +433,17 @@ def from_points(
         node_of = g.cell_of(lon, lat)
         ok = node_of >= 0
         dropped["outside"] = int((~ok).sum())
-        out_graph = _grid_nodes(g)
-        clon, clat = out_graph["pos"][np.maximum(node_of, 0)].T
+        nodes = grid_nodes(g)
+        out_graph = {
+            "pos": nodes.pos,
+            "edge_index": nodes.edge_index,
+            "edge_weight": nodes.edge_weight,
+            "node_ids": nodes.node_ids,
+            "grid": nodes.grid,
+        }
+        clon, clat = nodes.pos[np.maximum(node_of, 0)].T
         dist = np.where(ok, haversine_m(lon, lat, clon, clat), np.nan)
-        spatial_scale = out_graph["spatial_scale"]
+        spatial_scale = nodes.spatial_scale
         matched_on = "grid"
 
     # speeds: given or from consecutive points (of all kept points, matched or not)

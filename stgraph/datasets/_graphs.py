@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from stgraph.utils.geo import EARTH_RADIUS_M, haversine_matrix
+from stgraph.utils.grid import grid_edges as _grid_edges
 
 
 def dense_to_edges(adj: np.ndarray, *, self_loops: bool = False) -> tuple[Tensor, Tensor]:
@@ -35,18 +36,12 @@ def dense_to_edges(adj: np.ndarray, *, self_loops: bool = False) -> tuple[Tensor
 
 
 def grid_edges(rows: int, cols: int) -> Tensor:
-    """4-neighbour edges of a ``rows x cols`` grid, both directions; node ``r * cols + c``.
+    """4-neighbour edges of a ``rows x cols`` grid as a tensor (:func:`stgraph.utils.grid.grid_edges`).
 
     Returns:
         ``edge_index`` ``[2, E]`` with ``E = 2 * (rows * (cols - 1) + cols * (rows - 1))``.
     """
-    idx = np.arange(rows * cols).reshape(rows, cols)
-    right = np.stack([idx[:, :-1].ravel(), idx[:, 1:].ravel()])
-    down = np.stack([idx[:-1, :].ravel(), idx[1:, :].ravel()])
-    und = np.concatenate([right, down], axis=1)
-    both = np.concatenate([und, und[::-1]], axis=1)
-    order = np.lexsort((both[1], both[0]))
-    return torch.from_numpy(both[:, order].astype(np.int64))
+    return torch.from_numpy(_grid_edges(rows, cols, neighbourhood=4))
 
 
 def proximity_edges(

@@ -237,7 +237,7 @@ def test_polygons_give_the_grid_counts(chicago):
     gpd = pytest.importorskip("geopandas")
     from shapely.geometry import box
 
-    from graph_builders.raster import grid_edges
+    from stgraph.utils.grid import grid_edges
 
     sub = chicago.iloc[:20_000]
     grid = events.Grid.sthsl(chicago, km=6)

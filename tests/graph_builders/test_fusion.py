@@ -9,7 +9,8 @@ from graph_builders import osm
 from graph_builders.fusion import fuse
 from graph_builders.mapmatch import simulate_tracks
 from graph_builders.moving import from_tracks
-from graph_builders.trajectories import _grid_nodes, as_grid, from_points
+from graph_builders.regions import as_grid, grid_nodes
+from graph_builders.trajectories import from_points
 
 GRID = {"bbox": (116.28, 39.88, 116.42, 40.02), "cell_m": 1000}
 
@@ -18,7 +19,7 @@ GRID = {"bbox": (116.28, 39.88, 116.42, 40.02), "cell_m": 1000}
 def geolife(data_dir):
     path = data_dir / "geolife-small" / "geolife_small.csv"
     traj = from_points(path, grid=GRID, interval="1h", name="gps")
-    nodes = _grid_nodes(as_grid(GRID))["pos"]
+    nodes = grid_nodes(as_grid(GRID)).pos
     probe = from_tracks(
         path, interval="1h", mode="interpolate", nodes=nodes, radius_m=1500, name="probe"
     )
@@ -52,7 +53,7 @@ def test_fuse_trajectories_and_moving_speed_on_one_grid(geolife):
 
 def test_fuse_onto_coarser_nodes_and_longer_interval_conserves_counts(geolife):
     traj, probe = geolife
-    target = _grid_nodes(as_grid({"bbox": GRID["bbox"], "cell_m": 3000}))["pos"]
+    target = grid_nodes(as_grid({"bbox": GRID["bbox"], "cell_m": 3000})).pos
     g = fuse({"gps": traj, "probe": probe}, on=target, interval="1D", max_dist_m=2500)
     assert g.meta["interval"] == 86400 and g.num_nodes == len(target)
     i_count = [v["name"] for v in g.meta["variables"]].index("count")
@@ -72,7 +73,7 @@ def test_fuse_onto_coarser_nodes_and_longer_interval_conserves_counts(geolife):
 
 def test_nodes_too_far_are_dropped_and_counted(geolife):
     traj, _ = geolife
-    target = _grid_nodes(as_grid(GRID))["pos"][:10]  # the southernmost cells only
+    target = grid_nodes(as_grid(GRID)).pos[:10]  # the southernmost cells only
     g = fuse([traj], on=target, max_dist_m=600)
     d = g.meta["dropped"]
     mapped = g.meta["fusion"]["sources"]["gps"]["nodes_mapped"]
@@ -124,7 +125,7 @@ def test_times_intersection_keeps_only_common_steps(geolife):
 def test_value_too_far_and_outside_time_is_counted_once(geolife):
     traj, probe = geolife
     late = probe.slice_time(probe.num_steps // 2)
-    target = _grid_nodes(as_grid(GRID))["pos"][:10]  # the first 10 cells of traj's grid
+    target = grid_nodes(as_grid(GRID)).pos[:10]  # the first 10 cells of traj's grid
     g = fuse({"gps": traj, "probe": late}, on=target, max_dist_m=600, times="intersection")
     d = g.meta["dropped"]
     t = traj.time.numpy()
