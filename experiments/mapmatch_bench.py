@@ -26,7 +26,7 @@ import numpy as np
 
 from graph_builders import osm
 from graph_builders.mapmatch import match_to_roads, road_index, simulate_tracks
-from graph_builders.trajectories import _segments, from_points
+from graph_builders.trajectories import from_points, split_segments
 from stgraph.utils.atomic import atomic_write_text
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -58,7 +58,7 @@ def accuracy_rows(data: Path) -> list[dict]:
             index = road_index(graph, step_m=50.0)
             for noise in (5.0, 10.0):
                 tracks = simulate_tracks(graph, n_tracks=60, noise_m=noise, seed=0)
-                seg = _segments(tracks["track"].to_numpy(), tracks["time"].to_numpy(), 600)
+                seg = split_segments(tracks["track"].to_numpy(), tracks["time"].to_numpy(), 600)
                 truth = tracks["true_segment"].to_numpy()
                 for method in ("hmm", "nearest"):
                     t = time.perf_counter()

@@ -21,7 +21,7 @@ import torch
 from scipy.spatial import cKDTree
 
 from graph_builders._inputs import interval_seconds
-from graph_builders.mapmatch import _Projection
+from graph_builders.mapmatch import MetricProjection
 from stgraph.data.stgraph import STGraph
 from stgraph.data.weights import DISTANCE_M
 
@@ -175,7 +175,7 @@ def fuse(
         tpos = np.asarray(target, dtype=np.float64)
         if tpos.ndim != 2 or tpos.shape[1] != 2:
             raise ValueError(f"on: expected an STGraph or [M, 2] lon/lat, got shape {tpos.shape}")
-    proj = _Projection.about(tpos[:, 0], tpos[:, 1])
+    proj = MetricProjection.about(tpos[:, 0], tpos[:, 1])
     txy = proj(tpos[:, 0], tpos[:, 1])
     ttree = cKDTree(txy)
     if max_dist_m is None:

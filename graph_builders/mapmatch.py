@@ -18,46 +18,43 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import pandas as pd
+from pyproj import CRS, Transformer
 from scipy import sparse
 from scipy.spatial import cKDTree
 
 from graph_builders.osm.spatial import segment_geometry
 from stgraph.data.stgraph import STGraph
+from stgraph.utils.geo import project
 
-__all__ = ["RoadIndex", "match_to_roads", "road_index", "simulate_tracks"]
-
-EARTH_RADIUS_M = 6_371_008.8
+__all__ = ["MetricProjection", "RoadIndex", "match_to_roads", "road_index", "simulate_tracks"]
 
 
 @dataclass(frozen=True)
-class _Projection:
-    """Local equirectangular projection (metres) about ``(lon0, lat0)``; < 1 % error within 100 km."""
+class MetricProjection:
+    """Lon/lat degrees <-> metres in one UTM zone (:func:`stgraph.utils.geo.project`, pyproj).
 
-    lon0: float
-    lat0: float
+    The zone is the one of the points' centre (:func:`about`); ``__call__`` projects ``[M]``
+    lon/lat to ``[M, 2]`` metres, :meth:`inverse` maps ``[M, 2]`` metres back to lon/lat.
+    """
+
+    crs: CRS
 
     @classmethod
-    def about(cls, lon: np.ndarray, lat: np.ndarray) -> _Projection:
-        return cls(float(np.mean(lon)), float(np.mean(lat)))
+    def about(cls, lon: np.ndarray, lat: np.ndarray) -> MetricProjection:
+        """The UTM zone of the points' median position (as :func:`stgraph.utils.geo.project`)."""
+        return cls(project(lon, lat)[1])
 
-    @property
-    def _k(self) -> tuple[float, float]:
-        ky = math.radians(1) * EARTH_RADIUS_M
-        return ky * math.cos(math.radians(self.lat0)), ky
-
-    def __call__(self, lon: Any, lat: Any) -> np.ndarray:
-        kx, ky = self._k
-        lon = np.asarray(lon, dtype=np.float64)
-        lat = np.asarray(lat, dtype=np.float64)
-        return np.stack([(lon - self.lon0) * kx, (lat - self.lat0) * ky], axis=-1)
+    def __call__(self, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+        return project(lon, lat, crs=self.crs)[0]
 
     def inverse(self, xy: np.ndarray) -> np.ndarray:
-        kx, ky = self._k
-        return np.stack([self.lon0 + xy[..., 0] / kx, self.lat0 + xy[..., 1] / ky], axis=-1)
+        xy = np.asarray(xy, dtype=np.float64)
+        back = Transformer.from_crs(self.crs, 4326, always_xy=True)
+        lon, lat = back.transform(xy[..., 0], xy[..., 1])
+        return np.stack([lon, lat], axis=-1)
 
 
 @dataclass
@@ -68,7 +65,7 @@ class RoadIndex:
     ``src[s]`` to ``dst[s]`` along pieces ``piece_ptr[s]:piece_ptr[s + 1]``.
     """
 
-    proj: _Projection
+    proj: MetricProjection
     a: np.ndarray  # [P, 2] piece start (m)
     b: np.ndarray  # [P, 2] piece end (m)
     piece_seg: np.ndarray  # [P] segment of each piece
@@ -94,7 +91,7 @@ def road_index(road_graph: STGraph, *, step_m: float = 25.0) -> RoadIndex:
     if not seg_graph and road_graph.edge_index.size(1) == 0:
         raise ValueError("road_graph: has no edges to match onto")
     coords, ptr = segment_geometry(road_graph)
-    proj = _Projection.about(coords[:, 0], coords[:, 1])
+    proj = MetricProjection.about(coords[:, 0], coords[:, 1])
     xy = proj(coords[:, 0], coords[:, 1])
     n_seg = len(ptr) - 1
     counts = np.diff(ptr)

@@ -23,12 +23,12 @@ import torch
 from scipy.spatial import cKDTree
 
 from graph_builders._inputs import interval_seconds
-from graph_builders.mapmatch import _Projection
+from graph_builders.mapmatch import MetricProjection
 from graph_builders.trajectories import (
-    _read_table,
-    _segments,
     point_speeds,
+    read_point_table,
     read_points,
+    split_segments,
 )
 from stgraph.data.stgraph import STGraph
 from stgraph.data.weights import DISTANCE_M
@@ -142,7 +142,7 @@ def from_tracks(
     source = None
     if not isinstance(table, pd.DataFrame):
         source = str(table)
-        table = _read_table(table)
+        table = read_point_table(table)
     columns = list(table.columns)
     derive = _DERIVED_SPEED in value_cols and _DERIVED_SPEED not in columns
     present = [c for c in value_cols if not (derive and c == _DERIVED_SPEED)]
@@ -159,7 +159,9 @@ def from_tracks(
         raise ValueError(f"from_tracks: no usable report (dropped: {dropped})")
     speed_outliers = 0
     if derive:
-        seg = _segments(pts["track"].to_numpy(), pts["time"].to_numpy(), interval_seconds(max_gap))
+        seg = split_segments(
+            pts["track"].to_numpy(), pts["time"].to_numpy(), interval_seconds(max_gap)
+        )
         sp = point_speeds(pts["lon"].to_numpy(), pts["lat"].to_numpy(), pts["time"].to_numpy(), seg)
         speed_outliers = int((sp > max_speed_mps).sum())
         pts[_DERIVED_SPEED] = np.where(sp > max_speed_mps, np.nan, sp)
@@ -167,7 +169,7 @@ def from_tracks(
     track_names = pts.attrs["track_names"]
     binned, t0, n_steps = _bin_tracks(pts, value_cols, step_s)
     times = t0 + step_s * np.arange(n_steps, dtype=np.int64)
-    proj = _Projection.about(pts["lon"].to_numpy(), pts["lat"].to_numpy())
+    proj = MetricProjection.about(pts["lon"].to_numpy(), pts["lat"].to_numpy())
     source = pts.attrs["source"]
     base_meta: dict[str, Any] = {
         "domain": "mobility",
@@ -213,7 +215,7 @@ def _knn_graph(
     units: dict[str, str],
     track_names: list[str],
     times: np.ndarray,
-    proj: _Projection,
+    proj: MetricProjection,
     k: int,
     include_position: bool,
     meta: dict[str, Any],
@@ -304,7 +306,7 @@ def _interpolate(
     value_cols: list[str],
     units: dict[str, str],
     times: np.ndarray,
-    proj: _Projection,
+    proj: MetricProjection,
     nodes: STGraph | np.ndarray,
     radius_m: float,
     kernel: str,

@@ -43,7 +43,7 @@ from graph_builders.mapmatch import RoadIndex, match_to_roads, road_index, simul
 from graph_builders.regions import as_grid, grid_nodes
 from stgraph.data.stgraph import STGraph
 from stgraph.errors import DataFormatError
-from stgraph.utils.geo import haversine_m
+from stgraph.utils.geo import EARTH_RADIUS_M, haversine_m
 
 __all__ = [
     "DROP_REASONS",
@@ -52,8 +52,10 @@ __all__ = [
     "haversine_m",
     "match_to_roads",
     "point_speeds",
+    "read_point_table",
     "read_points",
     "simulate_tracks",
+    "split_segments",
 ]
 
 #: Reasons a GPS point can be dropped, in the order they are checked.
@@ -104,7 +106,8 @@ def _resolve_column(df: pd.DataFrame, given: str | None, kind: str, source: str)
     return None
 
 
-def _read_table(path: str | os.PathLike) -> pd.DataFrame:
+def read_point_table(path: str | os.PathLike) -> pd.DataFrame:
+    """Read a CSV (separator sniffed from the header: ``,``/``;``/tab/``|``; ``.gz``/``.bz2``) or Parquet table."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
@@ -200,7 +203,7 @@ def read_points(
     """
     if source is None:
         source = str(table) if not isinstance(table, pd.DataFrame) else "table"
-    df = table if isinstance(table, pd.DataFrame) else _read_table(table)
+    df = table if isinstance(table, pd.DataFrame) else read_point_table(table)
     cols = {
         "lon": _resolve_column(df, lon_col, "lon", source),
         "lat": _resolve_column(df, lat_col, "lat", source),
@@ -270,7 +273,7 @@ def read_points(
     return out, dropped
 
 
-def _segments(track: np.ndarray, time: np.ndarray, max_gap_s: float) -> np.ndarray:
+def split_segments(track: np.ndarray, time: np.ndarray, max_gap_s: float) -> np.ndarray:
     """Segment id per point: a new segment at each new track or time gap above ``max_gap_s``."""
     new = np.ones(len(track), dtype=bool)
     if len(track) > 1:
@@ -385,13 +388,13 @@ def from_points(
     lat = pts["lat"].to_numpy()
     t = pts["time"].to_numpy()
     track = pts["track"].to_numpy()
-    segment = _segments(track, t, gap_s)
+    segment = split_segments(track, t, gap_s)
 
     dist = np.full(len(pts), np.nan)
     if road_graph is not None:
         index = road_index(road_graph, step_m=max(max_dist_m, 5.0))
         w, s, e, n_ = index.bbox
-        margin_lat = max_dist_m / 111_320.0
+        margin_lat = math.degrees(max_dist_m / EARTH_RADIUS_M)
         margin_lon = margin_lat / max(math.cos(math.radians((s + n_) / 2)), 1e-6)
         inside = (
             (lon >= w - margin_lon)

@@ -12,7 +12,7 @@ import torch
 from graph_builders import osm
 from graph_builders.events import Grid
 from graph_builders.mapmatch import match_to_roads, simulate_tracks
-from graph_builders.trajectories import _segments, from_points, haversine_m, read_points
+from graph_builders.trajectories import from_points, haversine_m, read_points, split_segments
 from stgraph.errors import DataFormatError
 
 BEIJING = {"bbox": (116.30, 39.90, 116.45, 40.02), "cell_m": 1000}
@@ -35,7 +35,7 @@ def _unix(values) -> np.ndarray:
 
 
 def _accuracy(graph, tracks, method):
-    seg = _segments(tracks["track"].to_numpy(), tracks["time"].to_numpy(), 600)
+    seg = split_segments(tracks["track"].to_numpy(), tracks["time"].to_numpy(), 600)
     matched, _, _ = match_to_roads(tracks[["lon", "lat"]].to_numpy(), seg, graph, method=method)
     return float((matched == tracks["true_segment"].to_numpy()).mean()), matched
 
