@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from collections.abc import Sequence
 
-from stgraph.errors import STGraphError
+from stgraph.errors import ConfigError, STGraphError
 
 EXAMPLES = {
     "datasets": "stgraph datasets list\n  stgraph datasets info los-loop\n  stgraph datasets fetch chickenpox",
     "train": "stgraph train --config configs/train/forecast/los-loop-dcrnn.yaml --set train.epochs=5",
     "evaluate": "stgraph evaluate --checkpoint runs/los-loop-dcrnn\n  stgraph evaluate --checkpoint runs/los-loop-dcrnn --dataset los-loop",
     "quickstart": "stgraph quickstart --output quickstart-output",
-    "build": "stgraph build --config configs/build/helsinki-roads.yaml",
+    "build": "stgraph build --config configs/build/helsinki-roads.yaml\n"
+    "  stgraph build --config configs/build/liverpool-bus.yaml --set sources.0.options.grid.cell_m=500",
     "finetune": "stgraph finetune --checkpoint runs/pretrained --dataset chickenpox",
     "predict": "stgraph predict --checkpoint runs/los-loop-dcrnn --dataset los-loop",
 }
@@ -30,6 +32,66 @@ def _parser_for(
         epilog="example:\n  " + EXAMPLES[name],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+
+
+def _add_set(p: argparse.ArgumentParser, example: str) -> None:
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"override a config value, e.g. --set {example} (repeatable; values read as YAML)",
+    )
+
+
+def add_build_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add the ``stgraph build`` options to ``parser`` (see :mod:`graph_builders.build`)."""
+    parser.add_argument("--config", help="YAML build config (configs/build/NAME.yaml)")
+    _add_set(parser, "fuse.max_dist_m=300 or sources.0.options.k=4")
+    parser.add_argument(
+        "--osm", help="OSM extract (.osm.pbf/.osm/.osm.bz2): the road graph sources are fused onto"
+    )
+    parser.add_argument(
+        "--node",
+        choices=("intersection", "segment"),
+        default=None,
+        help="road graph nodes (default intersection)",
+    )
+    sources = {
+        "sensors": (
+            "LOC.csv:READINGS.csv",
+            "sensor locations (sensor_id, latitude, longitude) and wide readings",
+        ),
+        "raster": ("PATH", "netCDF/GRIB/zarr raster"),
+        "trajectories": ("PATH", "GPS points table"),
+        "events": ("PATH", "events table with longitude, latitude, time columns"),
+        "moving": (
+            "PATH",
+            "moving-sensor reports (track id, time, lon, lat; speed derived): a kNN "
+            "graph per step when alone, else interpolated onto the roads/grid",
+        ),
+    }
+    for flag, (metavar, help_text) in sources.items():
+        parser.add_argument(
+            f"--{flag}", action="append", default=[], metavar=metavar, help=help_text
+        )
+    parser.add_argument("--interval", help="time step, e.g. 15min, 1h, 1D")
+    parser.add_argument("--start", help="first time of sensor readings without a time column")
+    parser.add_argument(
+        "--cell-m",
+        type=float,
+        default=None,
+        help="grid cell size (m) for trajectories/events/moving without --osm (default 500)",
+    )
+    parser.add_argument(
+        "--bbox", help="grid extent W,S,E,N in degrees (default: the data's extent)"
+    )
+    parser.add_argument("-o", "--output", help="output directory (graph/, map.png, summary.json)")
+    parser.add_argument("--color-by", help="variable (or node attribute) colouring the map")
+    parser.add_argument("--name", help="build name (default: from the config or 'build')")
+    parser.add_argument("--city", help="city name for the metadata")
+    return parser
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,14 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _parser_for(sub, "train", "Train (and test) a model from a YAML config.")
     p.add_argument("--config", required=True, help="YAML training config")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config value, e.g. --set train.lr=0.01 (repeatable)",
-    )
+    _add_set(p, "train.lr=0.01")
     p.add_argument(
         "--no-resume",
         action="store_true",
@@ -99,12 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
         "build",
         "Build an STGraph from raw city data (roads, sensors, rasters, trajectories, events).",
     )
-    try:
-        from graph_builders.build import add_build_arguments
-    except ImportError:
-        add_build_arguments = None
-    if add_build_arguments is not None:
-        add_build_arguments(p)
+    add_build_arguments(p)
 
     p = _parser_for(
         sub, "finetune", "Fine-tune a pretrained model on a new data set (not available yet)."
@@ -159,13 +209,21 @@ def _cmd_quickstart(args: argparse.Namespace) -> int:
     return run_quickstart(args.output, epochs=args.epochs)
 
 
-def _cmd_build(args: argparse.Namespace) -> int:
+def build_from_args(args: argparse.Namespace) -> int:
+    """Run ``stgraph build`` from parsed arguments; a config error is one line and status 2."""
     try:
-        from graph_builders.build import build_from_args
+        from graph_builders.build import BuildFlags, config_from_flags, run_build
     except ImportError as exc:
         print(f"stgraph build: graph builders are not installed ({exc})", file=sys.stderr)
         return 2
-    return int(build_from_args(args) or 0)
+    flags = BuildFlags(**{f.name: getattr(args, f.name) for f in dataclasses.fields(BuildFlags)})
+    try:
+        config = config_from_flags(args.config, flags, overrides=args.overrides)
+        run_build(config, output=args.output, color_by=args.color_by)
+    except ConfigError as exc:
+        print(f"stgraph build: {exc}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def _cmd_later(args: argparse.Namespace) -> int:
@@ -180,7 +238,7 @@ COMMANDS = {
     "train": _cmd_train,
     "evaluate": _cmd_evaluate,
     "quickstart": _cmd_quickstart,
-    "build": _cmd_build,
+    "build": build_from_args,
     "finetune": _cmd_later,
     "predict": _cmd_later,
 }

@@ -93,3 +93,12 @@ def test_evaluate_on_another_dataset_keeps_its_own_statistics(tmp_path, capsys, 
     assert main(["evaluate", "--checkpoint", str(tmp_path / "run"), "--dataset", "pedalme"]) == 0
     out = json.loads((tmp_path / "run" / "metrics-pedalme.json").read_text())
     assert out["dataset"] == "pedalme" and len(out["node_mae"]) == 15
+
+
+def test_help_does_not_import_the_builders():
+    code = (
+        "import sys; from stgraph.cli import build_parser; build_parser(); "
+        "print(sorted(m for m in sys.modules if m.startswith('graph_builders')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

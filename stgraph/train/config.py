@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,10 +24,11 @@ from typing import Any
 import yaml
 
 from stgraph.errors import ConfigError
+from stgraph.tasks.forecast import LOSSES
+from stgraph.tasks.task import task_names
+from stgraph.utils.config import apply_overrides, read_config  # noqa: F401 (re-exported)
+from stgraph.utils.config import from_dict as _from_dict  # noqa: F401 (the old private name)
 from stgraph.utils.yamlio import read_yaml_mapping
-
-#: Training losses (``train.loss``); all masked, in the target's original units.
-LOSSES = ("mae", "mse", "huber", "berhu")
 
 #: Validation metrics that can select the kept weights (``train.monitor``).
 MONITORS = ("mae", "rmse")
@@ -124,87 +123,18 @@ class TrainConfig:
     dataset: DatasetConfig
     model: ModelConfig
     protocol: ProtocolConfig = field(default_factory=ProtocolConfig)
+    task: str = field(
+        default="forecast",
+        metadata={
+            "help": "registered task (stgraph.tasks.TASKS): the model's inputs, loss, metrics"
+        },
+    )
     train: TrainSettings = field(default_factory=TrainSettings)
     output: OutputConfig = field(default_factory=OutputConfig)
     seed: int = field(default=0, metadata={"help": "seed for Python, NumPy and torch"})
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
-
-
-def _check_type(value: Any, tp: Any, where: str, source: str) -> Any:
-    origin = typing.get_origin(tp)
-    if tp is Any:
-        return value
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _check_type(value, arg, where, source)
-            except ConfigError:
-                pass
-        raise ConfigError(f"{source}: {where} = {value!r}: expected {tp}")
-    if origin is list:
-        if not isinstance(value, list):
-            raise ConfigError(f"{source}: {where}: expected a list, got {type(value).__name__}")
-        (item_tp,) = typing.get_args(tp) or (Any,)
-        return [_check_type(v, item_tp, f"{where}[{i}]", source) for i, v in enumerate(value)]
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{source}: {where}: expected a mapping, got {type(value).__name__}")
-        return dict(value)
-    if dataclasses.is_dataclass(tp):
-        return _from_dict(tp, value, where, source)
-    if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    if tp is int and isinstance(value, bool):
-        raise ConfigError(f"{source}: {where} = {value!r}: expected int")
-    if isinstance(tp, type) and not isinstance(value, tp):
-        raise ConfigError(
-            f"{source}: {where} = {value!r}: expected {tp.__name__}, got {type(value).__name__}"
-        )
-    return value
-
-
-def _from_dict(cls: type, raw: Any, where: str, source: str) -> Any:
-    if not isinstance(raw, dict):
-        raise ConfigError(
-            f"{source}: {where or 'top level'}: expected a mapping, got {type(raw).__name__}"
-        )
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(raw) - set(fields))
-    if unknown:
-        key = f"{where}.{unknown[0]}" if where else unknown[0]
-        raise ConfigError(f"{source}: unknown key {key!r}; allowed here: {sorted(fields)}")
-    kwargs = {}
-    for name, f in fields.items():
-        path = f"{where}.{name}" if where else name
-        if name in raw:
-            kwargs[name] = _check_type(raw[name], hints[name], path, source)
-        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            raise ConfigError(f"{source}: missing required key {path!r}")
-    return cls(**kwargs)
-
-
-def apply_overrides(raw: dict[str, Any], overrides: list[str] | None) -> dict[str, Any]:
-    """Apply ``key.sub=value`` strings (values parsed as YAML) to a raw config mapping."""
-    for item in overrides or []:
-        if "=" not in item:
-            raise ConfigError(f"--set {item!r}: expected key=value, e.g. train.lr=0.01")
-        key, text = item.split("=", 1)
-        parts = key.strip().split(".")
-        node = raw
-        for p in parts[:-1]:
-            node = node.setdefault(p, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"--set {item!r}: {p!r} is not a section")
-        node[parts[-1]] = yaml.safe_load(text)
-    return raw
 
 
 def load_config(
@@ -214,11 +144,7 @@ def load_config(
     raw: dict[str, Any] | None = None,
 ) -> TrainConfig:
     """Read and validate a training config (a YAML file or a mapping) with ``--set`` overrides."""
-    source = str(path) if path is not None else "<config>"
-    if path is not None:
-        raw = read_yaml_mapping(path)
-    raw = apply_overrides(dict(raw or {}), overrides)
-    cfg = _from_dict(TrainConfig, raw, "", source)
+    cfg, source = read_config(TrainConfig, path, raw=raw, overrides=overrides)
     if cfg.model.config:
         mp = Path(cfg.model.config)
         if not mp.is_absolute() and path is not None and not mp.exists():
@@ -227,6 +153,10 @@ def load_config(
             raise ConfigError(f"{source}: model.config {cfg.model.config!r} not found")
         opts = read_yaml_mapping(mp)
         cfg.model.options = {**opts, **cfg.model.options}
+    if cfg.task not in task_names():
+        raise ConfigError(
+            f"{source}: task = {cfg.task!r}: expected one of {', '.join(task_names())}"
+        )
     if cfg.train.loss not in LOSSES:
         raise ConfigError(
             f"{source}: train.loss = {cfg.train.loss!r}: expected one of {', '.join(LOSSES)}"

@@ -10,14 +10,9 @@ import pytest
 import yaml
 
 from graph_builders import osm
-from graph_builders.build import (
-    add_build_arguments,
-    build_from_args,
-    config_from_args,
-    load_config,
-    run_build,
-)
+from graph_builders.build import BuildFlags, config_from_flags, load_config, run_build
 from graph_builders.mapmatch import simulate_tracks
+from stgraph.cli import add_build_arguments, build_from_args
 from stgraph.data import load
 from stgraph.errors import ConfigError
 
@@ -166,7 +161,7 @@ def test_flag_errors_are_clear(tmp_path, capsys):
     assert build_from_args(parser.parse_args(["-o", str(tmp_path)])) == 2
     assert "--config" in capsys.readouterr().err
     with pytest.raises(ConfigError, match="LOCATIONS.csv:READINGS.csv"):
-        config_from_args(parser.parse_args(["--sensors", "only_one.csv"]))
+        config_from_flags(flags=BuildFlags(sensors=["only_one.csv"]))
 
 
 def test_bad_input_file_is_a_clear_error(tmp_path):
@@ -178,3 +173,36 @@ def test_bad_input_file_is_a_clear_error(tmp_path):
 
     with pytest.raises(DataFormatError, match="gps.csv.*lon"):
         build_from_args(args)
+
+
+def test_set_overrides_are_checked_like_the_file(data_env, tmp_path):
+    path = CONFIGS / "liverpool-bus.yaml"
+    cfg = load_config(
+        path, overrides=["sources.0.options.grid.cell_m=500", "fuse.max_dist_m=300", "city=L"]
+    )
+    assert cfg.sources[0].options["grid"] == {"cell_m": 500}
+    assert cfg.fuse.max_dist_m == 300.0 and isinstance(cfg.fuse.max_dist_m, float)
+    assert cfg.city == "L" and cfg.sources[1].options["radius_m"] == 400  # the rest unchanged
+    with pytest.raises(ConfigError, match=r"liverpool-bus\.yaml: fuse\.max_dist_m = 'far'"):
+        load_config(path, overrides=["fuse.max_dist_m=far"])
+    with pytest.raises(ConfigError, match=r"unknown key 'colour_by'"):
+        load_config(path, overrides=["colour_by=count"])
+    with pytest.raises(ConfigError, match=r"'5' is not an index of a list of 2"):
+        load_config(path, overrides=["sources.5.path=x.csv"])
+    with pytest.raises(ConfigError, match=r"unknown option 'cel_m' in sources\[0\]\.options"):
+        load_config(path, overrides=["sources.0.options.cel_m=3"])
+
+
+def test_set_through_stgraph_build(data_env, tmp_path, capsys):
+    cli = pytest.importorskip("stgraph.cli")
+    out = tmp_path / "set"
+    cfg = str(CONFIGS / "west-oakland.yaml")
+    argv = ["build", "--config", cfg, "--set", "name=wo", "--set", "city=Oakland CA", "-o"]
+    assert cli.main([*argv, str(out)]) == 0
+    summary = _check_outputs(out)
+    assert summary["name"] == "wo" and summary["city"] == "Oakland CA"
+    assert load(out / "graph").meta["build"] == "wo"
+    capsys.readouterr()
+    assert cli.main(["build", "--config", cfg, "--set", "roads.paht=x", "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "unknown key 'roads.paht'" in err and "west-oakland.yaml" in err
