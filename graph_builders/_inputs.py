@@ -6,13 +6,14 @@ Every failure names the file (or ``<DataFrame>``), the column and what was expec
 from __future__ import annotations
 
 import datetime
+import functools
 import io
-import math
 import os
+import warnings
 import zipfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -21,6 +22,7 @@ from stgraph.datasets.files import sha256_of
 from stgraph.errors import ChecksumError, DataFormatError
 
 TableLike = "pd.DataFrame | str | os.PathLike"
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def source_name(source: Any) -> str:
@@ -164,21 +166,6 @@ def check_lonlat(
     return invalid
 
 
-def utm_crs(lon: float, lat: float) -> str:
-    """The EPSG code of the UTM zone holding (lon, lat), e.g. ``'EPSG:32616'`` for Chicago."""
-    zone = int(math.floor((lon + 180.0) / 6.0)) % 60 + 1
-    return f"EPSG:{32600 + zone if lat >= 0 else 32700 + zone}"
-
-
-def project_m(lon: np.ndarray, lat: np.ndarray, crs: str) -> tuple[np.ndarray, np.ndarray]:
-    """Project lon/lat degrees to metres in ``crs`` (e.g. from :func:`utm_crs`)."""
-    from pyproj import Transformer
-
-    tr = Transformer.from_crs("EPSG:4326", crs, always_xy=True)
-    x, y = tr.transform(np.asarray(lon, dtype=np.float64), np.asarray(lat, dtype=np.float64))
-    return np.asarray(x), np.asarray(y)
-
-
 def parse_interval(interval: Any) -> pd.Timedelta:
     """A pandas offset alias (``"1D"``, ``"15min"``, ``"1h"``), a Timedelta string
     (``"15 minutes"``), a (numpy / datetime) timedelta or seconds → Timedelta."""
@@ -315,3 +302,32 @@ def build_graph(x: Any, mask: Any, *, meta: dict, **fields: Any) -> Any:
     graph.x = x
     graph.mask = torch.as_tensor(mask, dtype=torch.bool)
     return graph.validate()
+
+
+def renamed_options(**old_to_new: str) -> Callable[[F], F]:
+    """Accept the old name of a renamed keyword option for one release, with a warning.
+
+    ``@renamed_options(max_snap_m="max_dist_m")``: a call with ``max_snap_m=...`` warns
+    (:class:`DeprecationWarning`, naming the new name) and passes the value as ``max_dist_m``;
+    giving both is a :class:`TypeError`. The signature shown (and checked by ``stgraph build``)
+    is the new one.
+    """
+
+    def wrap(fn: F) -> F:
+        @functools.wraps(fn)
+        def inner(*args: Any, **kwargs: Any) -> Any:
+            for old, new in old_to_new.items():
+                if old in kwargs:
+                    if new in kwargs:
+                        raise TypeError(f"{fn.__name__}: give {new}= only ({old}= is its old name)")
+                    warnings.warn(
+                        f"{fn.__name__}: option {old!r} is now {new!r}; the old name will be removed",
+                        DeprecationWarning,
+                        stacklevel=2,
+                    )
+                    kwargs[new] = kwargs.pop(old)
+            return fn(*args, **kwargs)
+
+        return inner  # type: ignore[return-value]
+
+    return wrap

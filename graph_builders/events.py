@@ -28,23 +28,22 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from pyproj import CRS
 
 from graph_builders._inputs import (
     build_graph,
     check_lonlat,
     parse_interval,
     parse_times,
-    project_m,
     read_table,
     source_name,
     to_lonlat,
-    utm_crs,
     wall_to_unix,
 )
 from graph_builders.regions import Grid, H3Cells, grid_nodes
 from stgraph.data.stgraph import STGraph
 from stgraph.errors import DataFormatError
-from stgraph.utils.geo import haversine_m
+from stgraph.utils.geo import haversine_m, project, utm_crs
 
 __all__ = ["DROP_REASONS", "Grid", "H3Cells", "from_points", "read_events"]
 
@@ -499,11 +498,10 @@ def _assign_road(
         from scipy.spatial import cKDTree
 
         pos = road.pos.double().numpy()
-        crs = (road.meta or {}).get("projected_crs") or utm_crs(
-            float(np.median(pos[:, 0])), float(np.median(pos[:, 1]))
-        )
-        node_xy = np.stack(project_m(pos[:, 0], pos[:, 1], crs), 1)
-        ev_xy = np.stack(project_m(lon[idx], lat[idx], crs), 1)
+        given = (road.meta or {}).get("projected_crs")
+        crs = CRS.from_user_input(given) if given else utm_crs(*np.median(pos, axis=0))
+        node_xy, _ = project(pos[:, 0], pos[:, 1], crs=crs)
+        ev_xy, _ = project(lon[idx], lat[idx], crs=crs)
         dist, nearest = cKDTree(node_xy).query(ev_xy, k=1, distance_upper_bound=max_distance_m)
         hit = np.isfinite(dist)
         node[idx[hit]] = nearest[hit]

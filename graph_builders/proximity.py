@@ -1,7 +1,7 @@
 """Proximity graphs between located nodes: Gaussian kernel (DCRNN), kNN, radius, Delaunay.
 
-``connect(pos, *, method=...)`` returns ``(edge_index, edge_weight)``; given an STGraph it returns a
-copy with those edges. Distances are great-circle (``metric="haversine"``, metres) between lon/lat
+``connect(pos, *, method=...)`` returns :class:`ProximityEdges` ``(edge_index, edge_weight,
+summary)``; ``connect_graph(graph, ...)`` returns a copy of an STGraph with those edges. Distances are great-circle (``metric="haversine"``, metres) between lon/lat
 positions, or road-network distances (``distances=``: a ``from, to, dist`` table with ``node_ids``,
 or a dense ``[N, N]`` matrix with ``inf`` where unknown).
 
@@ -16,15 +16,21 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import pandas as pd
 import torch
 from scipy.spatial import Delaunay, cKDTree
 
+from graph_builders._inputs import renamed_options
 from stgraph.errors import DataFormatError
-from stgraph.utils.geo import EARTH_RADIUS_M
+from stgraph.utils.geo import EARTH_RADIUS_M, project
+
+if TYPE_CHECKING:
+    from stgraph.data import STGraph
+
+__all__ = ["METHODS", "ProximityEdges", "connect", "connect_graph", "distance_matrix", "to_dense"]
 
 METHODS = ("gaussian", "knn", "radius", "delaunay")
 
@@ -184,8 +190,21 @@ def _weights(dist: np.ndarray, weight: str, sigma: float | None) -> np.ndarray:
     raise ValueError(f"weight={weight!r}: expected 'distance', 'gaussian' or 'binary'")
 
 
+class ProximityEdges(NamedTuple):
+    """What :func:`connect` returns: ``(edge_index, edge_weight, summary)``.
+
+    ``edge_index`` ``[2, E]`` int64 sorted by source then target, ``edge_weight`` ``[E]`` float32,
+    ``summary`` the construction (method, weight, sigma, edge count, dropped distance rows).
+    """
+
+    edge_index: torch.Tensor
+    edge_weight: torch.Tensor
+    summary: dict[str, Any]
+
+
+@renamed_options(radius="radius_m")
 def connect(
-    pos: Any = None,
+    pos: np.ndarray | torch.Tensor | None = None,
     *,
     method: str = "gaussian",
     distances: Any = None,
@@ -194,19 +213,18 @@ def connect(
     sigma: float | None = None,
     threshold: float = 0.1,
     k: int = 8,
-    radius: float = 1000.0,
+    radius_m: float = 1000.0,
     include_self: bool = False,
     directed: bool | None = None,
     weight: str | None = None,
-    return_summary: bool = False,
-) -> Any:
+) -> ProximityEdges:
     """Connect nodes by proximity.
 
     Args:
-        pos: ``[N, 2]`` lon/lat degrees (array or tensor), or an STGraph (its ``pos``; the result is
-            then a copy of the graph with the new edges and ``meta["proximity"]``).
+        pos: ``[N, 2]`` lon/lat degrees (array or tensor). For an STGraph use
+            :func:`connect_graph`.
         method: ``"gaussian"`` (thresholded Gaussian kernel, DCRNN), ``"knn"`` (each node's ``k``
-            nearest), ``"radius"`` (all pairs within ``radius`` m) or ``"delaunay"`` (edges of the
+            nearest), ``"radius"`` (all pairs within ``radius_m``) or ``"delaunay"`` (edges of the
             Delaunay triangulation of the projected positions; needs ``pos``).
         distances: road-network distances instead of great-circle ones: a ``from, to, dist`` table
             (DataFrame or CSV path, with ``node_ids``) or a dense ``[N, N]`` matrix, ``inf`` where
@@ -216,122 +234,54 @@ def connect(
         sigma: kernel width in metres (``None``: the std of the finite distances, as DCRNN).
         threshold: Gaussian weights below it are dropped (DCRNN's ``normalized_k`` = 0.1).
         k: neighbours per node for ``knn``.
-        radius: metres for ``radius``.
+        radius_m: metres for ``radius`` (formerly ``radius``, still accepted with a warning).
         include_self: keep self-loops (weight 1 for Gaussian, 0 m for distance weights).
         directed: ``None`` = automatic: Gaussian on road distances and kNN are directed (edge
             ``j -> i`` for each of ``i``'s neighbours ``j``; Gaussian ``i -> j`` for ``A[i, j]``),
             symmetric otherwise; ``False`` symmetrises, ``True`` keeps the one-way pairs.
         weight: ``"gaussian"``, ``"distance"`` (metres) or ``"binary"``; default: ``"gaussian"`` for
             the Gaussian method, ``"distance"`` for the others.
-        return_summary: also return a dict with sigma, counts and dropped distance rows.
 
     Returns:
-        ``(edge_index [2, E] int64, edge_weight [E] float32)`` (+ summary), or an STGraph.
+        :class:`ProximityEdges` ``(edge_index [2, E] int64, edge_weight [E] float32, summary)``;
+        ``summary`` holds the method, weight, ``sigma`` (Gaussian), ``edges`` and the ``dropped``
+        rows of a distance table.
+
+    Raises:
+        TypeError: ``pos`` is an STGraph (use :func:`connect_graph`).
+        ValueError: an unknown method or metric, bad positions, neither ``pos`` nor ``distances``.
     """
     from stgraph.data import STGraph
 
-    graph = pos if isinstance(pos, STGraph) else None
-    if graph is not None:
-        pos = graph.pos
-        if node_ids is None:
-            node_ids = (graph.meta or {}).get("node_ids")
+    if isinstance(pos, STGraph):
+        raise TypeError("connect: pos is an STGraph; use proximity.connect_graph(graph, ...)")
     if method not in METHODS:
         raise ValueError(f"method={method!r}: expected one of {', '.join(METHODS)}")
     if metric != "haversine":
         raise ValueError(f"metric={metric!r}: only 'haversine' (lon/lat degrees) is supported")
     weight = weight or ("gaussian" if method == "gaussian" else "distance")
-    p = _check_pos(pos) if pos is not None else None
+    p, dmat, dropped = _read_inputs(pos, distances, node_ids)
     summary: dict[str, Any] = {"method": method, "weight": weight}
-    dmat = None
-    if distances is not None:
-        dmat, dropped = distance_matrix(distances, node_ids)
+    if dropped is not None:
         summary["dropped"] = dropped
-        if p is not None and len(p) != len(dmat):
-            raise ValueError(f"distances: {len(dmat)} nodes but pos has {len(p)}")
-    elif p is None:
-        raise ValueError("connect: give pos ([N, 2] lon/lat) or distances")
-    n = len(dmat) if dmat is not None else len(p)
-
     if method == "gaussian":
-        if dmat is not None:
-            finite = np.isfinite(dmat)
-            s = sigma if sigma is not None else float(dmat[finite].std())
-            w = np.exp(-np.square(dmat / s))
-            w[w < threshold] = 0.0
-            src, dst = np.nonzero(w)
-            ww = w[src, dst]
-            dist = dmat[src, dst]
-            directed = True if directed is None else directed
-        else:
-            s = sigma if sigma is not None else _haversine_std(p)
-            cutoff = s * np.sqrt(-np.log(threshold)) if threshold > 0 else np.inf
-            src, dst, dist = _pairs_within(p, cutoff)
-            ww = np.exp(-np.square(dist / s))
-            keep = ww >= threshold
-            src, dst, dist, ww = src[keep], dst[keep], dist[keep], ww[keep]
-            if include_self:
-                src = np.concatenate([src, np.arange(n)])
-                dst = np.concatenate([dst, np.arange(n)])
-                dist = np.concatenate([dist, np.zeros(n)])
-                ww = np.concatenate([ww, np.ones(n)])
-            directed = False if directed is None else directed
-        summary["sigma"] = float(s)
-        if weight != "gaussian":
-            ww = _weights(dist, weight, s)
+        src, dst, ww, sigma_used = _gaussian_edges(
+            p,
+            dmat,
+            sigma=sigma,
+            threshold=threshold,
+            include_self=include_self,
+            directed=directed,
+            weight=weight,
+        )
+        summary["sigma"] = sigma_used
     else:
-        if method == "knn":
-            if dmat is not None:
-                d = np.where(np.eye(n, dtype=bool), np.inf, dmat)
-                kk = min(k, n - 1)
-                nb = np.argsort(d, axis=1, kind="stable")[:, :kk]
-                dist = np.take_along_axis(d, nb, 1).ravel()
-                tgt = np.repeat(np.arange(n), kk)
-                src_ = nb.ravel()
-                ok = np.isfinite(dist)
-                src, dst, dist = src_[ok], tgt[ok], dist[ok]
-            else:
-                kk = min(k, n - 1)
-                chord, nb = cKDTree(_unit_vectors(p)).query(_unit_vectors(p), k=kk + 1)
-                chord, nb = chord[:, 1:], nb[:, 1:]  # the nearest is the node itself
-                src = nb.ravel().astype(np.int64)
-                dst = np.repeat(np.arange(n), kk)
-                dist = _chord_to_m(chord.ravel())
-            directed = True if directed is None else directed
-        elif method == "radius":
-            if dmat is not None:
-                d = np.where(np.eye(n, dtype=bool), np.inf, dmat)
-                src, dst = np.nonzero(d <= radius)
-                dist = d[src, dst]
-                directed = True if directed is None else directed
-            else:
-                src, dst, dist = _pairs_within(p, radius)
-                directed = False if directed is None else directed
-        else:  # delaunay
-            if p is None:
-                raise ValueError("method='delaunay' needs pos")
-            if n < 3:
-                raise ValueError(f"method='delaunay' needs at least 3 nodes, got {n}")
-            from graph_builders.osm.spatial import project
-
-            xy, _ = project(p[:, 0], p[:, 1])
-            tri = Delaunay(xy)
-            s3 = tri.simplices
-            src = np.concatenate([s3[:, 0], s3[:, 1], s3[:, 2]]).astype(np.int64)
-            dst = np.concatenate([s3[:, 1], s3[:, 2], s3[:, 0]]).astype(np.int64)
-            if dmat is not None:
-                dist = dmat[src, dst]
-            else:
-                dist = haversine_pairs(p, src, dst)
-            directed = False if directed is None else directed
-        if not directed:
+        src, dst, dist, auto_directed = _method_pairs(method, p, dmat, k=k, radius_m=radius_m)
+        if not (auto_directed if directed is None else directed):
             src, dst, dist = _symmetrise(src, dst, dist)
         if include_self:
-            src = np.concatenate([src, np.arange(n)])
-            dst = np.concatenate([dst, np.arange(n)])
-            dist = np.concatenate([dist, np.zeros(n)])
+            src, dst, dist = _with_self_loops(src, dst, dist, len(dmat if dmat is not None else p))
         ww = _weights(dist, weight, sigma)
-    if method == "gaussian" and not directed and dmat is not None:
-        src, dst, ww = _symmetrise(src, dst, ww)
     if not include_self:
         off = src != dst
         src, dst, ww = src[off], dst[off], ww[off]
@@ -339,21 +289,130 @@ def connect(
     edge_index = torch.from_numpy(np.stack([src[order], dst[order]]).astype(np.int64))
     edge_weight = torch.from_numpy(np.asarray(ww, dtype=np.float32)[order])
     summary["edges"] = int(edge_index.size(1))
-    if graph is not None:
-        out = copy.copy(graph)
-        out.edge_index = edge_index
-        out.edge_weight = edge_weight
-        out.edge_attr = None
-        out.meta = copy.deepcopy(graph.meta)
-        out.meta["proximity"] = summary
-        if summary.get("dropped"):
-            out.meta.setdefault("dropped", {}).update(summary["dropped"])
-        out.meta["provenance"] = [
-            *out.meta.get("provenance", []),
-            f"proximity.connect(method={method})",
-        ]
-        return out
-    return (edge_index, edge_weight, summary) if return_summary else (edge_index, edge_weight)
+    return ProximityEdges(edge_index, edge_weight, summary)
+
+
+def connect_graph(graph: STGraph, **options: Any) -> STGraph:
+    """A copy of ``graph`` with proximity edges from its ``pos`` (:func:`connect` ``options``).
+
+    ``node_ids`` defaults to ``graph.meta["node_ids"]``; the copy has ``edge_attr`` ``None``,
+    ``meta["proximity"]`` = the summary, dropped distance rows added to ``meta["dropped"]`` and
+    a provenance line.
+    """
+    options.setdefault("node_ids", (graph.meta or {}).get("node_ids"))
+    edges = connect(graph.pos, **options)
+    out = copy.copy(graph)
+    out.edge_index = edges.edge_index
+    out.edge_weight = edges.edge_weight
+    out.edge_attr = None
+    out.meta = copy.deepcopy(graph.meta)
+    out.meta["proximity"] = edges.summary
+    if edges.summary.get("dropped"):
+        out.meta.setdefault("dropped", {}).update(edges.summary["dropped"])
+    out.meta["provenance"] = [
+        *out.meta.get("provenance", []),
+        f"proximity.connect(method={edges.summary['method']})",
+    ]
+    return out
+
+
+def _read_inputs(
+    pos: Any, distances: Any, node_ids: Sequence | None
+) -> tuple[np.ndarray | None, np.ndarray | None, dict[str, int] | None]:
+    """Checked positions, the distance matrix (if any) and its dropped rows."""
+    p = _check_pos(pos) if pos is not None else None
+    if distances is None:
+        if p is None:
+            raise ValueError("connect: give pos ([N, 2] lon/lat) or distances")
+        return p, None, None
+    dmat, dropped = distance_matrix(distances, node_ids)
+    if p is not None and len(p) != len(dmat):
+        raise ValueError(f"distances: {len(dmat)} nodes but pos has {len(p)}")
+    return p, dmat, dropped
+
+
+def _with_self_loops(src, dst, vals, n: int, fill: float = 0.0):
+    ar = np.arange(n)
+    return (
+        np.concatenate([src, ar]),
+        np.concatenate([dst, ar]),
+        np.concatenate([vals, np.full(n, fill)]),
+    )
+
+
+def _gaussian_edges(
+    p: np.ndarray | None,
+    dmat: np.ndarray | None,
+    *,
+    sigma: float | None,
+    threshold: float,
+    include_self: bool,
+    directed: bool | None,
+    weight: str,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """DCRNN's thresholded kernel: ``(src, dst, weight, sigma)`` (self-loops still included)."""
+    if dmat is not None:
+        s = sigma if sigma is not None else float(dmat[np.isfinite(dmat)].std())
+        w = np.exp(-np.square(dmat / s))
+        w[w < threshold] = 0.0
+        src, dst = np.nonzero(w)
+        ww, dist = w[src, dst], dmat[src, dst]
+        directed = True if directed is None else directed
+    else:
+        s = sigma if sigma is not None else _haversine_std(p)
+        cutoff = s * np.sqrt(-np.log(threshold)) if threshold > 0 else np.inf
+        src, dst, dist = _pairs_within(p, cutoff)
+        ww = np.exp(-np.square(dist / s))
+        keep = ww >= threshold
+        src, dst, dist, ww = src[keep], dst[keep], dist[keep], ww[keep]
+        if include_self:
+            n = len(p)
+            src, dst, dist = _with_self_loops(src, dst, dist, n)
+            ww = np.concatenate([ww, np.ones(n)])
+        directed = False if directed is None else directed
+    if weight != "gaussian":
+        ww = _weights(dist, weight, s)
+    if not directed and dmat is not None:
+        src, dst, ww = _symmetrise(src, dst, ww)
+    return src, dst, ww, float(s)
+
+
+def _method_pairs(
+    method: str, p: np.ndarray | None, dmat: np.ndarray | None, *, k: int, radius_m: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
+    """kNN / radius / Delaunay pairs: ``(src, dst, distance_m, directed by default)``."""
+    n = len(dmat) if dmat is not None else len(p)
+    if method == "knn":
+        kk = min(k, n - 1)
+        if dmat is not None:
+            d = np.where(np.eye(n, dtype=bool), np.inf, dmat)
+            nb = np.argsort(d, axis=1, kind="stable")[:, :kk]
+            dist = np.take_along_axis(d, nb, 1).ravel()
+            src, dst = nb.ravel(), np.repeat(np.arange(n), kk)
+            ok = np.isfinite(dist)
+            return src[ok], dst[ok], dist[ok], True
+        chord, nb = cKDTree(_unit_vectors(p)).query(_unit_vectors(p), k=kk + 1)
+        chord, nb = chord[:, 1:], nb[:, 1:]  # the nearest is the node itself
+        src = nb.ravel().astype(np.int64)
+        return src, np.repeat(np.arange(n), kk), _chord_to_m(chord.ravel()), True
+    if method == "radius":
+        if dmat is not None:
+            d = np.where(np.eye(n, dtype=bool), np.inf, dmat)
+            src, dst = np.nonzero(d <= radius_m)
+            return src, dst, d[src, dst], True
+        src, dst, dist = _pairs_within(p, radius_m)
+        return src, dst, dist, False
+    # delaunay
+    if p is None:
+        raise ValueError("method='delaunay' needs pos")
+    if n < 3:
+        raise ValueError(f"method='delaunay' needs at least 3 nodes, got {n}")
+    xy, _ = project(p[:, 0], p[:, 1])
+    s3 = Delaunay(xy).simplices
+    src = np.concatenate([s3[:, 0], s3[:, 1], s3[:, 2]]).astype(np.int64)
+    dst = np.concatenate([s3[:, 1], s3[:, 2], s3[:, 0]]).astype(np.int64)
+    dist = dmat[src, dst] if dmat is not None else haversine_pairs(p, src, dst)
+    return src, dst, dist, False
 
 
 def haversine_pairs(pos: np.ndarray, src: np.ndarray, dst: np.ndarray) -> np.ndarray:

@@ -533,13 +533,11 @@ def from_table(
 
     # ---- edges
     if dist_matrix is not None:
-        ei, w, prox = proximity.connect(
-            pos, method=method, distances=dist_matrix, return_summary=True, **proximity_kw
-        )
+        ei, w, prox = proximity.connect(pos, method=method, distances=dist_matrix, **proximity_kw)
         ei = torch.as_tensor(ei, dtype=torch.long)
         dvals = dist_matrix[ei[0].numpy(), ei[1].numpy()]
     else:
-        ei, w, prox = proximity.connect(pos, method=method, return_summary=True, **proximity_kw)
+        ei, w, prox = proximity.connect(pos, method=method, **proximity_kw)
         ei = torch.as_tensor(ei, dtype=torch.long)
         src, dst = ei.numpy()
         dvals = haversine_m(pos[src, 0], pos[src, 1], pos[dst, 0], pos[dst, 1])

@@ -40,7 +40,6 @@ def test_gaussian_reproduces_dcrnn_adj_mx_bay(bay):
         distances=d / "distances_bay_2017.csv",
         node_ids=node_ids,
         include_self=True,
-        return_summary=True,
     )
     ours = proximity.to_dense(ei, ew, len(ids))
     nnz_ours, nnz_ref = int((ours != 0).sum()), int((adj != 0).sum())
@@ -52,7 +51,7 @@ def test_gaussian_reproduces_dcrnn_adj_mx_bay(bay):
     # road distances are directed: so is the kernel graph
     assert not np.allclose(ours, ours.T)
     # without self-loops the diagonal goes, nothing else changes
-    ei2, ew2 = proximity.connect(
+    ei2, ew2, _ = proximity.connect(
         loc[["lon", "lat"]].to_numpy(), distances=d / "distances_bay_2017.csv", node_ids=node_ids
     )
     assert ei2.size(1) == nnz_ref - int((np.diag(adj) != 0).sum())
@@ -62,7 +61,7 @@ def test_unknown_ids_in_distance_table_are_counted(bay):
     d, loc = bay
     table = pd.read_csv(d / "distances_bay_2017.csv", header=None)
     keep = loc["id"].astype(str).tolist()[:100]
-    _, _, summary = proximity.connect(None, distances=table, node_ids=keep, return_summary=True)
+    _, _, summary = proximity.connect(None, distances=table, node_ids=keep)
     ids = table.iloc[:, 0].astype(str).isin(keep) & table.iloc[:, 1].astype(str).isin(keep)
     assert summary["dropped"]["distance_row_unknown_id"] == int((~ids).sum())
 
@@ -84,16 +83,14 @@ def test_duplicate_pairs_in_distance_table_are_counted_last_row_wins(bay):
     changed = np.zeros(ref.shape, dtype=bool)
     changed[i, j] = True
     np.testing.assert_array_equal(mat[~changed], ref[~changed])
-    _, _, summary = proximity.connect(
-        None, distances=pd.concat([table, again]), node_ids=node_ids, return_summary=True
-    )
+    _, _, summary = proximity.connect(None, distances=pd.concat([table, again]), node_ids=node_ids)
     assert summary["dropped"] == {"distance_row_duplicate": 50}
 
 
 def test_gaussian_on_coordinates_matches_dense_recipe(bay):
     _, loc = bay
     pos = loc[["lon", "lat"]].to_numpy()
-    ei, ew, summary = proximity.connect(pos, method="gaussian", return_summary=True)
+    ei, ew, summary = proximity.connect(pos, method="gaussian")
     n = len(pos)
     dense = haversine_m(pos[:, None, 0], pos[:, None, 1], pos[None, :, 0], pos[None, :, 1])
     sigma = dense.std()
@@ -114,7 +111,7 @@ def test_knn_radius_delaunay(bay):
     dense = haversine_m(pos[:, None, 0], pos[:, None, 1], pos[None, :, 0], pos[None, :, 1])
     np.fill_diagonal(dense, np.inf)
     # knn (directed): each node receives exactly k edges from its k nearest, weights in metres
-    ei, ew = proximity.connect(pos, method="knn", k=5)
+    ei, ew, _ = proximity.connect(pos, method="knn", k=5)
     assert ei.size(1) == 5 * n
     assert (torch.bincount(ei[1], minlength=n) == 5).all()
     kth = np.sort(dense, 1)[:, 4]
@@ -123,16 +120,16 @@ def test_knn_radius_delaunay(bay):
     assert np.allclose(ew.double().numpy(), dense[src, dst], rtol=1e-5, atol=1e-2)
     assert not (src == dst).any()
     # knn symmetrised
-    ei_u, _ = proximity.connect(pos, method="knn", k=5, directed=False)
+    ei_u, _, _ = proximity.connect(pos, method="knn", k=5, directed=False)
     pairs = set(map(tuple, ei_u.numpy().T.tolist()))
     assert all((b, a) in pairs for a, b in pairs) and len(pairs) >= 5 * n
     # radius: exactly the pairs within the radius, both directions
-    ei_r, ew_r = proximity.connect(pos, method="radius", radius=2000.0)
+    ei_r, ew_r, _ = proximity.connect(pos, method="radius", radius_m=2000.0)
     ref = set(zip(*np.nonzero(dense <= 2000.0), strict=True))
     assert set(map(tuple, ei_r.numpy().T.tolist())) == {(int(a), int(b)) for a, b in ref}
     assert float(ew_r.max()) <= 2000.0 + 1e-3
     # delaunay: every triangle side, symmetric, planar (E <= 6N)
-    ei_d, ew_d = proximity.connect(pos, method="delaunay")
+    ei_d, ew_d, _ = proximity.connect(pos, method="delaunay")
     xy, _ = osm.project(pos[:, 0], pos[:, 1])
     tri = Delaunay(xy).simplices
     sides = {(int(a), int(b)) for t in tri for a, b in ((t[0], t[1]), (t[1], t[2]), (t[2], t[0]))}
@@ -140,7 +137,7 @@ def test_knn_radius_delaunay(bay):
     assert set(map(tuple, ei_d.numpy().T.tolist())) == sides
     assert ei_d.size(1) <= 6 * n and (ew_d > 0).all()
     # binary weights and self-loops on request
-    ei_b, ew_b = proximity.connect(pos, method="knn", k=3, weight="binary", include_self=True)
+    ei_b, ew_b, _ = proximity.connect(pos, method="knn", k=3, weight="binary", include_self=True)
     assert (ew_b == 1).all() and int((ei_b[0] == ei_b[1]).sum()) == n
 
 
@@ -148,8 +145,14 @@ def test_connect_returns_stgraph_and_rejects_bad_input(bay):
     _, loc = bay
     pos = loc[["lon", "lat"]].to_numpy()
     g = STGraph(x=torch.zeros(len(pos), 2, 1), pos=torch.from_numpy(pos), meta={"city": "bay"})
-    h = proximity.connect(g, method="knn", k=4)
+    h = proximity.connect_graph(g, method="knn", k=4)
     assert isinstance(h, STGraph) and h.edge_index.size(1) == 4 * len(pos)
+    assert torch.equal(h.edge_index, proximity.connect(pos, method="knn", k=4).edge_index)
+    with pytest.raises(TypeError, match="connect_graph"):
+        proximity.connect(g, method="knn")
+    with pytest.warns(DeprecationWarning, match="'radius_m'"):
+        old = proximity.connect(pos, method="radius", radius=2000.0)
+    assert torch.equal(old.edge_index, proximity.connect(pos, method="radius", radius_m=2000.0)[0])
     assert h.meta["proximity"]["method"] == "knn" and g.edge_index is None
     h.validate()
     bad = pos.copy()
