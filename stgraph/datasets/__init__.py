@@ -29,11 +29,13 @@ from typing import Any
 
 from stgraph.datasets import (  # noqa: F401  (importing registers the data sets)
     crime,
+    metro,
     pedestrian,
     pgt,
     raster,
     traffic,
     trajectories,
+    weather,
 )
 from stgraph.datasets.files import (
     FILES,

@@ -85,9 +85,14 @@ _COMMITS = {
     "graphhopper/graphhopper": "c058139f1043193c4b187c00955fcafa2a2f0d0b",
     "gboeing/osmnx": "74e68ce2200b23c04f6ec2a864a6c24859bbf08d",
     "valhalla/valhalla": "14582d257ca40b649c95d50397f228425961cff9",
+    "xiazc1998/Traffic-forecasting": "7ddb5cd72de3e5cc476d95c66b87d9b71439ca7d",
+    "andrewzm/STRbook": "25d6ac6ffe7612a68b3c13ffa2106a3fccf804f6",
+    "r-spatial/gstat": "2a578765502dd29520dcc3b40af42c953237faa3",
+    "xinychen/transdim": "cf0e230d1e436cf14e193e94681368782878c178",
 }
 
-# (path under the data root, bytes, sha256, repo, path in repo) — the table of MANIFEST.md.
+# (path under the data root, bytes, sha256, repo, path in repo[, commit when the file is pinned to
+# another commit than the repo's in _COMMITS]) — the table of MANIFEST.md.
 _TABLE = """
 los-loop/los_speed.csv 3402125 7b732d86ae32b2930595becba28aff39dacbfb2197e250fc0332e1744ce2cbf4 lehaifeng/T-GCN data/los_speed.csv
 los-loop/los_adj.csv 111686 7a6eb41e10677992b5af50f5ab187c6c05c5c3a92cb973950cfddbf857361e76 lehaifeng/T-GCN data/los_adj.csv
@@ -121,14 +126,25 @@ osm-monaco/monaco.osm.pbf 1759101 36c0f0029ed838897322382611b67e8e5e7bcb07d5b17a
 osm-andorra/andorra.osm.pbf 565390 70998b72b5eed4b6a8565837b3d72c3b592c4dc4f1a7d5e964367d20508f188b graphhopper/graphhopper core/files/andorra.osm.pbf
 osm-west-oakland/West-Oakland.osm.bz2 11717 92efe9ed4f803961e1b552d0e769fc10703814efa827e9a6fb013004e00bbeae gboeing/osmnx tests/input_data/West-Oakland.osm.bz2
 osm-baltimore/baltimore.osm.pbf 651571 cd68a7279cf160c10267b96eea42c4f7a6a9ba90593a70e780dd66e905e5e710 valhalla/valhalla test/data/baltimore.osm.pbf
+pemsd7m-graph/PeMSD7_W_228.csv 468084 705d8b33939c4a7922dc694cb19d3ce52048e60e482f21563a4c1e48cf7ebcae xiazc1998/Traffic-forecasting PeMSD7_W_228.csv
+noaa-central-us-daily/Stationinfo.dat 16072 cc018598c33274764841d1b9b16d7f91086dc201512f955c8feceffab83a9de6 andrewzm/STRbook inst/extdata/Stationinfo.dat
+noaa-central-us-daily/Times_1990.dat 24773 603c4456e4d518f40a02833a6336a0a936c964d8c96afa1820617a405bc8aea5 andrewzm/STRbook inst/extdata/Times_1990.dat
+noaa-central-us-daily/Tmax_1990.dat 2287467 9dd9049bcabe80dfc6090842f9cb66a77dd7db23b59de0d2df5e371e9f6496b1 andrewzm/STRbook inst/extdata/Tmax_1990.dat
+noaa-central-us-daily/Tmin_1990.dat 2286112 23672c05f874547b56345c9e1e8f1e96f8e8ef01bb77c7a1602060b77f85532b andrewzm/STRbook inst/extdata/Tmin_1990.dat
+noaa-central-us-daily/Precip_1990.dat 4017204 97e833018090b564ba7cd132ada817f5225ddd9769bd59e88b85302465e968d7 andrewzm/STRbook inst/extdata/Precip_1990.dat
+ireland-wind/wind.rda 98280 5bda6f100ea3b8228bea6cb30adb1376eedb0a94bbe4bfe693b478ca0322eabb r-spatial/gstat data/wind.rda
+hangzhou-metro/inflow_tensor.mat 294635 ceca068765ae16208346bf12ee0c76f94d1bbb25288950ccfd0a10debd8b6391 xinychen/transdim datasets/Hangzhou-data-set/inflow_tensor.mat
+hangzhou-metro/outflow_tensor.mat 294118 485ae2c0fc17807994bb48565eb519797be0f6d45c31d3469acf27ff22505d8c xinychen/transdim datasets/Hangzhou-data-set/outflow_tensor.mat
+hangzhou-metro/graph.csv 13589 d2e3d362551d6fbf3cc6930f2fa9520e91fa0a2ae90b9a2b010eb42b0b128a09 xinychen/transdim datasets/Hangzhou-data-set/graph.csv 99a31275f12504f59b0c3d3debd50fea92b2e973
 """
 
 
 def _parse_table(text: str) -> dict[str, RemoteFile]:
     files = {}
     for line in text.strip().splitlines():
-        path, size, sha, repo, repo_path = line.split()
-        files[path] = RemoteFile(path, repo, _COMMITS[repo], repo_path, int(size), sha)
+        path, size, sha, repo, repo_path, *pinned = line.split()
+        commit = pinned[0] if pinned else _COMMITS[repo]
+        files[path] = RemoteFile(path, repo, commit, repo_path, int(size), sha)
     return files
 
 

@@ -352,7 +352,7 @@ def test_api_errors_are_clear(data_dir):
         "liverpool-bus",
         "nyc-crime",
     ]
-    assert len(datasets.list_datasets(kind="graph")) == 9
+    assert len(datasets.list_datasets(kind="graph")) == 12
 
 
 def test_sensor_without_location_is_named(data_dir, tmp_path):
