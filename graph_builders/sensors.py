@@ -11,16 +11,13 @@ sensor id, then connects the sensors either
   no road graph.
 
 Every sensor left out is counted by reason in ``meta["dropped"]`` (ids in ``meta["dropped_ids"]``).
-Snapping is reported in ``meta["snap"]`` (median and max distance, how many beyond ``max_snap_m``).
+Snapping is reported in ``meta["snap"]`` (median and max distance, how many beyond ``max_dist_m``).
 """
 
 from __future__ import annotations
 
-import io
-import os
-import zipfile
 from collections.abc import Sequence
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -33,132 +30,18 @@ from graph_builders._inputs import (
     parse_interval,
     parse_times,
     read_table,
+    renamed_options,
     source_name,
     to_lonlat,
     wall_to_unix,
 )
-from stgraph.datasets._pickle import load_verified_pickle
-from stgraph.datasets.files import read_verified_bytes
+from stgraph.data.stgraph import STGraph
 from stgraph.errors import DataFormatError
 from stgraph.utils.geo import haversine_m
+from stgraph.utils.readers import normalize_ids as _norm_ids
+from stgraph.utils.readers import read_node_link, read_uctb
 
 __all__ = ["from_table", "read_node_link", "read_uctb", "road_distances", "snap_to_roads"]
-
-
-# ---------------------------------------------------------------------------------------- ids
-def _norm_ids(values: Any) -> list[str]:
-    """Sensor ids as strings; integral floats lose their ``.0`` (``773869.0`` → ``"773869"``)."""
-    out = []
-    for v in values:
-        if isinstance(v, (float, np.floating)) and np.isfinite(v) and float(v).is_integer():
-            out.append(str(int(v)))
-        else:
-            out.append(str(v).strip())
-    return out
-
-
-# ---------------------------------------------------------------------------------------- readers
-def read_uctb(path: str | os.PathLike, *, sha256: str) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
-    """Read a UCTB Urban-Dataset node data set (``*.zip`` holding one pickle), e.g. Melbourne.
-
-    The zip is read once; the sha256 of those bytes must equal ``sha256`` (from the data set's
-    manifest) before anything is unpickled, and the pickle is taken from that same in-memory buffer
-    (nothing is re-read between the check and the load). A pickle runs code when loaded, so only a
-    known file is read, and only with the registry's numpy-only unpickler
-    (:func:`stgraph.datasets._pickle.load_verified_pickle`).
-
-    Returns:
-        ``(locations, readings, info)``: locations with ``sensor_id, latitude, longitude, name,
-        install_date``; readings wide (``time`` + one column per sensor id; the UCTB missing
-        marker ``-1`` becomes NaN); info = ``{"time_range", "interval_min", "missing_marked"}``.
-
-    Raises:
-        ChecksumError: the zip's bytes do not match ``sha256`` (nothing is unpickled).
-        DataFormatError: not a zip holding exactly one ``.pkl``, or not a UCTB node data set.
-    """
-    path = Path(path)
-    raw = read_verified_bytes(path, sha256)
-    try:
-        with zipfile.ZipFile(io.BytesIO(raw)) as zf:
-            members = [m for m in zf.namelist() if m.endswith(".pkl")]
-            if len(members) != 1:
-                raise DataFormatError(f"{path}: expected one .pkl inside, found {zf.namelist()}")
-            blob = zf.read(members[0])
-    except zipfile.BadZipFile as exc:
-        raise DataFormatError(f"{path}: not a valid zip archive ({exc})") from exc
-    data = load_verified_pickle(blob, source=f"{path}:{members[0]}")  # from the verified buffer
-    try:
-        node = data["Node"]
-        counts = np.asarray(node["TrafficNode"])
-        info = node["StationInfo"]
-        t0, _t1 = data["TimeRange"]
-        minutes = int(data["TimeFitness"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise DataFormatError(f"{path}: not a UCTB node data set (missing {exc})") from exc
-    if counts.ndim != 2 or counts.shape[1] != len(info):
-        raise DataFormatError(
-            f"{path}: TrafficNode has shape {counts.shape} for {len(info)} stations in StationInfo"
-        )
-    locations = pd.DataFrame(
-        {
-            "sensor_id": _norm_ids([s[0] for s in info]),
-            "install_date": [s[1] for s in info],
-            "latitude": [float(s[2]) for s in info],
-            "longitude": [float(s[3]) for s in info],
-            "name": [str(s[4]) for s in info],
-        }
-    )
-    values = counts.astype(np.float64)
-    missing = values == -1
-    values[missing] = np.nan
-    readings = pd.DataFrame(values, columns=locations["sensor_id"].tolist())
-    readings.insert(0, "time", pd.date_range(t0, periods=len(values), freq=f"{minutes}min"))
-    meta = {
-        "time_range": [str(t) for t in data["TimeRange"]],
-        "interval_min": minutes,
-        "missing_marked": int(missing.sum()),
-    }
-    return locations, readings, meta
-
-
-def read_node_link(
-    path: str | os.PathLike, *, values_key: str = "y"
-) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Read a networkx node-link JSON with a series per node (PyTorch Geometric Temporal style).
-
-    Returns:
-        ``(locations, readings, links)``: ``locations`` = ``sensor_id, x, y`` (the node's
-        ``lon``/``lat`` fields as stored — check their CRS), ``readings`` wide (one column per
-        node id, one row per step, no time column), ``links`` = ``source, target, weight``.
-    """
-    import json
-
-    path = Path(path)
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-        nodes = doc["nodes"]
-        links = doc.get("links", doc.get("edges", []))
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise DataFormatError(f"{path}: not a node-link JSON ({exc})") from exc
-    missing = [i for i, n in enumerate(nodes) if not {"id", "lon", "lat", values_key} <= set(n)]
-    if missing:
-        raise DataFormatError(
-            f"{path}: node {missing[0]} lacks one of 'id', 'lon', 'lat', {values_key!r}"
-        )
-    ids = _norm_ids([n["id"] for n in nodes])
-    locations = pd.DataFrame(
-        {"sensor_id": ids, "x": [n["lon"] for n in nodes], "y": [n["lat"] for n in nodes]}
-    )
-    lengths = {len(n[values_key]) for n in nodes}
-    if len(lengths) != 1:
-        raise DataFormatError(
-            f"{path}: series {values_key!r} have different lengths {sorted(lengths)}"
-        )
-    readings = pd.DataFrame(
-        np.array([n[values_key] for n in nodes], dtype=np.float64).T, columns=ids
-    )
-    link_df = pd.DataFrame(links)
-    return locations, readings, link_df
 
 
 # ---------------------------------------------------------------------------------------- time axis
@@ -211,7 +94,7 @@ def _time_axis(
 
 # ---------------------------------------------------------------------------------------- snapping
 def snap_to_roads(
-    road_graph: Any,
+    road_graph: STGraph,
     lon: np.ndarray,
     lat: np.ndarray,
     *,
@@ -282,7 +165,7 @@ def _road_csgraph(road_graph: Any) -> Any:
 
 
 def road_distances(
-    road_graph: Any,
+    road_graph: STGraph,
     lon: np.ndarray,
     lat: np.ndarray,
     *,
@@ -335,11 +218,12 @@ def road_distances(
 
 
 # ---------------------------------------------------------------------------------------- builder
+@renamed_options(max_snap_m="max_dist_m", unit="units")
 def from_table(
     locations: Any,
     readings: Any,
     *,
-    road_graph: Any = None,
+    road_graph: STGraph | None = None,
     id_col: str = "sensor_id",
     lon_col: str = "longitude",
     lat_col: str = "latitude",
@@ -353,17 +237,17 @@ def from_table(
     value_col: str = "value",
     variable_col: str | None = None,
     variable: str = "value",
-    unit: str | Sequence[str] = "",
+    units: str | Sequence[str] = "",
     missing_value: float | None = None,
-    max_snap_m: float = 100.0,
+    max_dist_m: float = 100.0,
     far: Literal["drop", "keep"] = "drop",
     snap: Literal["edge", "node"] = "edge",
     method: str = "gaussian",
     domain: str | None = None,
     city: str | None = None,
     **proximity_kw: Any,
-) -> Any:
-    r"""A sensor graph from a table of locations and a table of readings.
+) -> STGraph:
+    r"""A sensor graph from a table of locations and a table of readings (read, join, snap, edges).
 
     Args:
         locations: DataFrame or file (CSV, ZIP, Parquet) with ``id_col``, ``lon_col``, ``lat_col``
@@ -388,21 +272,21 @@ def from_table(
             ``time_col``, ``interval`` defaults to the most common gap; rows must lie on that
             grid; steps with no row are kept, fully masked (``meta["missing_steps"]``).
         sort_time (bool): sort wide readings by time instead of raising on non-monotone rows.
-        value_col, variable_col: long format columns; ``variable`` names the single variable
-            otherwise; ``unit`` its unit (or one per variable).
+        value_col, variable_col, variable, units: long format columns; ``variable`` names the
+            single variable otherwise; ``units`` its unit or one per variable (was ``unit``).
         missing_value (float, optional): a sentinel meaning "no reading" (e.g. ``-1``); such
             entries are masked and counted in ``meta["missing_marked"]``. NaN and non-numeric
             entries (``meta["unparseable_values"]``) are masked too; ``meta["missing_values"]``
             counts every masked entry of the kept sensors.
-        max_snap_m (float): sensors farther than this from the road graph are dropped
-            (``far="drop"``, counted as ``snap_too_far``) or kept (``far="keep"``).
+        max_dist_m (float): sensors farther from the road graph are dropped (``far="drop"``,
+            counted as ``snap_too_far``) or kept (``far="keep"``); was ``max_snap_m``.
         snap (str): ``"edge"`` (nearest road segment, position along it) or ``"node"``.
         method (str): proximity method without a road graph (``"gaussian"``, ``"knn"``,
             ``"radius"``, ``"delaunay"``). With a road graph the Gaussian kernel is used unless
             ``method="knn"`` (k nearest by road distance).
         **proximity_kw: passed to :func:`graph_builders.proximity.connect` (e.g. ``k``,
-            ``threshold``, ``sigma``, ``radius``). ``distances=`` a ``from, to, distance`` table
-            (DataFrame or CSV, by sensor id; e.g. DCRNN's ``distances_*.csv`` or a PGT
+            ``threshold``, ``sigma_m``, ``radius_m``). ``distances=`` a ``from, to, distance``
+            table (DataFrame or CSV, by sensor id; e.g. DCRNN's ``distances_*.csv`` or a PGT
             ``links`` table) uses those distances instead of haversine ones.
 
     Returns:
@@ -412,37 +296,245 @@ def from_table(
         ``meta["dropped_ids"]`` their ids; with a road graph ``node_attr = [snap_distance_m]``,
         ``meta["snap"]`` and ``edge_attr = [road_distance_m]``.
     """
+    loc_name, read_name = source_name(locations), source_name(readings)
+    ids, lon, lat = _read_locations(locations, id_col, lon_col, lat_col, crs, loc_name)
+    rd = _read_readings(
+        readings,
+        id_col=id_col,
+        value_col=value_col,
+        variable_col=variable_col,
+        time_col=time_col,
+        time_format=time_format,
+        tz=tz,
+        interval=interval,
+        start=start,
+        sort_time=sort_time,
+        variable=variable,
+        missing_value=missing_value,
+        name=read_name,
+    )
+    sel = _select(
+        ids,
+        lon,
+        lat,
+        rd,
+        road_graph,
+        proximity_kw.pop("distances", None),
+        snap=snap,
+        far=far,
+        max_dist_m=max_dist_m,
+        names=(loc_name, read_name),
+    )
+    return _assemble(
+        sel,
+        rd,
+        lon,
+        lat,
+        road_graph,
+        method=method,
+        units=units,
+        domain=domain,
+        city=city,
+        tz=tz,
+        proximity_kw=proximity_kw,
+        files=[loc_name, read_name],
+    )
+
+
+@dataclass
+class _Selection:
+    """The sensors that become nodes (indices into the locations), and their distances."""
+
+    nodes: np.ndarray
+    node_ids: list[str]
+    dropped_ids: dict[str, list[str]]
+    distances: np.ndarray | None  # [N, N] road or table distances; None: haversine
+    snapped: _Snapped | None
+
+
+def _select(
+    ids: list[str],
+    lon: np.ndarray,
+    lat: np.ndarray,
+    rd: _Readings,
+    road_graph: STGraph | None,
+    table: Any,
+    *,
+    snap: Literal["edge", "node"],
+    far: str,
+    max_dist_m: float,
+    names: tuple[str, str],
+) -> _Selection:
+    """Join locations and readings, snap to the road graph or read a distance table."""
     from graph_builders import proximity
 
-    loc_name, read_name = source_name(locations), source_name(readings)
-    loc = read_table(locations, required=[id_col, lon_col, lat_col])
-    raw = read_table(readings, required=[time_col] if time_col else [])
+    keep, dropped_ids = _join(ids, lon, lat, rd.ids)
+    snapped = None
+    dist_matrix = None
+    if road_graph is not None:
+        if table is not None:
+            raise ValueError("distances: give either road_graph= or distances=, not both")
+        snapped = _snap(
+            road_graph,
+            ids,
+            lon,
+            lat,
+            keep,
+            dropped_ids,
+            snap=snap,
+            far=far,
+            max_dist_m=max_dist_m,
+            name=names[0],
+        )
+        dist_matrix = snapped.distances
+    elif table is not None:
+        # a distance table of the user's (e.g. DCRNN's distances_*.csv): by sensor id
+        kept_ids = [ids[i] for i in np.flatnonzero(keep)]
+        dist_matrix, table_drops = proximity.distance_matrix(table, kept_ids)
+        rd.info["distance_table_dropped"] = table_drops
+    nodes = np.flatnonzero(keep)
+    if nodes.size == 0:
+        raise DataFormatError(
+            f"{names[0]} + {names[1]}: no sensor left after the join "
+            f"({ {k: len(v) for k, v in dropped_ids.items()} })"
+        )
+    return _Selection(nodes, [ids[i] for i in nodes], dropped_ids, dist_matrix, snapped)
 
-    # ---- locations
+
+def _assemble(
+    sel: _Selection,
+    rd: _Readings,
+    lon: np.ndarray,
+    lat: np.ndarray,
+    road_graph: STGraph | None,
+    *,
+    method: str,
+    units: str | Sequence[str],
+    domain: str | None,
+    city: str | None,
+    tz: str | None,
+    proximity_kw: dict[str, Any],
+    files: list[str],
+) -> STGraph:
+    """Values of the selected sensors, their edges and the graph's metadata."""
+    from graph_builders import proximity
+
+    read_pos = {sid: j for j, sid in enumerate(rd.ids)}
+    cols = np.array([read_pos[sid] for sid in sel.node_ids], dtype=np.int64)
+    x = np.ascontiguousarray(np.transpose(rd.values[:, cols, :], (1, 0, 2)))  # [N, T, V]
+    mask = np.isfinite(x)
+    rd.info["missing_values"] = int((~mask).sum())  # of the kept sensors, whatever the reason
+    x = np.where(mask, x, 0.0).astype(np.float32)
+    pos = np.stack([lon[sel.nodes], lat[sel.nodes]], 1)
+    edges = proximity.connect(pos, method=method, distances=sel.distances, **proximity_kw)
+    ei = torch.as_tensor(edges.edge_index, dtype=torch.long)
+    src, dst = ei.numpy()
+    if sel.distances is not None:
+        dvals = sel.distances[src, dst]
+    else:
+        dvals = haversine_m(pos[src, 0], pos[src, 1], pos[dst, 0], pos[dst, 1])
+    meta = _sensor_meta(
+        rd,
+        units=units,
+        domain=domain,
+        city=city,
+        tz=tz,
+        pos=pos,
+        node_ids=sel.node_ids,
+        dropped_ids=sel.dropped_ids,
+        prox=edges.summary,
+        road_graph=road_graph,
+        method=method,
+        files=[f for f in files if f != "<DataFrame>"],
+    )
+    node_attr = None
+    if sel.snapped is not None:
+        meta["snap"] = sel.snapped.info
+        meta["node_attr_names"] = ["snap_distance_m"]
+        node_attr = torch.from_numpy(sel.snapped.snap_dist.astype(np.float32)[:, None])
+        rmeta = road_graph.meta or {}
+        meta["city"] = city if city is not None else rmeta.get("city")
+        meta["sources"] += list(rmeta.get("sources", []))
+        meta["provenance"] = list(rmeta.get("provenance", [])) + meta["provenance"]
+    return build_graph(
+        torch.from_numpy(x),
+        torch.from_numpy(mask),
+        time=None if rd.times is None else torch.from_numpy(rd.times),
+        pos=torch.from_numpy(pos),
+        edge_index=ei,
+        edge_weight=torch.as_tensor(edges.edge_weight, dtype=torch.float32),
+        edge_attr=torch.from_numpy(dvals.astype(np.float32)[:, None]),
+        node_attr=node_attr,
+        meta=meta,
+    )
+
+
+@dataclass
+class _Readings:
+    """Readings on a regular time axis: ``values [T, S, V]`` and what describes them."""
+
+    values: np.ndarray
+    ids: list[str]
+    var_names: list[str]
+    times: np.ndarray | None
+    interval: pd.Timedelta | None
+    info: dict[str, Any]
+
+
+@dataclass
+class _Snapped:
+    """Road distances between the kept sensors, their snap distances and ``meta["snap"]``."""
+
+    distances: np.ndarray
+    snap_dist: np.ndarray
+    info: dict[str, Any]
+
+
+def _read_locations(
+    locations: Any, id_col: str, lon_col: str, lat_col: str, crs: Any, name: str
+) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Sensor ids and lon/lat (NaN where missing or impossible) of the locations table."""
+    loc = read_table(locations, required=[id_col, lon_col, lat_col])
     ids = _norm_ids(loc[id_col].tolist())
     dup = pd.Series(ids).duplicated(keep=False)
     if dup.any():
         raise DataFormatError(
-            f"{loc_name}: column {id_col!r} repeats sensor id(s) {sorted(set(pd.Series(ids)[dup]))[:10]}"
+            f"{name}: column {id_col!r} repeats sensor id(s) {sorted(set(pd.Series(ids)[dup]))[:10]}"
         )
     lon = pd.to_numeric(loc[lon_col], errors="coerce").to_numpy(np.float64)
     lat = pd.to_numeric(loc[lat_col], errors="coerce").to_numpy(np.float64)
     if crs is not None:
-        lon, lat = to_lonlat(lon, lat, crs, x_col=lon_col, y_col=lat_col, name=loc_name)
-    invalid = check_lonlat(
-        lon, lat, lon_col=lon_col, lat_col=lat_col, name=loc_name, max_bad_share=0.1
-    )
-    lon, lat = np.where(invalid, np.nan, lon), np.where(invalid, np.nan, lat)  # → no_coordinates
+        lon, lat = to_lonlat(lon, lat, crs, x_col=lon_col, y_col=lat_col, name=name)
+    invalid = check_lonlat(lon, lat, lon_col=lon_col, lat_col=lat_col, name=name, max_bad_share=0.1)
+    return ids, np.where(invalid, np.nan, lon), np.where(invalid, np.nan, lat)  # → no_coordinates
 
-    # ---- readings → values [T, S_read, V], ids of the readings, time axis
+
+def _read_readings(
+    readings: Any,
+    *,
+    id_col: str,
+    value_col: str,
+    variable_col: str | None,
+    time_col: str | None,
+    time_format: str | None,
+    tz: str | None,
+    interval: Any,
+    start: Any,
+    sort_time: bool,
+    variable: str,
+    missing_value: float | None,
+    name: str,
+) -> _Readings:
+    """The readings table (wide or long) as values ``[T, S, V]`` on a regular time axis."""
+    raw = read_table(readings, required=[time_col] if time_col else [])
     long_format = id_col in raw.columns and value_col in raw.columns
     if id_col in raw.columns and not long_format:
         raise DataFormatError(
-            f"{read_name}: has an {id_col!r} column (long format: time, id, value) but no value "
+            f"{name}: has an {id_col!r} column (long format: time, id, value) but no value "
             f"column {value_col!r}; pass value_col=... (found {list(raw.columns)[:20]})"
         )
     if long_format:
-        values, read_ids, var_names, times, td, info = _long_readings(
+        parts = _long_readings(
             raw,
             id_col=id_col,
             value_col=value_col,
@@ -451,10 +543,10 @@ def from_table(
             time_format=time_format,
             tz=tz,
             interval=interval,
-            name=read_name,
+            name=name,
         )
     else:
-        values, read_ids, var_names, times, td, info = _wide_readings(
+        parts = _wide_readings(
             raw,
             time_col=time_col,
             time_format=time_format,
@@ -463,134 +555,111 @@ def from_table(
             start=start,
             sort_time=sort_time,
             variable=variable,
-            name=read_name,
+            name=name,
         )
+    rd = _Readings(*parts)
     if missing_value is not None:
-        marked = values == float(missing_value)
-        info["missing_marked"] = int(marked.sum())
-        values = np.where(marked, np.nan, values)
+        marked = rd.values == float(missing_value)
+        rd.info["missing_marked"] = int(marked.sum())
+        rd.values = np.where(marked, np.nan, rd.values)
+    return rd
 
-    # ---- join by id
-    read_pos = {sid: j for j, sid in enumerate(read_ids)}
-    loc_set = set(ids)
+
+def _join(
+    ids: list[str], lon: np.ndarray, lat: np.ndarray, read_ids: list[str]
+) -> tuple[np.ndarray, dict[str, list[str]]]:
+    """Which located sensors have readings and coordinates; the ids left out, by reason."""
+    read_set, loc_set = set(read_ids), set(ids)
     dropped_ids: dict[str, list[str]] = {
         "no_location": [sid for sid in read_ids if sid not in loc_set],
-        "no_readings": [sid for sid in ids if sid not in read_pos],
+        "no_readings": [sid for sid in ids if sid not in read_set],
         "no_coordinates": [],
         "snap_too_far": [],
     }
-    keep = np.array([sid in read_pos for sid in ids], dtype=bool)
+    keep = np.array([sid in read_set for sid in ids], dtype=bool)
     no_xy = keep & ~(np.isfinite(lon) & np.isfinite(lat))
     dropped_ids["no_coordinates"] = [ids[i] for i in np.flatnonzero(no_xy)]
-    keep &= ~no_xy
+    return keep & ~no_xy, dropped_ids
 
-    # ---- snapping and road distances
-    snap_info = None
-    dist_matrix = None
-    snap_dist = None
-    if road_graph is not None:
-        cand = np.flatnonzero(keep)
-        if cand.size == 0:
-            raise DataFormatError(f"{loc_name}: no sensor with both a location and readings")
-        d, sd = road_distances(road_graph, lon[cand], lat[cand], snap=snap)
-        far_mask = sd > max_snap_m
-        snap_info = {
-            "to": snap,
-            "median_m": float(np.median(sd)),
-            "max_m": float(np.max(sd)),
-            "max_snap_m": float(max_snap_m),
-            "above_max": int(far_mask.sum()),
-            "policy": far,
-        }
-        if far == "drop":
-            dropped_ids["snap_too_far"] = [ids[i] for i in cand[far_mask]]
-            keep[cand[far_mask]] = False
-            sel = ~far_mask
-            d, sd = d[np.ix_(sel, sel)], sd[sel]
-        elif far != "keep":
-            raise ValueError(f"far: expected 'drop' or 'keep', got {far!r}")
-        dist_matrix, snap_dist = d, sd
-    if dist_matrix is None and proximity_kw.get("distances") is not None:
-        # a distance table of the user's (e.g. DCRNN's distances_*.csv): by sensor id
-        table = proximity_kw.pop("distances")
-        full, table_drops = proximity.distance_matrix(table, [ids[i] for i in np.flatnonzero(keep)])
-        info["distance_table_dropped"] = table_drops
-        dist_matrix = full
-    nodes = np.flatnonzero(keep)
-    if nodes.size == 0:
-        raise DataFormatError(
-            f"{loc_name} + {read_name}: no sensor left after the join "
-            f"({ {k: len(v) for k, v in dropped_ids.items()} })"
-        )
-    node_ids = [ids[i] for i in nodes]
-    cols = np.array([read_pos[sid] for sid in node_ids], dtype=np.int64)
-    vals = values[:, cols, :]  # [T, N, V]
-    x = np.ascontiguousarray(np.transpose(vals, (1, 0, 2)))
-    mask = np.isfinite(x)
-    info["missing_values"] = int((~mask).sum())  # of the kept sensors, whatever the reason
-    x = np.where(mask, x, 0.0).astype(np.float32)
-    pos = np.stack([lon[nodes], lat[nodes]], 1)
 
-    # ---- edges
-    if dist_matrix is not None:
-        ei, w, prox = proximity.connect(pos, method=method, distances=dist_matrix, **proximity_kw)
-        ei = torch.as_tensor(ei, dtype=torch.long)
-        dvals = dist_matrix[ei[0].numpy(), ei[1].numpy()]
-    else:
-        ei, w, prox = proximity.connect(pos, method=method, **proximity_kw)
-        ei = torch.as_tensor(ei, dtype=torch.long)
-        src, dst = ei.numpy()
-        dvals = haversine_m(pos[src, 0], pos[src, 1], pos[dst, 0], pos[dst, 1])
-    edge_attr = torch.from_numpy(dvals.astype(np.float32)[:, None])
-    w = torch.as_tensor(w, dtype=torch.float32)
+def _snap(
+    road_graph: STGraph,
+    ids: list[str],
+    lon: np.ndarray,
+    lat: np.ndarray,
+    keep: np.ndarray,
+    dropped_ids: dict[str, list[str]],
+    *,
+    snap: Literal["edge", "node"],
+    far: str,
+    max_dist_m: float,
+    name: str,
+) -> _Snapped:
+    """Snap the kept sensors, drop (or keep) the far ones, in place of ``keep``/``dropped_ids``."""
+    cand = np.flatnonzero(keep)
+    if cand.size == 0:
+        raise DataFormatError(f"{name}: no sensor with both a location and readings")
+    d, sd = road_distances(road_graph, lon[cand], lat[cand], snap=snap)
+    far_mask = sd > max_dist_m
+    info = {
+        "to": snap,
+        "median_m": float(np.median(sd)),
+        "max_m": float(np.max(sd)),
+        "max_snap_m": float(max_dist_m),
+        "above_max": int(far_mask.sum()),
+        "policy": far,
+    }
+    if far == "drop":
+        dropped_ids["snap_too_far"] = [ids[i] for i in cand[far_mask]]
+        keep[cand[far_mask]] = False
+        sel = ~far_mask
+        d, sd = d[np.ix_(sel, sel)], sd[sel]
+    elif far != "keep":
+        raise ValueError(f"far: expected 'drop' or 'keep', got {far!r}")
+    return _Snapped(d, sd, info)
 
-    units = [unit] * len(var_names) if isinstance(unit, str) else list(unit)
-    if len(units) != len(var_names):
-        raise ValueError(f"unit: {len(units)} given for variables {var_names}")
+
+def _sensor_meta(
+    rd: _Readings,
+    *,
+    units: str | Sequence[str],
+    domain: str | None,
+    city: str | None,
+    tz: str | None,
+    pos: np.ndarray,
+    node_ids: list[str],
+    dropped_ids: dict[str, list[str]],
+    prox: dict[str, Any],
+    road_graph: STGraph | None,
+    method: str,
+    files: list[str],
+) -> dict[str, Any]:
+    """``meta`` of a sensor graph (the road graph's part is added by the caller)."""
+    unit_list = [units] * len(rd.var_names) if isinstance(units, str) else list(units)
+    if len(unit_list) != len(rd.var_names):
+        raise ValueError(f"units: {len(unit_list)} given for variables {rd.var_names}")
     dropped = {k: len(v) for k, v in dropped_ids.items()}
-    spacing = _median_nn_m(pos)
-    meta = {
-        "variables": [{"name": n, "unit": u} for n, u in zip(var_names, units, strict=True)],
+    on_roads = road_graph is not None
+    return {
+        "variables": [{"name": n, "unit": u} for n, u in zip(rd.var_names, unit_list, strict=True)],
         "domain": domain,
         "city": city,
         "crs": "EPSG:4326",
-        "interval": int(td.total_seconds()) if td is not None else None,
+        "interval": int(rd.interval.total_seconds()) if rd.interval is not None else None,
         "time_zone": tz or "UTC",
-        "spatial_scale": spacing,
+        "spatial_scale": _median_nn_m(pos),
         "node_ids": node_ids,
         "dropped": dropped,
         "dropped_ids": dropped_ids,
         "proximity": prox,
-        "edge_attr_names": ["road_distance_m" if road_graph is not None else "distance_m"],
-        **info,
-        "sources": [
-            {"name": "sensors", "files": [f for f in (loc_name, read_name) if f != "<DataFrame>"]}
-        ],
+        "edge_attr_names": ["road_distance_m" if on_roads else "distance_m"],
+        **rd.info,
+        "sources": [{"name": "sensors", "files": files}],
         "provenance": [
-            f"sensors.from_table({'road distance' if road_graph is not None else 'proximity'}, "
-            f"method={method!r}, {nodes.size} sensors, dropped {dropped})"
+            f"sensors.from_table({'road distance' if on_roads else 'proximity'}, "
+            f"method={method!r}, {len(node_ids)} sensors, dropped {dropped})"
         ],
     }
-    node_attr = None
-    if snap_info is not None:
-        meta["snap"] = snap_info
-        meta["node_attr_names"] = ["snap_distance_m"]
-        node_attr = torch.from_numpy(snap_dist.astype(np.float32)[:, None])
-        rmeta = road_graph.meta or {}
-        meta["city"] = city if city is not None else rmeta.get("city")
-        meta["sources"] += list(rmeta.get("sources", []))
-        meta["provenance"] = list(rmeta.get("provenance", [])) + meta["provenance"]
-    return build_graph(
-        torch.from_numpy(x),
-        torch.from_numpy(mask),
-        time=None if times is None else torch.from_numpy(times),
-        pos=torch.from_numpy(pos),
-        edge_index=ei,
-        edge_weight=w,
-        edge_attr=edge_attr,
-        node_attr=node_attr,
-        meta=meta,
-    )
 
 
 def _median_nn_m(pos: np.ndarray) -> float | None:

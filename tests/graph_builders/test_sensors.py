@@ -23,6 +23,18 @@ def los_paths(data_dir):
     )
 
 
+def test_old_option_names_warn_and_still_work(los_paths):
+    loc, speed = los_paths
+    kw = dict(start="2012-03-01", interval="5min", variable="speed", method="knn", k=3)
+    new = sensors.from_table(loc, speed, units="mph", **kw)
+    with pytest.warns(DeprecationWarning, match="'unit' is now 'units'"):
+        old = sensors.from_table(loc, speed, unit="mph", **kw)
+    assert old.meta["variables"] == new.meta["variables"] == [{"name": "speed", "unit": "mph"}]
+    assert torch.equal(old.edge_index, new.edge_index) and torch.equal(old.x, new.x)
+    with pytest.raises(TypeError, match="give units= only"):
+        sensors.from_table(loc, speed, unit="mph", units="mph", **kw)
+
+
 def test_los_loop_proximity_graph(los_paths, data_dir):
     loc, speed = los_paths
     g = sensors.from_table(
@@ -31,7 +43,7 @@ def test_los_loop_proximity_graph(los_paths, data_dir):
         start="2012-03-01",
         interval="5min",
         variable="speed",
-        unit="mph",
+        units="mph",
         city="Los Angeles",
         domain="traffic",
     )
@@ -116,7 +128,7 @@ def test_melbourne_from_uctb_pickle(data_dir, tmp_path):
         method="knn",
         k=5,
         variable="pedestrians",
-        unit="count/h",
+        units="count/h",
         city="Melbourne",
     )
     assert tuple(g.x.shape) == (55, 16056, 1) and g.interval == 3600
@@ -240,7 +252,7 @@ def test_snapped_to_baltimore_roads(baltimore, los_paths, tmp_path):
         road_graph=road,
         start="2012-03-01",
         interval="5min",
-        max_snap_m=30.0,
+        max_dist_m=30.0,
         far="keep",
     )
     snap = g.meta["snap"]
@@ -292,12 +304,12 @@ def test_snapped_to_baltimore_roads(baltimore, los_paths, tmp_path):
     # far sensors: a signal moved 2 km north of the extract is dropped (or kept) and reported
     far = locs.copy()
     far.loc[0, "latitude"] = road.pos[:, 1].max().item() + 0.02
-    dropped = sensors.from_table(far, speed, road_graph=road, max_snap_m=100.0, method="knn", k=3)
+    dropped = sensors.from_table(far, speed, road_graph=road, max_dist_m=100.0, method="knn", k=3)
     assert dropped.meta["dropped"]["snap_too_far"] == 1 and dropped.num_nodes == 39
     assert dropped.meta["dropped_ids"]["snap_too_far"] == [str(far.sensor_id[0])]
     assert dropped.meta["snap"]["above_max"] == 1 and dropped.meta["snap"]["max_m"] > 1000
     kept = sensors.from_table(
-        far, speed, road_graph=road, max_snap_m=100.0, far="keep", method="knn", k=3
+        far, speed, road_graph=road, max_dist_m=100.0, far="keep", method="knn", k=3
     )
     assert kept.num_nodes == 40 and kept.meta["snap"]["above_max"] == 1
 
