@@ -106,7 +106,7 @@ def _versions() -> str:
     return f"torch {torch.__version__}, torch_geometric {torch_geometric.__version__}, tsl {tsl.__version__}"
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--config", type=Path, default=REPO / "configs" / "model" / "small.yaml")
     ap.add_argument("--nodes", type=int, default=207)
@@ -127,8 +127,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--out", type=Path, default=REPO / "experiments" / "results" / "peer-speed.json"
     )
-    args = ap.parse_args(argv)
+    return ap.parse_args(argv)
 
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse_args(argv)
     gwn_cls = None
     if not args.ours_only:
         try:
@@ -216,6 +219,13 @@ def main(argv: list[str] | None = None) -> int:
         "loadavg_end": round(os.getloadavg()[0], 2),
         "versions": _versions(),
     }
+    _write_report(args, rows, result)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def _write_report(args: argparse.Namespace, rows: dict, result: dict) -> None:
+    """``--out`` (JSON) and the Markdown table beside it."""
     from stgraph.utils.atomic import atomic_write_text
 
     atomic_write_text(args.out, json.dumps(result, indent=2) + "\n")
@@ -240,8 +250,6 @@ def main(argv: list[str] | None = None) -> int:
         + f" --steps {args.steps}`.",
     ]
     atomic_write_text(args.out.with_suffix(".md"), "\n".join(md) + "\n")
-    print(json.dumps(result, indent=2))
-    return 0
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Helpers shared by the baselines: reading a PyG batch of windows of one series."""
+"""Helpers shared by the baselines: reading a PyG batch of windows of one series, and the
+masked training mean of each node."""
 
 from __future__ import annotations
 
@@ -59,14 +60,26 @@ def check_nodes(batch: STGraph, fitted: int, model: str) -> int:
     return n
 
 
-def graph_interval(graph: STGraph) -> int | None:
-    """The sampling interval (s) from the metadata, else the median step of ``graph.time``."""
-    interval = (graph.meta or {}).get("interval") if graph.meta is not None else None
-    if interval:
-        return int(interval)
-    if graph.time is not None and graph.time.numel() > 1:
-        return int((graph.time[1:] - graph.time[:-1]).median())
-    return None
+def masked_node_mean(x: Tensor, mask: Tensor) -> Tensor:
+    """The mean of each node's observed values, per variable, with a per-variable fallback.
+
+    The convention of every baseline that needs a node's typical value: the mean over steps of
+    the entries where ``mask`` is set; a node with no observed value of a variable gets that
+    variable's mean over all observed entries of all nodes (0 when the variable is never
+    observed). Sums are taken in float64.
+
+    Args:
+        x: values ``[N, T, V]`` (entries where ``mask`` is unset are ignored, whatever they hold).
+        mask: observed entries, bool ``[N, T, V]``.
+
+    Returns:
+        ``[N, V]`` in float64.
+    """
+    m = mask.double()
+    xm = torch.where(mask, x.double(), torch.zeros((), dtype=torch.float64))
+    count = m.sum(1)  # [N, V]
+    var_mean = xm.sum((0, 1)) / m.sum((0, 1)).clamp_min(1)  # [V]
+    return torch.where(count > 0, xm.sum(1) / count.clamp_min(1), var_mean.expand_as(count))
 
 
 class ResizableBuffers(torch.nn.Module):

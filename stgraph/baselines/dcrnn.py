@@ -10,7 +10,6 @@ from torch_geometric.typing import OptTensor
 
 from stgraph.baselines._batch import (
     SECONDS_PER_DAY,
-    graph_interval,
     num_windows,
     per_window,
     target_times,
@@ -106,7 +105,8 @@ class DCRNN(Forecaster):
     def fit(self, graph: STGraph, train_range: tuple[int, int]) -> DCRNN:
         a, b = train_range
         self.scaler.fit(graph.x[:, a:b], graph.mask[:, a:b])
-        self.interval = torch.tensor(int(graph_interval(graph) or 0))
+        interval = graph.interval if graph.time is not None else None  # only extrapolates time
+        self.interval = torch.tensor(int(interval or 0))
         return self
 
     def forward(self, batch: STGraph) -> Tensor:

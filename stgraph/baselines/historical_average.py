@@ -9,8 +9,8 @@ from stgraph.baselines._batch import (
     SECONDS_PER_DAY,
     ResizableBuffers,
     check_nodes,
-    graph_interval,
     local_node_index,
+    masked_node_mean,
     num_windows,
     target_times,
 )
@@ -94,14 +94,9 @@ class HistoricalAverage(ResizableBuffers, Forecaster):
             )
         n, _, v = x.shape
         # Hierarchy of means, coarse to fine; each finer level falls back to the coarser one.
-        count = m.sum((0, 1))
-        var_mean = (x * m).sum((0, 1)) / count.clamp_min(1)  # [V]
-        node_count = m.sum(1)
-        node_mean = torch.where(
-            node_count > 0, (x * m).sum(1) / node_count.clamp_min(1), var_mean.expand(n, v)
-        )
-        summary = {"nodes_never_observed": int((node_count == 0).sum())}
-        interval = graph_interval(graph)
+        node_mean = masked_node_mean(x, graph.mask[:, a:b])  # [N, V], variable mean if unseen
+        summary = {"nodes_never_observed": int((m.sum(1) == 0).sum())}
+        interval = graph.interval if graph.time is not None else None
         table = node_mean.unsqueeze(1)
         if graph.time is not None and interval and self.seasonality != "none":
             time = graph.time[a:b]

@@ -5,7 +5,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from stgraph.baselines._batch import ResizableBuffers, check_nodes, local_node_index
+from stgraph.baselines._batch import (
+    ResizableBuffers,
+    check_nodes,
+    local_node_index,
+    masked_node_mean,
+)
 from stgraph.data.stgraph import STGraph
 from stgraph.data.windows import last_observed
 from stgraph.tasks.forecaster import Forecaster
@@ -37,14 +42,7 @@ class LastValue(ResizableBuffers, Forecaster):
 
     def fit(self, graph: STGraph, train_range: tuple[int, int]) -> LastValue:
         a, b = train_range
-        x = graph.x[:, a:b].double()
-        m = graph.mask[:, a:b].double()
-        count = m.sum(1)
-        var_mean = (x * m).sum((0, 1)) / m.sum((0, 1)).clamp_min(1)
-        mean = torch.where(
-            count > 0, (x * m).sum(1) / count.clamp_min(1), var_mean.expand_as(count)
-        )
-        self.node_mean = mean.float()
+        self.node_mean = masked_node_mean(graph.x[:, a:b], graph.mask[:, a:b]).float()
         return self
 
     def forward(self, batch: STGraph) -> Tensor:

@@ -9,8 +9,8 @@ from stgraph.baselines._batch import (
     SECONDS_PER_DAY,
     ResizableBuffers,
     check_nodes,
-    graph_interval,
     local_node_index,
+    masked_node_mean,
     num_windows,
     per_window,
 )
@@ -74,14 +74,7 @@ class SeasonalNaive(ResizableBuffers, Forecaster):
     def fit(self, graph: STGraph, train_range: tuple[int, int]) -> SeasonalNaive:
         a, b = train_range
         season = self.season_steps or _default_season(graph)
-        x = graph.x[:, a:b].double()
-        m = graph.mask[:, a:b].double()
-        count = m.sum(1)
-        var_mean = (x * m).sum((0, 1)) / m.sum((0, 1)).clamp_min(1)
-        mean = torch.where(
-            count > 0, (x * m).sum(1) / count.clamp_min(1), var_mean.expand_as(count)
-        )
-        self.node_mean = mean.float()
+        self.node_mean = masked_node_mean(graph.x[:, a:b], graph.mask[:, a:b]).float()
         self.season = torch.tensor(season)
         self._series = graph
         return self
@@ -134,7 +127,7 @@ class SeasonalNaive(ResizableBuffers, Forecaster):
 
 def _default_season(graph: STGraph) -> int:
     """One day for sub-daily data, one week for daily data, else about one year (52 weekly steps)."""
-    interval = graph_interval(graph)
+    interval = graph.interval
     week, year = 7 * SECONDS_PER_DAY, 365.25 * SECONDS_PER_DAY
     if interval and interval < SECONDS_PER_DAY and SECONDS_PER_DAY % interval == 0:
         return SECONDS_PER_DAY // interval

@@ -1,11 +1,69 @@
-"""Objectives: what a task feeds the model, its loss and its metrics, and the model registry.
+"""Tasks: what a task feeds the model, its loss and its metrics; the task and model registries.
 
-- :mod:`stgraph.tasks.forecaster`: the :class:`Forecaster` contract shared by the baselines and
-  the backbone, and :data:`MODELS` / :func:`build_model`;
+The contract (:mod:`stgraph.tasks.task`): a :class:`Task` turns a batch of windows into the
+model's inputs (:meth:`Task.inputs`), gives the training loss (:meth:`Task.loss`) and its
+metrics (:meth:`Task.metrics`, accumulated over batches). Tasks register in :data:`TASKS` under
+the name a training config gives as ``task:`` (default ``forecast``), models in :data:`MODELS`
+under ``model.name``; :mod:`stgraph.tasks.registry` (:func:`get_task`, :func:`build_model`)
+builds them by name.
+
+One module per task, named as the task:
+
+- :mod:`stgraph.tasks.forecast`: ``forecast``, the next ``H`` steps of every node from ``L``
+  observed steps (the only task today);
+- ``pretrain`` (next: the foundation issue): masked reconstruction (random, block, node and
+  future masks) mixed with forecasting, batches drawn per graph from many data sets, losses
+  normalised per data set;
+- ``kriging``: values at nodes with no readings from their observed neighbours;
+- ``anomaly``: a score per node and step from the reconstruction error;
+- ``classify``: a label per node or per graph.
+
+The backbone heads of the last three live in :mod:`stgraph.nn.heads`; their task modules come
+with the objectives that train them. Beside the tasks:
+
+- :mod:`stgraph.tasks.metrics`: masked MAE/RMSE/MAPE/MSE, the Huber and berHu losses, and the
+  per-horizon :class:`~stgraph.tasks.metrics.MetricAccumulator`;
+- :mod:`stgraph.tasks.forecaster`: the :class:`Forecaster` model contract shared by the
+  baselines (:mod:`stgraph.baselines`) and the backbone;
 - :mod:`stgraph.tasks.stfm_forecaster`: the STFM backbone as a forecaster (``"stfm"``).
 """
 
-from stgraph.tasks.forecaster import MODELS, Forecaster, build_model
+from stgraph.tasks.forecast import LOSSES, ForecastMetrics, ForecastTask
+from stgraph.tasks.forecaster import MODELS, Forecaster
+from stgraph.tasks.metrics import (
+    METRICS,
+    MetricAccumulator,
+    masked_berhu,
+    masked_huber,
+    masked_mae,
+    masked_mape,
+    masked_mse,
+    masked_rmse,
+)
+from stgraph.tasks.registry import build_model, get_task, model_names, task_names
 from stgraph.tasks.stfm_forecaster import STFMForecaster
+from stgraph.tasks.task import TASKS, Task, TaskMetrics
 
-__all__ = ["MODELS", "Forecaster", "STFMForecaster", "build_model"]
+__all__ = [
+    "LOSSES",
+    "METRICS",
+    "MODELS",
+    "TASKS",
+    "ForecastMetrics",
+    "ForecastTask",
+    "Forecaster",
+    "MetricAccumulator",
+    "STFMForecaster",
+    "Task",
+    "TaskMetrics",
+    "build_model",
+    "get_task",
+    "masked_berhu",
+    "masked_huber",
+    "masked_mae",
+    "masked_mape",
+    "masked_mse",
+    "masked_rmse",
+    "model_names",
+    "task_names",
+]

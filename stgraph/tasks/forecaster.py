@@ -22,6 +22,8 @@ from torch import Tensor
 
 from stgraph.data.stgraph import STGraph
 
+#: Registered models by name (``model.name`` in a config), filled by subclassing
+#: :class:`Forecaster`; :func:`stgraph.tasks.registry.build_model` builds one by name.
 MODELS: dict[str, type[Forecaster]] = {}
 
 
@@ -43,7 +45,7 @@ class Forecaster(torch.nn.Module):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        if cls.name:
+        if cls.__dict__.get("name"):  # its own name: a subclass does not take its parent's
             MODELS[cls.name] = cls
 
     def fit(self, graph: STGraph, train_range: tuple[int, int]) -> Forecaster:
@@ -52,13 +54,3 @@ class Forecaster(torch.nn.Module):
 
     def forward(self, batch: STGraph) -> Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
-
-
-def build_model(name: str, **kwargs: Any) -> Forecaster:
-    """Instantiate a registered model by name with keyword arguments from a config."""
-    import stgraph.baselines  # noqa: F401  (registers the baselines)
-    import stgraph.tasks.stfm_forecaster  # noqa: F401  (registers "stfm")
-
-    if name not in MODELS:
-        raise KeyError(f"unknown model {name!r}; registered: {sorted(MODELS)}")
-    return MODELS[name](**kwargs)

@@ -25,7 +25,7 @@ import yaml
 
 from stgraph.errors import ConfigError
 from stgraph.tasks.forecast import LOSSES
-from stgraph.tasks.task import task_names
+from stgraph.tasks.registry import task_names
 from stgraph.utils.config import apply_overrides, read_config  # noqa: F401 (re-exported)
 from stgraph.utils.config import from_dict as _from_dict  # noqa: F401 (the old private name)
 from stgraph.utils.yamlio import read_yaml_mapping

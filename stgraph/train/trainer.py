@@ -1,9 +1,11 @@
-"""The training loop: data set + protocol + model from a config, Adam, early stopping, checkpoints.
+"""The training loop: data set + protocol + task + model from a config, Adam, early stopping,
+checkpoints.
 
 ``train(cfg)`` is the whole run: load the data set through the registry, split and window it by the
-protocol, build the model by name, fit its statistics on the training steps, run Adam with early
-stopping on the validation part (when the protocol has one), keep the best weights, evaluate on the
-test part and write everything into the run directory (see :mod:`stgraph.train.checkpoint`).
+protocol, build the task (:mod:`stgraph.tasks`; it gives the loss and the validation metrics) and
+the model by name, fit the model's statistics on the training steps, run Adam with early stopping
+on the validation part (when the protocol has one), keep the best weights, evaluate on the test
+part and write everything into the run directory (see :mod:`stgraph.train.checkpoint`).
 An interrupted run resumes from its last finished epoch when started again with the same config.
 """
 
@@ -11,7 +13,6 @@ from __future__ import annotations
 
 import copy
 import csv
-import inspect
 import io
 import math
 import time
@@ -24,15 +25,20 @@ from torch_geometric.loader import DataLoader
 from tqdm.auto import tqdm
 
 from stgraph.data.stgraph import STGraph
+from stgraph.data.windows import SlidingWindows
 from stgraph.errors import ConfigError
-from stgraph.tasks.forecaster import Forecaster, build_model
+from stgraph.tasks.forecaster import Forecaster
+from stgraph.tasks.task import Task
 from stgraph.train import checkpoint as ckpt
-from stgraph.train.config import TrainConfig, dump_config
-from stgraph.train.evaluate import evaluate_model, write_metrics
-from stgraph.train.metrics import masked_berhu, masked_huber, masked_mae, masked_mse
-from stgraph.train.protocols import Protocol, get_protocol
+from stgraph.train.assemble import load_graph, make_model, make_protocol, make_task
+from stgraph.train.config import TrainConfig, TrainSettings, dump_config
+from stgraph.train.evaluate import evaluate_model
+from stgraph.train.reports import write_metrics
 from stgraph.utils.atomic import atomic_path, atomic_write_text
 from stgraph.utils.seed import seed_everything
+
+#: Columns of ``log.csv``, one row per finished epoch.
+LOG_FIELDS = ("epoch", "train_loss", "val_mae", "val_rmse", "lr", "seconds")
 
 
 @dataclass
@@ -44,53 +50,6 @@ class RunResult:
     epochs: int
     seconds: float
     model: Forecaster
-
-
-def load_graph(cfg: TrainConfig) -> STGraph:
-    """The data set named by the config, through the registry."""
-    from stgraph import datasets
-
-    return datasets.load(cfg.dataset.name, **cfg.dataset.options)
-
-
-def make_protocol(cfg: TrainConfig) -> Protocol:
-    try:
-        return get_protocol(cfg.protocol.name, **cfg.protocol.overrides)
-    except (KeyError, TypeError) as exc:
-        raise ConfigError(f"protocol: {exc}") from exc
-
-
-def make_model(cfg: TrainConfig, graph: STGraph, protocol: Protocol) -> Forecaster:
-    """Build the configured model; a model with a ``scaler`` option gets the protocol's scaler
-    unless the config sets one, so the scaler written next to every metric is the one used."""
-    from stgraph.tasks.forecaster import MODELS
-
-    options = dict(cfg.model.options)
-    cls = MODELS.get(cfg.model.name)
-    if cls is not None and "scaler" in inspect.signature(cls.__init__).parameters:
-        options.setdefault("scaler", protocol.scaler)
-    try:
-        return build_model(
-            cfg.model.name,
-            input_steps=protocol.input_steps,
-            horizon=protocol.horizon,
-            num_variables=graph.num_variables,
-            **options,
-        )
-    except KeyError as exc:
-        raise ConfigError(f"model.name: {exc}") from exc
-    except TypeError as exc:
-        raise ConfigError(f"model.options for {cfg.model.name!r}: {exc}") from exc
-
-
-def _loss(
-    pred: torch.Tensor, batch: STGraph, kind: str, null_value: float | None, delta: float = 1.0
-) -> torch.Tensor:
-    if kind in ("huber", "berhu"):
-        fn = masked_huber if kind == "huber" else masked_berhu
-        return fn(pred, batch.y, batch.y_mask, null_value, delta=delta)
-    fn = masked_mae if kind == "mae" else masked_mse
-    return fn(pred, batch.y, batch.y_mask, null_value)
 
 
 class WeightAverage:
@@ -130,16 +89,6 @@ class WeightAverage:
         return self.model
 
 
-def _val_scores(
-    model: Forecaster, windows, protocol: Protocol, batch_size: int
-) -> dict[str, float]:
-    """Validation MAE and RMSE, averaged over the horizon (NaN without validation windows)."""
-    if windows is None:
-        return {"mae": math.nan, "rmse": math.nan}
-    res = evaluate_model(model, windows, protocol, batch_size=batch_size, progress=False)
-    return {k: float(res["average"][k]) for k in ("mae", "rmse")}
-
-
 def train(cfg: TrainConfig, *, resume: bool = True, graph: STGraph | None = None) -> RunResult:
     """Run the config end to end and return the test metrics; see the module docstring.
 
@@ -147,22 +96,15 @@ def train(cfg: TrainConfig, *, resume: bool = True, graph: STGraph | None = None
         cfg: a validated :class:`TrainConfig`.
         resume: continue an unfinished run found in ``cfg.output.dir`` (same config required).
         graph: use this series instead of loading ``cfg.dataset`` (e.g. a graph built by a user).
+
+    Raises:
+        ConfigError: if ``cfg.output.dir`` holds a run of another config (or of this one with
+            ``resume=False``), or the protocol leaves the training or test part empty.
     """
     start = time.perf_counter()
     run_dir = Path(cfg.output.dir)
     config_text = dump_config(cfg)
-    state = ckpt.read_state(run_dir)
-    if state is not None:
-        old = (
-            (run_dir / ckpt.CONFIG_FILE).read_text(encoding="utf-8")
-            if (run_dir / ckpt.CONFIG_FILE).is_file()
-            else ""
-        )
-        if not resume or old != config_text:
-            raise ConfigError(
-                f"{run_dir} already holds a run with {'a different' if old != config_text else 'this'} "
-                "config; choose another output.dir (--set output.dir=...) or delete it"
-            )
+    state = _previous_state(run_dir, config_text, resume)
     if cfg.train.num_threads:
         torch.set_num_threads(cfg.train.num_threads)
     seed_everything(cfg.seed)
@@ -172,6 +114,7 @@ def train(cfg: TrainConfig, *, resume: bool = True, graph: STGraph | None = None
     split, windows = protocol.windows(graph)
     if windows["train"] is None or windows["test"] is None:
         raise ConfigError(f"protocol {protocol.name}: train and test parts must be non-empty")
+    task = make_task(cfg, protocol)
     model = make_model(cfg, graph, protocol)
     model.fit(graph, split.train)
 
@@ -180,7 +123,7 @@ def train(cfg: TrainConfig, *, resume: bool = True, graph: STGraph | None = None
 
     epochs_done = 0
     if model.trainable and any(p.requires_grad for p in model.parameters()):
-        epochs_done = _fit(model, cfg, protocol, windows, run_dir, state)
+        epochs_done = _fit(model, task, cfg, windows, run_dir, state)
     else:
         ckpt.save_weights(model, run_dir / ckpt.MODEL_FILE)
         _write_state(
@@ -192,6 +135,7 @@ def train(cfg: TrainConfig, *, resume: bool = True, graph: STGraph | None = None
         model,
         windows["test"],
         protocol,
+        task=task,
         batch_size=cfg.train.eval_batch_size,
         progress=cfg.output.progress,
         node_errors=True,
@@ -208,6 +152,22 @@ def train(cfg: TrainConfig, *, resume: bool = True, graph: STGraph | None = None
     return RunResult(run_dir, result, epochs_done, time.perf_counter() - start, model)
 
 
+def _previous_state(run_dir: Path, config_text: str, resume: bool) -> dict[str, Any] | None:
+    """The resume state of a run already in ``run_dir`` (``None``: none), refused if its config
+    differs from ``config_text`` or ``resume`` is off."""
+    state = ckpt.read_state(run_dir)
+    if state is None:
+        return None
+    config_file = run_dir / ckpt.CONFIG_FILE
+    old = config_file.read_text(encoding="utf-8") if config_file.is_file() else ""
+    if not resume or old != config_text:
+        raise ConfigError(
+            f"{run_dir} already holds a run with {'a different' if old != config_text else 'this'} "
+            "config; choose another output.dir (--set output.dir=...) or delete it"
+        )
+    return state
+
+
 def _write_state(
     run_dir: Path,
     model: Forecaster,
@@ -220,130 +180,78 @@ def _write_state(
     ckpt.save_resume(run_dir, model, opt, state, ema.model if ema is not None else None)
 
 
+@dataclass
+class _Progress:
+    """Where the epochs stand: the last finished one, the best validation score, the epochs
+    without improvement since it, and the rows of ``log.csv``."""
+
+    epoch: int = 0
+    best: float = math.inf
+    bad: int = 0
+    rows: list[dict[str, Any]] | None = None
+
+    def state(self, finished: bool) -> dict[str, Any]:
+        """The resume state (``trainer_state.json``)."""
+        return {
+            "epoch": self.epoch,
+            "best_val": self.best if math.isfinite(self.best) else None,
+            "bad_epochs": self.bad,
+            "finished": finished,
+        }
+
+
+def _restore(
+    run_dir: Path,
+    model: Forecaster,
+    opt: torch.optim.Optimizer,
+    ema: WeightAverage | None,
+    state: dict[str, Any] | None,
+) -> _Progress:
+    """Progress of a new run, or of the interrupted one in ``run_dir`` with its weights,
+    optimizer and RNG state loaded back."""
+    log_path = run_dir / "log.csv"
+    if state is None:
+        return _Progress(rows=[])
+    if state.get("finished"):
+        return _Progress(epoch=int(state["epoch"]))
+    ckpt.load_resume(run_dir, model, opt, ema.model if ema is not None else None)
+    if ema is not None:
+        ema.steps = int(state.get("ema_steps", 0))
+    done = int(state["epoch"])
+    rows: list[dict[str, Any]] = []
+    if log_path.is_file():
+        with log_path.open() as fh:  # rows of epochs after the resume point were never finished
+            rows = [r for r in csv.DictReader(fh) if int(r["epoch"]) <= done]
+    print(f"resuming {run_dir} after epoch {done}")
+    best = state["best_val"] if state["best_val"] is not None else math.inf
+    return _Progress(epoch=done, best=best, bad=int(state["bad_epochs"]), rows=rows)
+
+
 def _fit(
     model: Forecaster,
+    task: Task,
     cfg: TrainConfig,
-    protocol: Protocol,
-    windows: dict,
+    windows: dict[str, SlidingWindows | None],
     run_dir: Path,
     state: dict[str, Any] | None,
 ) -> int:
+    """Train ``model`` on ``windows["train"]`` for the configured epochs with early stopping on
+    ``windows["val"]``; returns the last epoch run."""
     ts = cfg.train
     opt = torch.optim.Adam(model.parameters(), lr=ts.lr, weight_decay=ts.weight_decay)
     ema = WeightAverage(model, ts.ema_decay) if ts.ema_decay else None
-    first_epoch, best, bad = 0, math.inf, 0
-    if state is not None:
-        if state.get("finished"):
-            return int(state["epoch"])
-        ckpt.load_resume(run_dir, model, opt, ema.model if ema is not None else None)
-        if ema is not None:
-            ema.steps = int(state.get("ema_steps", 0))
-        first_epoch = int(state["epoch"])
-        best = state["best_val"] if state["best_val"] is not None else math.inf
-        bad = int(state["bad_epochs"])
-        print(f"resuming {run_dir} after epoch {first_epoch}")
+    progress = _restore(run_dir, model, opt, ema, state)
+    if progress.rows is None:  # the run had finished
+        return progress.epoch
 
     writer = None
     if cfg.output.tensorboard:
         from torch.utils.tensorboard import SummaryWriter
 
         writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
-    log_path = run_dir / "log.csv"
-    rows: list[dict[str, Any]] = []
-    if log_path.is_file() and state is not None:
-        with log_path.open() as fh:  # rows of epochs after the resume point were never finished
-            rows = [r for r in csv.DictReader(fh) if int(r["epoch"]) <= first_epoch]
-    has_val = windows["val"] is not None
-    epoch = first_epoch
     try:
-        for epoch in range(first_epoch + 1, ts.epochs + 1):
-            t0 = time.perf_counter()
-            lr = ts.lr * ts.lr_gamma ** sum(1 for m in ts.lr_milestones if epoch > m)
-            for group in opt.param_groups:
-                group["lr"] = lr
-            gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
-            loader = DataLoader(
-                windows["train"], batch_size=ts.batch_size, shuffle=True, generator=gen
-            )
-            model.train()
-            total, count = 0.0, 0
-            bar = tqdm(
-                loader,
-                desc=f"epoch {epoch}/{ts.epochs}",
-                leave=False,
-                disable=not cfg.output.progress or None,
-            )
-            for i, batch in enumerate(bar):
-                if ts.max_batches_per_epoch and i >= ts.max_batches_per_epoch:
-                    break
-                opt.zero_grad(set_to_none=True)
-                loss = _loss(model(batch), batch, ts.loss, protocol.null_value, ts.loss_delta)
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(f"epoch {epoch}, batch {i}: loss is {float(loss)}")
-                loss.backward()
-                if ts.grad_clip:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), ts.grad_clip)
-                opt.step()
-                if ema is not None:
-                    ema.update(model)
-                total += float(loss.detach()) * batch.num_graphs
-                count += batch.num_graphs
-                bar.set_postfix(loss=f"{total / max(count, 1):.4f}")
-            train_loss = total / max(count, 1)
-            kept = ema.sync(model) if ema is not None else model  # the weights validated and saved
-            scores = _val_scores(kept, windows["val"], protocol, ts.eval_batch_size)
-            val = scores[ts.monitor]
-            if has_val and math.isnan(val):
-                raise ValueError(
-                    f"epoch {epoch}: validation {ts.monitor.upper()} is NaN: the validation part "
-                    f"{protocol.name} gives has no observed targets; change protocol ratios"
-                )
-            improved = (val < best) if has_val else True
-            if improved:
-                best, bad = (val if has_val else best), 0
-                ckpt.save_weights(kept, run_dir / ckpt.MODEL_FILE)
-            else:
-                bad += 1
-            seconds = time.perf_counter() - t0
-            rows.append(
-                {
-                    "epoch": epoch,
-                    "train_loss": f"{train_loss:.6f}",
-                    "val_mae": f"{scores['mae']:.6f}",
-                    "val_rmse": f"{scores['rmse']:.6f}",
-                    "lr": lr,
-                    "seconds": f"{seconds:.2f}",
-                }
-            )
-            _write_log(log_path, rows)
-            if writer is not None:
-                writer.add_scalar("loss/train", train_loss, epoch)
-                if has_val:
-                    writer.add_scalar("mae/val", scores["mae"], epoch)
-                    writer.add_scalar("rmse/val", scores["rmse"], epoch)
-                writer.flush()
-            stop = has_val and bad >= ts.patience
-            _write_state(
-                run_dir,
-                model,
-                opt,
-                {
-                    "epoch": epoch,
-                    "best_val": best if math.isfinite(best) else None,
-                    "bad_epochs": bad,
-                    "finished": stop or epoch == ts.epochs,
-                },
-                ema,
-            )
-            if cfg.output.progress:
-                vtxt = (
-                    f", val MAE {scores['mae']:.4f} RMSE {scores['rmse']:.4f}"
-                    + (" *" if improved else "")
-                    if has_val
-                    else ""
-                )
-                print(f"epoch {epoch}: train {ts.loss} {train_loss:.4f}{vtxt} ({seconds:.1f} s)")
-            if stop:
+        for epoch in range(progress.epoch + 1, ts.epochs + 1):
+            if _run_epoch(model, task, cfg, windows, run_dir, opt, ema, progress, writer, epoch):
                 break
     except KeyboardInterrupt:
         print(
@@ -353,26 +261,143 @@ def _fit(
     finally:
         if writer is not None:
             writer.close()
-    _write_state(
-        run_dir,
-        model,
-        opt,
-        {
-            "epoch": epoch,
-            "best_val": best if math.isfinite(best) else None,
-            "bad_epochs": bad,
-            "finished": True,
-        },
-        ema,
+    _write_state(run_dir, model, opt, progress.state(finished=True), ema)
+    return progress.epoch
+
+
+def _run_epoch(
+    model: Forecaster,
+    task: Task,
+    cfg: TrainConfig,
+    windows: dict[str, SlidingWindows | None],
+    run_dir: Path,
+    opt: torch.optim.Optimizer,
+    ema: WeightAverage | None,
+    progress: _Progress,
+    writer: Any,
+    epoch: int,
+) -> bool:
+    """One epoch: train, validate, keep the weights if they improved, log, save the resume
+    state. Returns whether training stops early after it."""
+    ts = cfg.train
+    t0 = time.perf_counter()
+    lr = ts.lr * ts.lr_gamma ** sum(1 for m in ts.lr_milestones if epoch > m)
+    for group in opt.param_groups:
+        group["lr"] = lr
+    gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
+    loader = DataLoader(windows["train"], batch_size=ts.batch_size, shuffle=True, generator=gen)
+    bar = tqdm(
+        loader,
+        desc=f"epoch {epoch}/{ts.epochs}",
+        leave=False,
+        disable=not cfg.output.progress or None,
     )
-    return epoch
+    train_loss = _train_batches(model, task, ts, opt, ema, bar, epoch)
+    kept = ema.sync(model) if ema is not None else model  # the weights validated and saved
+    has_val = windows["val"] is not None
+    scores = _val_scores(kept, task, windows["val"], ts.eval_batch_size)
+    val = scores[ts.monitor]
+    if has_val and math.isnan(val):
+        raise ValueError(
+            f"epoch {epoch}: validation {ts.monitor.upper()} is NaN: the validation part "
+            f"{cfg.protocol.name} gives has no observed targets; change protocol ratios"
+        )
+    improved = (val < progress.best) if has_val else True
+    if improved:
+        progress.best, progress.bad = (val if has_val else progress.best), 0
+        ckpt.save_weights(kept, run_dir / ckpt.MODEL_FILE)
+    else:
+        progress.bad += 1
+    progress.epoch = epoch
+    seconds = time.perf_counter() - t0
+    _log_epoch(run_dir, progress, writer, train_loss, scores, lr, seconds, has_val)
+    stop = has_val and progress.bad >= ts.patience
+    _write_state(run_dir, model, opt, progress.state(finished=stop or epoch == ts.epochs), ema)
+    if cfg.output.progress:
+        vtxt = (
+            f", val MAE {scores['mae']:.4f} RMSE {scores['rmse']:.4f}" + (" *" if improved else "")
+            if has_val
+            else ""
+        )
+        print(f"epoch {epoch}: train {ts.loss} {train_loss:.4f}{vtxt} ({seconds:.1f} s)")
+    return stop
+
+
+def _train_batches(
+    model: Forecaster,
+    task: Task,
+    ts: TrainSettings,
+    opt: torch.optim.Optimizer,
+    ema: WeightAverage | None,
+    bar: Any,
+    epoch: int,
+) -> float:
+    """Gradient steps on the batches of one epoch; the mean loss per window."""
+    model.train()
+    total, count = 0.0, 0
+    for i, batch in enumerate(bar):
+        if ts.max_batches_per_epoch and i >= ts.max_batches_per_epoch:
+            break
+        opt.zero_grad(set_to_none=True)
+        loss = task.loss(model, batch)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"epoch {epoch}, batch {i}: loss is {float(loss)}")
+        loss.backward()
+        if ts.grad_clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), ts.grad_clip)
+        opt.step()
+        if ema is not None:
+            ema.update(model)
+        total += float(loss.detach()) * batch.num_graphs
+        count += batch.num_graphs
+        bar.set_postfix(loss=f"{total / max(count, 1):.4f}")
+    return total / max(count, 1)
+
+
+def _val_scores(
+    model: torch.nn.Module, task: Task, windows: SlidingWindows | None, batch_size: int
+) -> dict[str, float]:
+    """The task's validation metrics over all windows (MAE and RMSE NaN without windows)."""
+    if windows is None:
+        return {"mae": math.nan, "rmse": math.nan}
+    loader = DataLoader(windows, batch_size=batch_size, shuffle=False)
+    return task.score(model, loader).summary()
+
+
+def _log_epoch(
+    run_dir: Path,
+    progress: _Progress,
+    writer: Any,
+    train_loss: float,
+    scores: dict[str, float],
+    lr: float,
+    seconds: float,
+    has_val: bool,
+) -> None:
+    """Append the epoch to ``log.csv`` (rewritten atomically) and to TensorBoard."""
+    rows = progress.rows if progress.rows is not None else []
+    rows.append(
+        {
+            "epoch": progress.epoch,
+            "train_loss": f"{train_loss:.6f}",
+            "val_mae": f"{scores['mae']:.6f}",
+            "val_rmse": f"{scores['rmse']:.6f}",
+            "lr": lr,
+            "seconds": f"{seconds:.2f}",
+        }
+    )
+    _write_log(run_dir / "log.csv", rows)
+    if writer is not None:
+        writer.add_scalar("loss/train", train_loss, progress.epoch)
+        if has_val:
+            writer.add_scalar("mae/val", scores["mae"], progress.epoch)
+            writer.add_scalar("rmse/val", scores["rmse"], progress.epoch)
+        writer.flush()
 
 
 def _write_log(path: Path, rows: list[dict[str, Any]]) -> None:
     buf = io.StringIO()
-    w = csv.DictWriter(
-        buf, fieldnames=["epoch", "train_loss", "val_mae", "val_rmse", "lr", "seconds"]
-    )
+    w = csv.DictWriter(buf, fieldnames=list(LOG_FIELDS))
     w.writeheader()
     w.writerows(rows)
     with atomic_path(path) as tmp:

@@ -11,6 +11,7 @@ from _los_loop import TRAIN_STEPS, load_los_loop
 from torch_geometric.loader import DataLoader
 
 from stgraph.baselines import VAR, HistoricalAverage, LastValue, SeasonalNaive
+from stgraph.baselines._batch import masked_node_mean
 from stgraph.data import SlidingWindows, STGraph
 from stgraph.errors import ConfigError
 from stgraph.tasks import MODELS, build_model
@@ -320,3 +321,33 @@ def test_state_dict_round_trip(los_loop, fitted, test_batches, name):
         fresh.fit(los_loop, (0, TRAIN_STEPS))
     with torch.no_grad():
         torch.testing.assert_close(fresh(test_batches[0]), fitted[name](test_batches[0]))
+
+
+# ---------------------------------------------------------------------------- masked node mean
+
+
+def test_masked_node_mean_convention_on_los_loop(los_loop):
+    """One convention for a node's typical value: mean of its observed steps per variable, the
+    variable's mean over all observed entries when the node never observed it, 0 when nobody did."""
+    speed = los_loop.x[:6, :TRAIN_STEPS, 0]
+    x = torch.stack([speed, 2.0 * speed + 1.0, speed], dim=-1)  # [6, T, 3]
+    mask = torch.ones_like(x, dtype=torch.bool)
+    mask[1, :, 0] = False  # node 1 never saw variable 0 (but saw variable 1)
+    mask[2, ::3, 1] = False  # node 2 saw two steps in three of variable 1
+    mask[:, :, 2] = False  # nobody saw variable 2
+    x = torch.where(mask, x, torch.full_like(x, 1e6))  # hidden entries must not count
+    got = masked_node_mean(x, mask)
+
+    assert got.shape == (6, 3) and got.dtype == torch.float64
+    obs0 = x[:, :, 0][mask[:, :, 0]].double()
+    assert got[1, 0] == pytest.approx(float(obs0.mean()), rel=1e-12)  # fallback: variable mean
+    assert got[1, 1] == pytest.approx(float(x[1, :, 1].double().mean()), rel=1e-12)
+    assert got[2, 1] == pytest.approx(float(x[2, :, 1][mask[2, :, 1]].double().mean()), rel=1e-12)
+    assert got[0, 0] == pytest.approx(float(speed[0].double().mean()), rel=1e-12)
+    assert torch.equal(got[:, 2], torch.zeros(6, dtype=torch.float64))
+
+    # the three baselines that need a node's mean use exactly this one
+    g = STGraph(x=x, mask=mask, time=los_loop.time[:TRAIN_STEPS], meta={"interval": 300})
+    for model in (HistoricalAverage(12, 3, 3), LastValue(12, 3, 3), SeasonalNaive(12, 3, 3)):
+        model.fit(g, (0, TRAIN_STEPS))
+        torch.testing.assert_close(model.node_mean, got.float(), rtol=0, atol=0)

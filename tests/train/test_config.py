@@ -67,3 +67,11 @@ def test_bad_override():
         load_config(
             raw={"dataset": {"name": "x"}, "model": {"name": "y"}}, overrides=["train.nope=1"]
         )
+
+
+def test_task_defaults_to_forecast_and_is_recorded(tmp_path):
+    cfg = load_config(_write(tmp_path, GOOD))
+    assert cfg.task == "forecast"
+    assert "task: forecast" in dump_config(cfg).splitlines()
+    with pytest.raises(ConfigError, match=r"cfg.yaml: task = 'kriging': expected one of forecast"):
+        load_config(_write(tmp_path, GOOD + "task: kriging\n"))

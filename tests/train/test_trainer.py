@@ -12,6 +12,7 @@ from safetensors.torch import load_file
 
 from stgraph.data import StandardScaler, STGraph
 from stgraph.errors import ConfigError
+from stgraph.tasks import TASKS, ForecastTask
 from stgraph.tasks.forecaster import Forecaster
 from stgraph.train import checkpoint as ckpt
 from stgraph.train import load_config, train
@@ -205,7 +206,7 @@ def test_loss_kinds_leave_out_masked_targets(kind):
     batch = SimpleNamespace(
         y=torch.tensor([[0.0, 1.0, 100.0]]), y_mask=torch.tensor([[True, True, False]])
     )
-    got = float(trainer_mod._loss(pred, batch, kind, None, delta=2.0))
+    got = float(ForecastTask(3, loss=kind, loss_delta=2.0).loss_of(pred, batch))
     # errors 1 and 4 (the masked 100 never counts)
     want = {
         "mae": (1 + 4) / 2,
@@ -260,3 +261,24 @@ def test_ema_weights_are_the_ones_kept_and_tested(tmp_path, pox):
 def test_ema_decay_must_be_a_fraction(tmp_path):
     with pytest.raises(ConfigError, match="ema_decay"):
         _cfg(tmp_path, ema_decay=1.0)
+
+
+def test_the_trainer_takes_its_loss_from_the_task(tmp_path, pox, monkeypatch):
+    class DoubledForecast(ForecastTask):
+        """The forecast loss times two (registered by hand below, for this test only)."""
+
+        def loss(self, model, batch):
+            return 2.0 * super().loss(model, batch)
+
+    monkeypatch.setitem(TASKS, "test_doubled", DoubledForecast)
+    plain = train(_cfg(tmp_path, "plain", epochs=1, max_batches_per_epoch=1), graph=pox)
+    cfg = _cfg(tmp_path, "doubled", epochs=1, max_batches_per_epoch=1)
+    cfg.task = "test_doubled"
+    doubled = train(cfg, graph=pox)
+    loss = {}
+    for res in (plain, doubled):
+        with (res.run_dir / "log.csv").open() as fh:
+            loss[res.run_dir.name] = float(next(csv.DictReader(fh))["train_loss"])
+    # one batch, one step: the logged loss is the task's loss of the first batch
+    assert loss["doubled"] == pytest.approx(2 * loss["plain"], rel=1e-5)
+    assert "task: test_doubled" in (doubled.run_dir / "config.yaml").read_text()

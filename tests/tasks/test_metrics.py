@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from stgraph.train.metrics import (
+from stgraph.tasks.metrics import (
     MetricAccumulator,
     masked_berhu,
     masked_huber,

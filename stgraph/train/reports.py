@@ -1,0 +1,125 @@
+"""Evaluation reports: the per-horizon Markdown table, the metrics files and their plots.
+
+:func:`write_metrics` writes what every run and every re-evaluation leaves beside its checkpoint:
+``<name>.json`` (the result of :func:`stgraph.train.evaluate.evaluate_model`), ``<name>.md``
+(:func:`metrics_table`), ``<name>-horizon.png`` (error per horizon step) and, when the graph has
+coordinates, ``<name>-node-map.png`` (per-node test MAE on the map).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from stgraph.data.stgraph import STGraph
+from stgraph.train import checkpoint as ckpt
+from stgraph.utils.atomic import atomic_path, atomic_write_text
+
+
+def _minutes(step: int, interval: int | None) -> str:
+    if not interval:
+        return f"step {step}"
+    m = step * interval / 60
+    if m < 120:
+        return f"{m:g} min"
+    if m < 48 * 60:
+        return f"{m / 60:g} h"
+    return f"{m / 1440:g} d"
+
+
+def metrics_table(rows: list[dict[str, Any]]) -> str:
+    """A Markdown table of results dicts (each with model, horizons, average, protocol)."""
+    if not rows:
+        return ""
+    p = rows[0]["protocol"]
+    interval = rows[0].get("interval_s")
+    steps = list(rows[0]["horizons"])
+    head = ["model"] + [
+        f"{m.upper()} @{_minutes(int(s), interval)}" for s in steps for m in ("mae", "rmse")
+    ]
+    head += ["MAE avg", "RMSE avg", "MAPE avg %", "MSE avg"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [r.get("model", "?")]
+        for s in steps:
+            cells += [_fmt(r["horizons"][s]["mae"]), _fmt(r["horizons"][s]["rmse"])]
+        a = r["average"]
+        cells += [_fmt(a["mae"]), _fmt(a["rmse"]), _fmt(a["mape"]), _fmt(a["mse"])]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    lines.append(
+        f"Protocol `{p['name']}`: {p['description']}. Split ratios {p['ratios']} (on {p['split_on']}), "
+        f"{p['input_steps']} steps in, {p['horizon']} out, null value {p['null_value']}, scaler "
+        f"{p['scaler']}, metrics in {p['units']}; MAPE leaves out targets with |y| < 1e-4."
+    )
+    for k, v in (p.get("reference") or {}).items():
+        lines.append(f"Reference: {k} = {v}.")
+    return "\n".join(lines) + "\n"
+
+
+def _fmt(v: float | None) -> str:
+    return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.4f}"
+
+
+def write_metrics(
+    run_dir: str | Path,
+    result: dict[str, Any],
+    *,
+    graph: STGraph | None = None,
+    name: str = "metrics",
+) -> dict[str, Path]:
+    """Write ``<name>.json``, ``<name>.md`` and plots (horizon curve, per-node error map)."""
+    run_dir = Path(run_dir)
+    paths = {"json": ckpt.write_json(run_dir / f"{name}.json", result)}
+    paths["md"] = atomic_write_text(run_dir / f"{name}.md", metrics_table([result]))
+    try:
+        paths.update(plot_metrics(run_dir, result, graph=graph, name=name))
+    except ImportError:  # matplotlib is a core dependency; keep evaluation alive without it
+        pass
+    return paths
+
+
+def plot_metrics(
+    run_dir: Path, result: dict[str, Any], *, graph: STGraph | None, name: str
+) -> dict[str, Path]:
+    """A per-horizon error curve and, when the graph has coordinates, a per-node MAE map."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out: dict[str, Path] = {}
+    per = result["per_step"]
+    steps = list(range(1, len(per["mae"]) + 1))
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    ax.plot(steps, per["mae"], marker="o", label="MAE")
+    ax.plot(steps, per["rmse"], marker="s", label="RMSE")
+    ax.set_xlabel("horizon step")
+    ax.set_ylabel(result["protocol"]["units"])
+    ax.set_title(f"{result.get('model', '')} on {result.get('dataset', '')}")
+    ax.legend()
+    fig.tight_layout()
+    with atomic_path(run_dir / f"{name}-horizon.png") as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+    out["horizon_png"] = run_dir / f"{name}-horizon.png"
+    node_mae = result.get("node_mae")
+    if graph is not None and graph.pos is not None and node_mae is not None:
+        fig, ax = plt.subplots(figsize=(5, 4.5))
+        pos = graph.pos.numpy()
+        sc = ax.scatter(pos[:, 0], pos[:, 1], c=node_mae, s=18, cmap="viridis")
+        fig.colorbar(sc, ax=ax, label=f"MAE ({result['protocol']['units']})")
+        ax.set_xlabel("longitude")
+        ax.set_ylabel("latitude")
+        ax.set_title(f"per-node test MAE, {result.get('model', '')}")
+        ax.set_aspect(1 / max(math.cos(math.radians(float(pos[:, 1].mean()))), 0.1))
+        fig.tight_layout()
+        with atomic_path(run_dir / f"{name}-node-map.png") as tmp:
+            fig.savefig(tmp, format="png", dpi=110)
+        plt.close(fig)
+        out["node_map_png"] = run_dir / f"{name}-node-map.png"
+    return out
+
+
+__all__ = ["metrics_table", "plot_metrics", "write_metrics"]
