@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -242,6 +243,153 @@ def from_grid(
         DataFormatError: missing dimensions, coordinates that are not degrees, a raster with no
             finite value at all.
     """
+    _check_grid_options(coarsen, neighbourhood, reduce, boundary, edge_weight)
+    da, name, files = _as_dataarray(
+        data,
+        variable=variable,
+        dims=dims,
+        coords=coords,
+        lat_dim=lat_dim,
+        lon_dim=lon_dim,
+        time_dim=time_dim,
+        var_dim=var_dim,
+        engine=engine,
+    )
+    variables = _units(da, var_dim, units)
+    dlat, dlon, mean_lat, da = _cell_sizes(da, lat_dim, lon_dim, coarsen, name)
+    da, valid = _coarsen(da, coarsen, lat_dim, lon_dim, time_dim, var_dim, reduce, boundary, name)
+    c = _cells(da, lat_dim, lon_dim, drop_empty)
+    ei, dist, w = _edges(c, dlat, dlon, neighbourhood, edge_weight)
+    rad = np.pi / 180.0
+    height = EARTH_RADIUS_M * dlat * rad
+    width = EARTH_RADIUS_M * dlon * rad * np.cos(mean_lat * rad)
+    # node_attr: [cell_width_m (at the node's latitude), cell_height_m, valid_cells]
+    width_at = EARTH_RADIUS_M * dlon * rad * np.cos(c.node_lat * rad)
+    n_valid = np.asarray(valid.values, dtype=np.float64).reshape(-1)[c.keep]
+    node_attr = np.stack([width_at, np.full(c.node_lat.shape, height), n_valid], axis=1)
+    times, interval = _times(da, time_dim, name)
+    meta = {
+        "variables": variables,
+        "domain": domain,
+        "city": city,
+        "crs": "EPSG:4326",
+        "interval": interval,
+        "spatial_scale": float(np.sqrt(width * height)),
+        "cell_size_m": {"x": float(width), "y": float(height)},
+        **_grid_meta(c, coarsen, boundary, reduce, neighbourhood, dlat, dlon),
+        "edge_weight": edge_weight,
+        "all_nan_cells": c.n_empty,
+        "dropped": {"all_nan_cells": c.n_empty} if drop_empty else {},
+        "sources": [
+            {"name": source_name(data) if not files else Path(files[0]).name, "files": files}
+        ],
+        "provenance": [
+            f"raster.from_grid(coarsen={coarsen}, neighbourhood={neighbourhood}, reduce={reduce!r}, "
+            f"boundary={boundary!r}, drop_empty={drop_empty})"
+        ],
+    }
+    return STGraph(
+        x=torch.from_numpy(np.where(c.observed, c.flat, 0.0)[c.keep].astype(np.float32)),
+        mask=torch.from_numpy(np.ascontiguousarray(c.observed[c.keep])),
+        time=None if times is None else torch.from_numpy(times),
+        pos=torch.from_numpy(np.stack([c.node_lon, c.node_lat], 1)),
+        edge_index=torch.from_numpy(ei),
+        edge_weight=torch.from_numpy(w.astype(np.float32)),
+        edge_attr=torch.from_numpy(dist.astype(np.float32)[:, None]),
+        node_attr=torch.from_numpy(node_attr.astype(np.float32)),
+        meta=meta,
+    )
+
+
+def _grid_meta(
+    c: _Cells,
+    coarsen: int,
+    boundary: str,
+    reduce: str,
+    neighbourhood: int,
+    dlat: float,
+    dlon: float,
+) -> dict[str, Any]:
+    """``meta["grid"]``, the node ids and the attribute names of a raster graph."""
+    return {
+        "grid": {
+            "shape": [c.rows, c.cols],
+            "coarsen": int(coarsen),
+            "boundary": boundary,
+            "reduce": reduce,
+            "neighbourhood": int(neighbourhood),
+            "cell_deg": {"lat": dlat, "lon": dlon},
+            "cells": np.stack([c.row, c.col], 1).tolist(),
+        },
+        "node_ids": cell_ids(c.row, c.col),
+        "node_attr_names": ["cell_width_m", "cell_height_m", "valid_cells"],
+        "edge_attr_names": ["distance_m"],
+    }
+
+
+def _cell_sizes(
+    da: Any, lat_dim: str, lon_dim: str, coarsen: int, name: str
+) -> tuple[float, float, float, Any]:
+    """Checked coordinates: block size in degrees (lat, lon), the fine grid's mean latitude,
+    and the array with longitudes wrapped to [-180, 180)."""
+    for d in (lat_dim, lon_dim):
+        if d not in da.coords:
+            raise DataFormatError(
+                f"{name}: dimension {d!r} has no coordinate (cell centres in degrees)"
+            )
+    dlat = _regular_coord(da[lat_dim].values, lat_dim, name, 90.0) * coarsen
+    da = _wrap_longitudes(da, lon_dim, name)
+    dlon = _regular_coord(da[lon_dim].values, lon_dim, name, 180.0) * coarsen
+    mean_lat = float(np.mean(da[lat_dim].values))  # of the fine grid: the same for every factor
+    return dlat, dlon, mean_lat, da
+
+
+@dataclass
+class _Cells:
+    """The (coarsened) grid's cells, row-major, and which of them become nodes."""
+
+    lat: np.ndarray  # [rows] centre latitudes
+    flat: np.ndarray  # [rows * cols, T, V] values (NaN = missing)
+    observed: np.ndarray  # [rows * cols, T, V] finite
+    keep: np.ndarray  # [rows * cols] cells that become nodes
+    n_empty: int  # cells NaN at every step and variable
+    node_lon: np.ndarray  # [N]
+    node_lat: np.ndarray  # [N]
+    row: np.ndarray  # [N]
+    col: np.ndarray  # [N]
+    rows: int
+    cols: int
+
+
+def _cells(da: Any, lat_dim: str, lon_dim: str, drop_empty: bool) -> _Cells:
+    lat = np.asarray(da[lat_dim].values, dtype=np.float64)
+    lon = np.asarray(da[lon_dim].values, dtype=np.float64)
+    rows, cols = lat.size, lon.size
+    arr = np.asarray(da.values, dtype=np.float64)  # (rows, cols, T, V)
+    flat = arr.reshape(rows * cols, arr.shape[2], arr.shape[3])
+    observed = np.isfinite(flat)
+    has_data = observed.any(axis=(1, 2))
+    keep = has_data if drop_empty else np.ones(rows * cols, dtype=bool)
+    lat_grid, lon_grid = np.meshgrid(lat, lon, indexing="ij")
+    rr, cc = np.divmod(np.flatnonzero(keep), cols)
+    return _Cells(
+        lat=lat,
+        flat=flat,
+        observed=observed,
+        keep=keep,
+        n_empty=int((~has_data).sum()),
+        node_lon=lon_grid.reshape(-1)[keep],
+        node_lat=lat_grid.reshape(-1)[keep],
+        row=rr,
+        col=cc,
+        rows=rows,
+        cols=cols,
+    )
+
+
+def _check_grid_options(
+    coarsen: int, neighbourhood: int, reduce: str, boundary: str, edge_weight: str
+) -> None:
     if not isinstance(coarsen, (int, np.integer)) or coarsen < 1:
         raise ValueError(f"coarsen: expected an integer >= 1, got {coarsen!r}")
     if neighbourhood not in NEIGHBOUR_OFFSETS:
@@ -255,49 +403,47 @@ def from_grid(
             f"edge_weight: expected 'inverse_distance' or 'binary', got {edge_weight!r}"
         )
 
-    da, name, files = _as_dataarray(
-        data,
-        variable=variable,
-        dims=dims,
-        coords=coords,
-        lat_dim=lat_dim,
-        lon_dim=lon_dim,
-        time_dim=time_dim,
-        var_dim=var_dim,
-        engine=engine,
-    )
-    variables = _units(da, var_dim, units)
-    for d in (lat_dim, lon_dim):
-        if d not in da.coords:
-            raise DataFormatError(
-                f"{name}: dimension {d!r} has no coordinate (cell centres in degrees)"
-            )
-    dlat = _regular_coord(da[lat_dim].values, lat_dim, name, 90.0) * coarsen
+
+def _wrap_longitudes(da: Any, lon_dim: str, name: str) -> Any:
+    """Longitudes in [0, 360) wrapped to [-180, 180) and sorted west to east (if needed)."""
     lon_vals = np.asarray(da[lon_dim].values, dtype=np.float64)
-    if (
+    if not (
         np.isfinite(lon_vals).all()
         and lon_vals.max() > 180
         and lon_vals.min() >= 0
         and lon_vals.max() < 360
     ):
-        # 0..360 → -180..180, then sorted west → east: the wrapped axis would otherwise jump
-        # from 179.x to -180 (e.g. a global 0..359.75 grid, or 0..2 followed by 350..359.75)
-        wrapped = ((lon_vals + 180.0) % 360.0) - 180.0
-        before, after = np.diff(np.sort(lon_vals)), np.diff(np.sort(wrapped))
-        if (
-            after.size
-            and after.max() > 1.5 * np.median(after)
-            and before.max() <= 1.5 * np.median(before)
-        ):
-            raise DataFormatError(
-                f"{name}: longitudes {lon_vals.min():.6g}..{lon_vals.max():.6g} cross 180°; "
-                "wrapped to [-180, 180) the grid splits in two pieces, which a grid graph cannot "
-                "join. Select one side of the antimeridian"
-            )
-        da = da.assign_coords({lon_dim: wrapped}).sortby(lon_dim)
-    dlon = _regular_coord(da[lon_dim].values, lon_dim, name, 180.0) * coarsen
+        return da
+    # 0..360 → -180..180, then sorted west → east: the wrapped axis would otherwise jump
+    # from 179.x to -180 (e.g. a global 0..359.75 grid, or 0..2 followed by 350..359.75)
+    wrapped = ((lon_vals + 180.0) % 360.0) - 180.0
+    before, after = np.diff(np.sort(lon_vals)), np.diff(np.sort(wrapped))
+    if (
+        after.size
+        and after.max() > 1.5 * np.median(after)
+        and before.max() <= 1.5 * np.median(before)
+    ):
+        raise DataFormatError(
+            f"{name}: longitudes {lon_vals.min():.6g}..{lon_vals.max():.6g} cross 180°; "
+            "wrapped to [-180, 180) the grid splits in two pieces, which a grid graph cannot "
+            "join. Select one side of the antimeridian"
+        )
+    return da.assign_coords({lon_dim: wrapped}).sortby(lon_dim)
 
-    mean_lat = float(np.mean(da[lat_dim].values))  # of the fine grid: the same for every factor
+
+def _coarsen(
+    da: Any,
+    coarsen: int,
+    lat_dim: str,
+    lon_dim: str,
+    time_dim: str,
+    var_dim: str,
+    reduce: str,
+    boundary: str,
+    name: str,
+) -> tuple[Any, Any]:
+    """Finite values (NaN elsewhere) reduced over ``coarsen x coarsen`` blocks, and the count of
+    cells with any data per block."""
     da = da.astype(np.float64)
     values = da.values  # (lat, lon, T, V); loads lazily opened files once
     if not np.isfinite(values).any():
@@ -314,53 +460,37 @@ def from_grid(
         n_ok = n_ok.astype(np.float64).where(n_ok > 0)  # NaN where a block has no valid cell
         da = (block / n_ok if reduce == "mean" else block).where(n_ok > 0)
         valid = valid.coarsen(window, boundary=boundary, coord_func="mean").sum()
-
-    lat = np.asarray(da[lat_dim].values, dtype=np.float64)
-    lon = np.asarray(da[lon_dim].values, dtype=np.float64)
-    rows, cols = lat.size, lon.size
-    if rows < 1 or cols < 1:
+    if da.sizes[lat_dim] < 1 or da.sizes[lon_dim] < 1:
         raise DataFormatError(
             f"{name}: no cells left after coarsening by {coarsen} with boundary={boundary!r}"
         )
-    arr = np.asarray(da.values, dtype=np.float64)  # (rows, cols, T, V)
-    t_len, n_var = arr.shape[2], arr.shape[3]
-    flat = arr.reshape(rows * cols, t_len, n_var)
-    observed = np.isfinite(flat)
-    has_data = observed.any(axis=(1, 2))
-    n_empty = int((~has_data).sum())
-    keep = has_data if drop_empty else np.ones(rows * cols, dtype=bool)
+    return da, valid
 
-    lat_grid, lon_grid = np.meshgrid(lat, lon, indexing="ij")
-    node_lat, node_lon = lat_grid.reshape(-1)[keep], lon_grid.reshape(-1)[keep]
-    rr, cc = np.divmod(np.flatnonzero(keep), cols)
 
-    ei = grid_edges(rows, cols, neighbourhood=neighbourhood, keep=keep)
-    dist = haversine_m(node_lon[ei[0]], node_lat[ei[0]], node_lon[ei[1]], node_lat[ei[1]])
+def _edges(
+    c: _Cells, dlat: float, dlon: float, neighbourhood: int, edge_weight: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Neighbour edges of the kept cells, their lengths (m, haversine) and weights."""
+    ei = grid_edges(c.rows, c.cols, neighbourhood=neighbourhood, keep=c.keep)
+    lon, lat = c.node_lon, c.node_lat
+    dist = haversine_m(lon[ei[0]], lat[ei[0]], lon[ei[1]], lat[ei[1]])
+    if edge_weight == "binary" or dist.size == 0:
+        return ei, dist, np.ones(dist.size)
+    # shortest nominal block side (width shrinks towards the pole): regular neighbours weigh
+    # 1 along that side; partial edge blocks (boundary="pad") sit closer and are clipped to 1
     rad = np.pi / 180.0
     height = EARTH_RADIUS_M * dlat * rad
-    width = EARTH_RADIUS_M * dlon * rad * np.cos(mean_lat * rad)
-    if edge_weight == "binary" or dist.size == 0:
-        w = np.ones(dist.size)
-    else:
-        # shortest nominal block side (width shrinks towards the pole): regular neighbours weigh
-        # 1 along that side; partial edge blocks (boundary="pad") sit closer and are clipped to 1
-        side = min(height, EARTH_RADIUS_M * dlon * rad * np.cos(np.abs(lat).max() * rad))
-        w = np.minimum(1.0, side / np.maximum(dist, 1e-9))
-    node_attr = np.stack(
-        [
-            EARTH_RADIUS_M * dlon * rad * np.cos(node_lat * rad),
-            np.full(node_lat.shape, height),
-            np.asarray(valid.values, dtype=np.float64).reshape(-1)[keep],
-        ],
-        axis=1,
-    )
+    side = min(height, EARTH_RADIUS_M * dlon * rad * np.cos(np.abs(c.lat).max() * rad))
+    return ei, dist, np.minimum(1.0, side / np.maximum(dist, 1e-9))
 
-    times = None
-    interval = None
-    if time_dim in da.coords and np.issubdtype(
-        np.asarray(da[time_dim].values).dtype, np.datetime64
-    ):
-        stamps = pd.DatetimeIndex(da[time_dim].values)
+
+def _times(da: Any, time_dim: str, name: str) -> tuple[np.ndarray | None, int | None]:
+    """Unix seconds of the steps and the interval, when the time coordinate has them."""
+    if time_dim not in da.coords:
+        return None, None
+    values = np.asarray(da[time_dim].values)
+    if np.issubdtype(values.dtype, np.datetime64):
+        stamps = pd.DatetimeIndex(values)
         if stamps.tz is not None:
             stamps = stamps.tz_convert("UTC").tz_localize(None)
         times = stamps.to_numpy().astype("datetime64[s]").astype(np.int64)
@@ -371,54 +501,9 @@ def from_grid(
                 f"{name}: {time_dim!r} must strictly increase; step {i} ({stamps[i]}) is not after "
                 f"step {i - 1} ({stamps[i - 1]})"
             )
-        interval = int(np.median(steps)) if steps.size else None
-    elif time_dim in da.coords and np.issubdtype(np.asarray(da[time_dim].values).dtype, np.integer):
-        raw = np.asarray(da[time_dim].values, dtype=np.int64)
+        return times, int(np.median(steps)) if steps.size else None
+    if np.issubdtype(values.dtype, np.integer):
+        raw = values.astype(np.int64)
         if raw.size > 1 and np.diff(raw).min() > 0 and raw.min() > 10**8:  # unix seconds
-            times = raw
-            interval = int(np.median(np.diff(raw)))
-
-    x = np.where(observed, flat, 0.0)[keep].astype(np.float32)
-    mask = observed[keep]
-    meta = {
-        "variables": variables,
-        "domain": domain,
-        "city": city,
-        "crs": "EPSG:4326",
-        "interval": interval,
-        "spatial_scale": float(np.sqrt(width * height)),
-        "cell_size_m": {"x": float(width), "y": float(height)},
-        "grid": {
-            "shape": [rows, cols],
-            "coarsen": int(coarsen),
-            "boundary": boundary,
-            "reduce": reduce,
-            "neighbourhood": int(neighbourhood),
-            "cell_deg": {"lat": dlat, "lon": dlon},
-            "cells": np.stack([rr, cc], 1).tolist(),
-        },
-        "node_ids": cell_ids(rr, cc),
-        "node_attr_names": ["cell_width_m", "cell_height_m", "valid_cells"],
-        "edge_attr_names": ["distance_m"],
-        "edge_weight": edge_weight,
-        "all_nan_cells": n_empty,
-        "dropped": {"all_nan_cells": n_empty} if drop_empty else {},
-        "sources": [
-            {"name": source_name(data) if not files else Path(files[0]).name, "files": files}
-        ],
-        "provenance": [
-            f"raster.from_grid(coarsen={coarsen}, neighbourhood={neighbourhood}, reduce={reduce!r}, "
-            f"boundary={boundary!r}, drop_empty={drop_empty})"
-        ],
-    }
-    return STGraph(
-        x=torch.from_numpy(x),
-        mask=torch.from_numpy(np.ascontiguousarray(mask)),
-        time=None if times is None else torch.from_numpy(times),
-        pos=torch.from_numpy(np.stack([node_lon, node_lat], 1)),
-        edge_index=torch.from_numpy(ei),
-        edge_weight=torch.from_numpy(w.astype(np.float32)),
-        edge_attr=torch.from_numpy(dist.astype(np.float32)[:, None]),
-        node_attr=torch.from_numpy(node_attr.astype(np.float32)),
-        meta=meta,
-    )
+            return raw, int(np.median(np.diff(raw)))
+    return None, None
