@@ -105,8 +105,7 @@ class DCRNN(Forecaster):
     def fit(self, graph: STGraph, train_range: tuple[int, int]) -> DCRNN:
         a, b = train_range
         self.scaler.fit(graph.x[:, a:b], graph.mask[:, a:b])
-        interval = graph.interval if graph.time is not None else None  # only extrapolates time
-        self.interval = torch.tensor(int(interval or 0))
+        self.interval = torch.tensor(int(graph.interval or 0))
         return self
 
     def forward(self, batch: STGraph) -> Tensor:

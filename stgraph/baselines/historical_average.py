@@ -96,7 +96,7 @@ class HistoricalAverage(ResizableBuffers, Forecaster):
         # Hierarchy of means, coarse to fine; each finer level falls back to the coarser one.
         node_mean = masked_node_mean(x, graph.mask[:, a:b])  # [N, V], variable mean if unseen
         summary = {"nodes_never_observed": int((m.sum(1) == 0).sum())}
-        interval = graph.interval if graph.time is not None else None
+        interval = graph.interval
         table = node_mean.unsqueeze(1)
         if graph.time is not None and interval and self.seasonality != "none":
             time = graph.time[a:b]
