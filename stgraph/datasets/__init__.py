@@ -27,6 +27,9 @@ import os
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
+from stgraph.data.stgraph import STGraph
 from stgraph.datasets import (  # noqa: F401  (importing registers the data sets)
     crime,
     metro,
@@ -145,7 +148,7 @@ def load(
     verify: bool = True,
     timeout: float = 60.0,
     **options: Any,
-) -> Any:
+) -> STGraph:
     """Load a data set as an :class:`~stgraph.data.STGraph`.
 
     Args:
@@ -187,7 +190,7 @@ def load(
     return spec.loader(dict(zip(needed, local, strict=True)), **options)
 
 
-def load_table(name: str, **location: Any) -> Any:
+def load_table(name: str, **location: Any) -> pd.DataFrame:
     """Load the raw table of an event or trajectory data set as a ``pandas.DataFrame``.
 
     Columns are typed; ``time`` is parsed (tz-aware UTC where the source is UTC, naive local

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -131,14 +130,3 @@ def _check_final_newline(path: Path, *, data_rows: int, header_rows: int) -> Non
                 f"{path}: line {data_rows + header_rows} (data row {data_rows - 1}) is cut short: "
                 "the file ends without a final newline (truncated?)"
             )
-
-
-def read_zip_member(path: Path, member: str) -> bytes:
-    """The bytes of ``member`` inside zip archive ``path`` (read in memory, nothing extracted)."""
-    try:
-        with zipfile.ZipFile(path) as zf:
-            return zf.read(member)
-    except KeyError:
-        raise DataFormatError(f"{path}: archive has no member {member!r}") from None
-    except zipfile.BadZipFile as exc:
-        raise DataFormatError(f"{path}: not a valid zip archive ({exc})") from exc

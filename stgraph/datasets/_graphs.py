@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from stgraph.data.weights import gaussian_affinity
 from stgraph.utils.geo import EARTH_RADIUS_M, haversine_matrix
 from stgraph.utils.grid import grid_edges as _grid_edges
 
@@ -55,8 +56,10 @@ def proximity_edges(
 ) -> tuple[Tensor, Tensor, dict]:
     r"""Distance graph from coordinates, weighted by a Gaussian kernel (DCRNN).
 
-    :math:`w_{ij} = \exp(-d_{ij}^2 / \sigma^2)` with :math:`d` the haversine distance and
-    :math:`\sigma` the standard deviation of all pairwise distances (DCRNN's choice) unless given.
+    :math:`w_{ij} = \exp(-d_{ij}^2 / \sigma^2)` with :math:`d` the haversine distance:
+    :func:`stgraph.data.weights.gaussian_affinity` of the full ``[N, N]`` distance matrix, zero
+    diagonal included, so :math:`\sigma` is the standard deviation of all N² distances (as
+    DCRNN's ``gen_adj_mx`` and :func:`graph_builders.proximity.connect`) unless given.
 
     Args:
         lon, lat: ``[N]`` degrees.
@@ -65,7 +68,7 @@ def proximity_edges(
             least ``threshold`` (symmetric).
         k: neighbours per node for ``"knn"``.
         threshold: smallest kept weight for ``"gaussian"``.
-        sigma: kernel width in metres (default: std of the off-diagonal distances).
+        sigma: kernel width in metres (default: std of all N² distances, diagonal included).
 
     Returns:
         ``edge_index`` ``[2, E]``, ``edge_weight`` ``[E]`` (no self-loops) and a dict describing
@@ -74,9 +77,10 @@ def proximity_edges(
     n = len(lon)
     d = haversine_matrix(np.asarray(lon, float), np.asarray(lat, float))
     off = ~np.eye(n, dtype=bool)
-    if sigma is None:
-        sigma = float(d[off].std())
-    w = np.exp(-((d / sigma) ** 2))
+    dist = torch.from_numpy(d)
+    if sigma is None:  # gaussian_affinity's own default, computed here to record it in meta
+        sigma = float(dist.std(unbiased=False))
+    w = gaussian_affinity(dist, sigma).numpy()
     if method == "knn":
         if not 0 < k < n:
             raise ValueError(f"proximity_edges: k must lie in [1, {n - 1}], got {k}")

@@ -10,11 +10,12 @@ import numpy as np
 import pandas as pd
 
 from stgraph.data.stgraph import STGraph
-from stgraph.datasets._common import read_zip_member, sources, step_times
+from stgraph.datasets._common import sources, step_times
 from stgraph.datasets._graphs import grid_edges
 from stgraph.datasets._pickle import load_verified_pickle
 from stgraph.datasets.registry import register, register_table
 from stgraph.errors import DataFormatError
+from stgraph.utils.readers import zip_member
 
 DAY = 86400
 #: The grid recipe of the STHSL authors' script: 3 km cells from the events' minimum corner.
@@ -88,7 +89,7 @@ def _parse_events(path: Path, city: _City) -> pd.DataFrame:
 
 
 def _read_events(path: Path, city: _City) -> pd.DataFrame:
-    raw = read_zip_member(path, city.member)
+    raw = zip_member(path, city.member)
     src = f"{path}:{city.member}"
     if city is CHICAGO:
         df = pd.read_csv(
@@ -200,7 +201,7 @@ def grid_counts(events: pd.DataFrame, city: _City) -> tuple[np.ndarray, dict]:
 
 def _grid_origin(path: Path, city: _City) -> tuple[float, float]:
     """Minimum latitude and longitude of the events (the grid origin), reading only those columns."""
-    raw = read_zip_member(path, city.member)
+    raw = zip_member(path, city.member)
     if city is CHICAGO:
         df = pd.read_csv(io.BytesIO(raw), header=None, usecols=[2, 3], names=["lat", "lon"])
     else:

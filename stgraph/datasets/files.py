@@ -32,6 +32,7 @@ from pathlib import Path
 
 from stgraph.errors import ChecksumError, DatasetNotFoundError
 from stgraph.utils.atomic import atomic_path
+from stgraph.utils.readers import read_verified_bytes, sha256_of  # noqa: F401 (re-exported)
 
 #: Environment variables read by this module.
 ENV_DATA = "STGRAPH_DATA"
@@ -199,15 +200,6 @@ _VERIFIED: dict[tuple[str, int, int], str] = {}
 _LOCK = threading.Lock()
 
 
-def sha256_of(path: str | os.PathLike) -> str:
-    """The sha256 hex digest of a file, read in 1 MiB chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(_CHUNK), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def verify_file(path: str | os.PathLike, expected: str, *, name: str | None = None) -> Path:
     """Check that ``path`` has sha256 ``expected``; raise :class:`ChecksumError` otherwise.
 
@@ -230,30 +222,6 @@ def verify_file(path: str | os.PathLike, expected: str, *, name: str | None = No
     with _LOCK:
         _VERIFIED[key] = expected
     return path
-
-
-def read_verified_bytes(
-    path: str | os.PathLike, expected: str, *, name: str | None = None
-) -> bytes:
-    """The bytes of ``path``, read once and returned only if *their* sha256 is ``expected``.
-
-    Unlike :func:`verify_file` nothing is remembered: the check is on the very buffer the caller
-    goes on to use (for pickles: the buffer that is unpickled), so a file swapped or modified after
-    an earlier check (even with the same size and mtime) is caught.
-
-    Raises:
-        ChecksumError: the bytes do not match ``expected``.
-    """
-    path = Path(path)
-    raw = path.read_bytes()
-    actual = hashlib.sha256(raw).hexdigest()
-    if actual != expected.strip().lower():
-        raise ChecksumError(
-            f"{path}: sha256 mismatch for {name or path.name} — expected {expected}, got {actual} "
-            f"({len(raw)} bytes). The file was not loaded; replace it with the original "
-            "(or delete it so that it is downloaded again)."
-        )
-    return raw
 
 
 def registry_sha256(path: str | os.PathLike) -> tuple[str, str] | None:

@@ -9,12 +9,11 @@ import numpy as np
 from stgraph.data.stgraph import STGraph
 from stgraph.datasets._common import sources, step_times
 from stgraph.datasets._graphs import median_neighbour_distance, proximity_edges
-from stgraph.datasets._pickle import load_verified_pickle
+from stgraph.datasets.files import FILES
 from stgraph.datasets.registry import register
-from stgraph.errors import DataFormatError
+from stgraph.utils.readers import read_uctb
 
 MELBOURNE = "melbourne-pedestrian/Pedestrian_Melbourne.zip"
-_MEMBER = "Pedestrian_Melbourne.pkl"
 
 
 @register(
@@ -58,37 +57,29 @@ def load_melbourne_pedestrian(
     Australia/Melbourne time, across daylight-saving changes — so there is no one-to-one UTC
     axis. Stamps are the local clock written as UTC (``meta["time_reference"] == "local"``).
 
-    The archive is read in memory (nothing extracted); its sha256 is always checked before the
-    pickle inside is unpickled, and the unpickler accepts numpy arrays only.
+    The archive is read in memory (nothing extracted) by :func:`stgraph.utils.readers.read_uctb`:
+    its sha256 is always checked before the pickle inside is unpickled, and the unpickler accepts
+    numpy arrays only.
 
     Args:
         graph: ``"knn"`` (each sensor receives edges from its ``k`` nearest sensors) or
             ``"gaussian"`` (all pairs with Gaussian-kernel weight ``>= threshold``); weights
-            ``exp(-d²/σ²)``, σ = std of the pairwise haversine distances (DCRNN).
+            ``exp(-d²/σ²)``, σ = std of all N² haversine distances, self-distances included
+            (DCRNN's rule).
         k: neighbours per sensor for ``"knn"``.
         threshold: smallest weight kept for ``"gaussian"``.
     """
     path = paths[MELBOURNE]
-    obj = load_verified_pickle(path, member=_MEMBER, source=str(path))  # sha256 of the read bytes
-    try:
-        counts = np.asarray(obj["Node"]["TrafficNode"])
-        stations = obj["Node"]["StationInfo"]
-        start, _end = obj["TimeRange"]
-        minutes = int(obj["TimeFitness"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise DataFormatError(
-            f"{path}:{_MEMBER}: expected UCTB keys TimeRange, TimeFitness, "
-            f"Node.TrafficNode, Node.StationInfo ({exc})"
-        ) from None
-    t, n = counts.shape
-    if len(stations) != n:
-        raise DataFormatError(f"{path}: {len(stations)} stations for {n} count columns")
-    if (counts < -1).any():
-        raise DataFormatError(f"{path}: counts below -1 (only -1 may mark a missing value)")
-    ids = [str(s[0]) for s in stations]
-    lat = np.array([float(s[2]) for s in stations])
-    lon = np.array([float(s[3]) for s in stations])
-    observed = counts >= 0
+    # sha256 of the read bytes checked before the numpy-only unpickler runs
+    locations, readings, facts = read_uctb(path, sha256=FILES[MELBOURNE].sha256)
+    counts = readings.drop(columns="time").to_numpy()  # [T, N], NaN where UCTB wrote -1
+    t = counts.shape[0]
+    start = facts["time_range"][0]
+    minutes = int(facts["interval_min"])
+    ids = locations["sensor_id"].tolist()
+    lat = locations["latitude"].to_numpy(np.float64)
+    lon = locations["longitude"].to_numpy(np.float64)
+    observed = ~np.isnan(counts)
     edge_index, edge_weight, ginfo = proximity_edges(
         lon, lat, method=graph, k=k, threshold=threshold
     )
@@ -103,7 +94,7 @@ def load_melbourne_pedestrian(
         "timezone": "Australia/Melbourne",
         "time_reference": "local",
         "node_ids": ids,
-        "node_names": [str(s[4]) for s in stations],
+        "node_names": locations["name"].tolist(),
         "graph": {**ginfo, "self_loops": "none", "directed": graph == "knn"},
         "sources": sources(
             "melbourne-pedestrian",
@@ -118,7 +109,7 @@ def load_melbourne_pedestrian(
             f"edges: proximity graph from sensor coordinates ({ginfo})",
         ],
     }
-    x = np.where(observed, counts, 0).T[:, :, None].astype(np.float32)
+    x = np.where(observed, counts, 0.0).T[:, :, None].astype(np.float32)
     return STGraph(
         x=x,
         mask=observed.T[:, :, None],

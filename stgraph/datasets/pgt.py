@@ -12,6 +12,7 @@ from stgraph.datasets._common import as_matrix, read_json, sources, step_times
 from stgraph.datasets._graphs import median_neighbour_distance
 from stgraph.datasets.registry import register
 from stgraph.errors import DataFormatError
+from stgraph.utils.readers import normalize_ids, read_node_link
 
 CHICKENPOX = "pgt-chickenpox/chickenpox.json"
 PEDALME = "pgt-pedalme/pedalme_london.json"
@@ -301,7 +302,9 @@ def load_england_covid(paths: dict[str, Path]) -> STGraph:
 MONTEVIDEO_CRS = "EPSG:32721"
 
 
-def montevideo_lonlat(easting: np.ndarray, northing: np.ndarray, *, crs: str = MONTEVIDEO_CRS):
+def montevideo_lonlat(
+    easting: np.ndarray, northing: np.ndarray, *, crs: str = MONTEVIDEO_CRS
+) -> tuple[np.ndarray, np.ndarray]:
     """Convert projected stop coordinates (metres) to lon/lat degrees with pyproj."""
     from pyproj import Transformer
 
@@ -352,22 +355,16 @@ def load_montevideo_bus(paths: dict[str, Path], *, crs: str = MONTEVIDEO_CRS) ->
         crs: CRS of the file's projected coordinates.
     """
     path = paths[MONTEVIDEO]
-    doc = read_json(path, keys=("nodes", "links"))
-    nodes, links = doc["nodes"], doc["links"]
-    try:
-        ids = [nd["id"] for nd in nodes]
-        xy = np.array([[nd["lon"], nd["lat"]] for nd in nodes], dtype=np.float64)
-    except (KeyError, TypeError) as exc:
-        raise DataFormatError(f"{path}: every node needs id, lon, lat and y ({exc})") from None
+    locations, readings, links = read_node_link(path, values_key="y")
+    ids = locations["sensor_id"].tolist()
     n = len(ids)
+    xy = locations[["x", "y"]].to_numpy(np.float64)
+    y = as_matrix(readings.to_numpy().T, path=path, key="nodes[*].y", shape=(n, None))
     index = {v: i for i, v in enumerate(ids)}
-    if len(index) != n:
-        raise DataFormatError(f"{path}: node ids are not unique")
-    y = as_matrix([nd.get("y") for nd in nodes], path=path, key="nodes[*].y", shape=(n, None))
     try:
-        src = [index[lk["source"]] for lk in links]
-        dst = [index[lk["target"]] for lk in links]
-        w = np.array([lk["weight"] for lk in links], dtype=np.float64)
+        src = [index[v] for v in normalize_ids(links["source"])]
+        dst = [index[v] for v in normalize_ids(links["target"])]
+        w = links["weight"].to_numpy(np.float64)
     except KeyError as exc:
         raise DataFormatError(
             f"{path}: a link refers to an unknown stop or lacks a field: {exc}"
@@ -383,7 +380,7 @@ def load_montevideo_bus(paths: dict[str, Path], *, crs: str = MONTEVIDEO_CRS) ->
         "spatial_scale": median_neighbour_distance(lon, lat),
         "timezone": "America/Montevideo",
         "time_reference": "local",
-        "node_ids": [str(i) for i in ids],
+        "node_ids": ids,
         "graph": {
             "kind": "bus line succession",
             "self_loops": "none",

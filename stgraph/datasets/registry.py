@@ -13,6 +13,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import pandas as pd
+
+from stgraph.data.stgraph import STGraph
 from stgraph.errors import ConfigError
 
 #: Registered data sets by name, in registration order.
@@ -41,9 +44,9 @@ class DatasetSpec:
     title: str
     files: tuple[str, ...]
     facts: dict[str, Any]
-    loader: Callable[..., Any] | None = None
+    loader: Callable[..., STGraph] | None = None
     needs: Callable[[dict], Sequence[str]] | None = None
-    table_loader: Callable[..., Any] | None = None
+    table_loader: Callable[..., pd.DataFrame] | None = None
     table_files: tuple[str, ...] = ()
     not_a_graph: str | None = None
     options: dict[str, Any] = field(default_factory=dict)

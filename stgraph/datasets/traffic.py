@@ -25,6 +25,33 @@ def _los_needs(options: dict) -> tuple[str, ...]:
     return (LOS_SPEED, LOS_ADJ, METR_LOC) + ((METR_ADJ,) if adjacency == "dcrnn" else ())
 
 
+def _los_adjacency(
+    paths: dict[str, Path], ids: list[str], adjacency: str
+) -> tuple[np.ndarray, str]:
+    """The ``[N, N]`` adjacency of los-loop for the sensors ``ids`` (in that order), described."""
+    n = len(ids)
+    if adjacency == "tgcn":
+        _, adj = read_numeric_csv(paths[LOS_ADJ], header=False)
+        if adj.shape != (n, n):
+            raise DataFormatError(f"{paths[LOS_ADJ]}: shape {adj.shape}; expected ({n}, {n})")
+        adj_desc = "los_adj.csv (T-GCN), symmetric"
+    else:
+        obj = load_verified_pickle(paths[METR_ADJ], source=str(paths[METR_ADJ]), encoding="latin1")
+        try:
+            pkl_ids, id_to_ind, adj_all = obj
+        except (TypeError, ValueError):
+            raise DataFormatError(
+                f"{paths[METR_ADJ]}: expected [sensor_ids, sensor_id_to_ind, adj_mx]"
+            ) from None
+        absent = [s for s in ids if s not in id_to_ind]
+        if absent:
+            raise DataFormatError(f"{paths[METR_ADJ]}: sensors missing from adj_mx: {absent[:10]}")
+        perm = np.array([id_to_ind[s] for s in ids])
+        adj = np.asarray(adj_all, dtype=np.float64)[np.ix_(perm, perm)]
+        adj_desc = "adj_mx.pkl (DCRNN), directed, row = source"
+    return adj, adj_desc
+
+
 @register(
     "los-loop",
     title="Los-loop (T-GCN): freeway speeds of 207 METR-LA loop detectors, Los Angeles, 5 min",
@@ -109,25 +136,7 @@ def load_los_loop(paths: dict[str, Path], *, adjacency: str = "tgcn") -> STGraph
         )
     lonlat = loc.loc[ids, ["longitude", "latitude"]].to_numpy(np.float64)
 
-    if adjacency == "tgcn":
-        _, adj = read_numeric_csv(paths[LOS_ADJ], header=False)
-        if adj.shape != (n, n):
-            raise DataFormatError(f"{paths[LOS_ADJ]}: shape {adj.shape}; expected ({n}, {n})")
-        adj_desc = "los_adj.csv (T-GCN), symmetric"
-    else:
-        obj = load_verified_pickle(paths[METR_ADJ], source=str(paths[METR_ADJ]), encoding="latin1")
-        try:
-            pkl_ids, id_to_ind, adj_all = obj
-        except (TypeError, ValueError):
-            raise DataFormatError(
-                f"{paths[METR_ADJ]}: expected [sensor_ids, sensor_id_to_ind, adj_mx]"
-            ) from None
-        absent = [s for s in ids if s not in id_to_ind]
-        if absent:
-            raise DataFormatError(f"{paths[METR_ADJ]}: sensors missing from adj_mx: {absent[:10]}")
-        perm = np.array([id_to_ind[s] for s in ids])
-        adj = np.asarray(adj_all, dtype=np.float64)[np.ix_(perm, perm)]
-        adj_desc = "adj_mx.pkl (DCRNN), directed, row = source"
+    adj, adj_desc = _los_adjacency(paths, ids, adjacency)
     edge_index, edge_weight = dense_to_edges(adj, self_loops=False)
 
     meta = {
