@@ -115,7 +115,7 @@ def main() -> None:
         record(
             f"lattice {spacing:g} m, {interval}",
             lambda lattice=lattice, interval=interval: events.from_points(
-                parsed, regions=lattice, interval=interval, max_distance_m=200.0, **kw
+                parsed, regions=lattice, interval=interval, max_dist_m=200.0, **kw
             ),
             parsing="none",
         )
@@ -125,7 +125,7 @@ def main() -> None:
                 raw,
                 regions=lattice,
                 interval=interval,
-                max_distance_m=200.0,
+                max_dist_m=200.0,
                 time_format=FORMAT,
                 **kw,
             ),
@@ -142,7 +142,7 @@ def main() -> None:
     )
     record(
         "Baltimore road nodes (crimes moved), 1D",
-        lambda: events.from_points(moved, regions=road, max_distance_m=1000.0, **kw),
+        lambda: events.from_points(moved, regions=road, max_dist_m=1000.0, **kw),
         parsing="none",
     )
     record(

@@ -36,6 +36,7 @@ from graph_builders._inputs import (
     parse_interval,
     parse_times,
     read_table,
+    renamed_options,
     source_name,
     to_lonlat,
     wall_to_unix,
@@ -73,6 +74,7 @@ def read_events(source: Any, *, names: Sequence[str] | None = None, **read_kw: A
     return read_table(source, names=names, **read_kw)
 
 
+@renamed_options(max_distance_m="max_dist_m")
 def from_points(
     table: Any,
     *,
@@ -89,7 +91,7 @@ def from_points(
     end: Any = None,
     bbox: Sequence[float] | None = None,
     crs: Any = None,
-    max_distance_m: float = 1000.0,
+    max_dist_m: float = 1000.0,
     neighbourhood: int = 4,
     region_id_col: str | None = None,
     names: Sequence[str] | None = None,
@@ -111,10 +113,8 @@ def from_points(
             linked to adjacent cells); a GeoDataFrame of polygons (one node per row; an event in
             several polygons (overlaps, or on a shared border) goes to the first, counted in
             ``meta["events_in_several_polygons"]``; polygons that intersect, corners included,
-            are linked);
-            or a road-graph :class:`STGraph` (each event to the nearest node within
-            ``max_distance_m``, found with a k-d tree on UTM coordinates; the road graph's edges
-            are kept).
+            are linked); or a road-graph :class:`STGraph` (each event to the nearest node within
+            ``max_dist_m``, by a k-d tree on UTM coordinates; the road graph's edges are kept).
         interval: time-bin width (``"1D"``, ``"1h"``, ``"15min"``, a Timedelta or seconds).
         types (str, optional): column holding the event type; each type is one variable. Without
             it, one variable ``"count"``.
@@ -131,9 +131,8 @@ def from_points(
         crs: CRS of the coordinates when they are not lon/lat degrees (e.g. ``"EPSG:32616"``).
         max_invalid_share (float): coordinates beyond ±180/±90 are dropped and counted
             (``invalid_coordinates``) while they are at most this share of the rows (default 1 %);
-            beyond it the column is taken to be in another CRS and a :class:`DataFormatError`
-            names the column and the range seen.
-        max_distance_m (float): road graphs only: events farther from every node are dropped.
+            beyond it the column is taken to be in another CRS: a :class:`DataFormatError`.
+        max_dist_m (float): road graphs only: farther events are dropped (was ``max_distance_m``).
         neighbourhood (int): grids only: 4 or 8 neighbours.
         region_id_col (str, optional): polygons only: column with region ids for
             ``meta["node_ids"]`` (default the GeoDataFrame's index).
@@ -151,34 +150,112 @@ def from_points(
     """
     name = source_name(table)
     df = read_table(table, names=names, header=header, required=[lon_col, lat_col, time_col, types])
-    n_in = len(df)
     td = parse_interval(interval)
-    reason = np.zeros(n_in, dtype=np.int8)  # 0 = kept, else 1 + index into DROP_REASONS
+    ev = _read_events(
+        df,
+        lon_col=lon_col,
+        lat_col=lat_col,
+        time_col=time_col,
+        time_format=time_format,
+        tz=tz,
+        crs=crs,
+        types=types,
+        categories=categories,
+        bbox=bbox,
+        max_invalid_share=max_invalid_share,
+        name=name,
+    )
+    hint = regions.num_cells if isinstance(regions, Grid) else 1
+    t0, n_bins = _time_bins(ev, td, start=start, end=end, tz=tz, n_nodes_hint=hint, name=name)
+    assign = _assign(
+        regions,
+        ev.lon,
+        ev.lat,
+        ev.kept(),
+        bbox=bbox,
+        max_dist_m=max_dist_m,
+        neighbourhood=neighbourhood,
+        region_id_col=region_id_col,
+        name=name,
+    )
+    ev.drop(ev.kept() & (assign.node < 0), "outside_regions")
+    x = _count(ev, assign, t0, n_bins, td, name)
+    times = wall_to_unix(pd.DatetimeIndex(t0 + td * np.arange(n_bins)), tz)
+    head = {"domain": domain, "city": city, "interval": interval, "types": types, "tz": tz}
+    meta = _events_meta(ev, assign, td, name=name, **head)
+    return build_graph(
+        torch.from_numpy(x),
+        torch.ones(x.shape, dtype=torch.bool),
+        time=torch.from_numpy(times),
+        pos=torch.from_numpy(assign.pos),
+        edge_index=assign.edge_index,
+        edge_weight=assign.edge_weight,
+        edge_attr=assign.edge_attr,
+        node_attr=assign.node_attr,
+        meta=meta,
+    )
 
-    def drop(cond: np.ndarray, why: str) -> None:
-        reason[(reason == 0) & cond] = DROP_REASONS.index(why) + 1
 
+@dataclass
+class _Events:
+    """The parsed events, and why each one is not counted (``reason``: 0 = still counted, else
+    ``1 +`` its index in :data:`DROP_REASONS`; an event keeps the first reason it gets)."""
+
+    lon: np.ndarray
+    lat: np.ndarray
+    wall: np.ndarray  # naive wall-clock datetimes
+    codes: np.ndarray  # type index per event (-1: not a category)
+    categories: list[str]
+    reason: np.ndarray
+
+    def drop(self, cond: np.ndarray, why: str) -> None:
+        self.reason[(self.reason == 0) & cond] = DROP_REASONS.index(why) + 1
+
+    def kept(self) -> np.ndarray:
+        return self.reason == 0
+
+    def counts(self) -> dict[str, int]:
+        return _counts(self.reason)
+
+
+def _read_events(
+    df: pd.DataFrame,
+    *,
+    lon_col: str,
+    lat_col: str,
+    time_col: str,
+    time_format: str | None,
+    tz: str | None,
+    crs: Any,
+    types: str | None,
+    categories: Sequence[str] | None,
+    bbox: Sequence[float] | None,
+    max_invalid_share: float,
+    name: str,
+) -> _Events:
+    """Coordinates, times and types of the events; the invalid ones dropped by reason."""
+    n_in = len(df)
     lon = pd.to_numeric(df[lon_col], errors="coerce").to_numpy(np.float64)
     lat = pd.to_numeric(df[lat_col], errors="coerce").to_numpy(np.float64)
     if crs is not None:
         lon, lat = to_lonlat(lon, lat, crs, x_col=lon_col, y_col=lat_col, name=name)
-    drop(~(np.isfinite(lon) & np.isfinite(lat)), "missing_coordinates")
+    ev = _Events(lon, lat, np.zeros(0), np.zeros(0), [], np.zeros(n_in, dtype=np.int8))
+    ev.drop(~(np.isfinite(lon) & np.isfinite(lat)), "missing_coordinates")
     # a few impossible coordinates are dropped and counted; mostly impossible ones mean a CRS
     # mismatch (projected metres given as lon/lat): a clear error
     invalid = check_lonlat(
         lon, lat, lon_col=lon_col, lat_col=lat_col, name=name, max_bad_share=max_invalid_share
     )
-    drop(invalid, "invalid_coordinates")
-
+    ev.drop(invalid, "invalid_coordinates")
     wall, t_missing, t_bad = parse_times(
         df[time_col], time_format=time_format, tz=tz, name=name, col=time_col
     )
-    drop(t_missing, "missing_time")
-    drop(t_bad, "unparseable_time")
-
+    ev.wall = wall.to_numpy()
+    ev.drop(t_missing, "missing_time")
+    ev.drop(t_bad, "unparseable_time")
     if types is not None:
         tcol = df[types]
-        drop(tcol.isna().to_numpy(), "missing_type")
+        ev.drop(tcol.isna().to_numpy(), "missing_type")
         labels = tcol.astype("string")
         if categories is None:
             categories = sorted(labels.dropna().unique().tolist())
@@ -186,23 +263,36 @@ def from_points(
             categories = [str(c) for c in categories]
             if len(set(categories)) != len(categories):
                 raise ValueError(f"categories: duplicates in {categories}")
-        codes = pd.Index(categories).get_indexer(labels).astype(np.int64)  # -1: not a category
-        drop(codes < 0, "unknown_type")
+        ev.codes = pd.Index(categories).get_indexer(labels).astype(np.int64)  # -1: no category
+        ev.drop(ev.codes < 0, "unknown_type")
     else:
         categories = ["count"]
-        codes = np.zeros(n_in, dtype=np.int64)
+        ev.codes = np.zeros(n_in, dtype=np.int64)
     if not categories:
         raise DataFormatError(f"{name}: column {types!r} holds no event type")
-
+    ev.categories = list(categories)
     if bbox is not None:
         x0, y0, x1, y1 = (float(b) for b in bbox)
         with np.errstate(invalid="ignore"):
-            drop(~((lon >= x0) & (lon <= x1) & (lat >= y0) & (lat <= y1)), "outside_bbox")
+            ev.drop(~((lon >= x0) & (lon <= x1) & (lat >= y0) & (lat <= y1)), "outside_bbox")
+    return ev
 
-    w = wall.to_numpy()
-    ok_time = reason == 0
+
+def _time_bins(
+    ev: _Events,
+    td: pd.Timedelta,
+    *,
+    start: Any,
+    end: Any,
+    tz: str | None,
+    n_nodes_hint: int,
+    name: str,
+) -> tuple[pd.Timestamp, int]:
+    """First bin and number of bins; events outside ``[start, end)`` dropped by reason."""
+    w = ev.wall
+    ok_time = ev.kept()
     if not ok_time.any():
-        raise DataFormatError(f"{name}: no event left to count; dropped {_counts(reason)}")
+        raise DataFormatError(f"{name}: no event left to count; dropped {ev.counts()}")
     t0 = pd.Timestamp(start) if start is not None else pd.Timestamp(w[ok_time].min()).floor(td)
     if t0.tzinfo is not None:
         t0 = t0.tz_convert(tz or "UTC").tz_localize(None)
@@ -216,50 +306,51 @@ def from_points(
         n_bins = (int(last.value) - int(t0.value)) // int(td.value) + 1
     if n_bins < 1:
         raise ValueError(f"start/end: empty time range [{t0}, {end})")
-    n_nodes_hint = regions.num_cells if isinstance(regions, Grid) else 1
-    if n_nodes_hint * n_bins * max(len(categories), 1) > _MAX_ENTRIES:
-        _too_many(name, n_nodes_hint, n_bins, td, len(categories), t0, w[ok_time])
+    if n_nodes_hint * n_bins * max(len(ev.categories), 1) > _MAX_ENTRIES:
+        _too_many(name, n_nodes_hint, n_bins, td, len(ev.categories), t0, w[ok_time])
     # compare as datetimes first: int64 nanosecond differences overflow beyond 292 years
     wt = w.astype("datetime64[ns]")
-    i64 = np.iinfo(np.int64)
-    stop = min(int(t0.value) + n_bins * int(td.value), i64.max)
+    stop = min(int(t0.value) + n_bins * int(td.value), np.iinfo(np.int64).max)
     inside = ok_time & (wt >= np.datetime64(int(t0.value), "ns")) & (wt < np.datetime64(stop, "ns"))
-    drop(ok_time & ~inside, "outside_time_range")
-    bins = np.full(n_in, -1, dtype=np.int64)
-    bins[inside] = (wt[inside].astype(np.int64) - int(t0.value)) // int(td.value)
+    ev.drop(ok_time & ~inside, "outside_time_range")
+    return t0, n_bins
 
-    keep = reason == 0
-    assign = _assign(
-        regions,
-        lon,
-        lat,
-        keep,
-        bbox=bbox,
-        max_distance_m=max_distance_m,
-        neighbourhood=neighbourhood,
-        region_id_col=region_id_col,
-        name=name,
-    )
-    drop(keep & (assign.node < 0), "outside_regions")
 
-    keep = reason == 0
-    n_nodes, n_var = assign.num_nodes, len(categories)
+def _count(
+    ev: _Events, assign: _Assignment, t0: pd.Timestamp, n_bins: int, td: pd.Timedelta, name: str
+) -> np.ndarray:
+    """Counts ``[N, T, V]`` of the kept events per region, bin and type."""
+    keep = ev.kept()
+    n_nodes, n_var = assign.num_nodes, len(ev.categories)
     if n_nodes * n_bins * n_var > _MAX_ENTRIES:
-        _too_many(name, n_nodes, n_bins, td, n_var, t0, w[keep])
-    flat = (assign.node[keep] * n_bins + bins[keep]) * n_var + codes[keep]
+        _too_many(name, n_nodes, n_bins, td, n_var, t0, ev.wall[keep])
+    bins = (ev.wall[keep].astype("datetime64[ns]").astype(np.int64) - int(t0.value)) // int(
+        td.value
+    )
+    flat = (assign.node[keep] * n_bins + bins) * n_var + ev.codes[keep]
     # unique + scatter instead of bincount(minlength=N*T*V): no int64 array of the dense size
     cells, hits = np.unique(flat, return_counts=True)
     x = np.zeros(n_nodes * n_bins * n_var, dtype=np.float32)
     x[cells] = hits
-    x = x.reshape(n_nodes, n_bins, n_var)
+    return x.reshape(n_nodes, n_bins, n_var)
 
-    bin_wall = t0 + td * np.arange(n_bins)
-    times = wall_to_unix(pd.DatetimeIndex(bin_wall), tz)
-    dropped = _counts(reason)
-    counted = int(keep.sum())
-    meta = {
+
+def _events_meta(
+    ev: _Events,
+    assign: _Assignment,
+    td: pd.Timedelta,
+    *,
+    name: str,
+    domain: str,
+    city: str | None,
+    interval: Any,
+    types: str | None,
+    tz: str | None,
+) -> dict[str, Any]:
+    dropped, counted, n_in = ev.counts(), int(ev.kept().sum()), len(ev.reason)
+    return {
         **assign.meta,
-        "variables": [{"name": c, "unit": "count"} for c in categories],
+        "variables": [{"name": c, "unit": "count"} for c in ev.categories],
         "domain": domain,
         "city": city if city is not None else assign.meta.get("city"),
         "crs": "EPSG:4326",
@@ -274,17 +365,6 @@ def from_points(
             f"{n_in} events in, {counted} counted)",
         ],
     }
-    return build_graph(
-        torch.from_numpy(x),
-        torch.ones(x.shape, dtype=torch.bool),
-        time=torch.from_numpy(times),
-        pos=torch.from_numpy(assign.pos),
-        edge_index=assign.edge_index,
-        edge_weight=assign.edge_weight,
-        edge_attr=assign.edge_attr,
-        node_attr=assign.node_attr,
-        meta=meta,
-    )
 
 
 def _too_many(name: str, n: int, t: int, td: Any, v: int, t0: Any, times: np.ndarray) -> None:
@@ -323,7 +403,7 @@ def _assign(
     keep: np.ndarray,
     *,
     bbox: Sequence[float] | None,
-    max_distance_m: float,
+    max_dist_m: float,
     neighbourhood: int,
     region_id_col: str | None,
     name: str,
@@ -337,7 +417,7 @@ def _assign(
     if isinstance(regions, H3Cells):
         return _assign_h3(regions, lon, lat, keep, bbox)
     if isinstance(regions, STGraph):
-        return _assign_road(regions, lon, lat, keep, max_distance_m)
+        return _assign_road(regions, lon, lat, keep, max_dist_m)
     try:
         import geopandas as gpd
     except ImportError:  # pragma: no cover - geopandas is in the [osm] extra
@@ -477,7 +557,7 @@ def _assign_polygons(
 
 
 def _assign_road(
-    road: STGraph, lon: np.ndarray, lat: np.ndarray, keep: np.ndarray, max_distance_m: float
+    road: STGraph, lon: np.ndarray, lat: np.ndarray, keep: np.ndarray, max_dist_m: float
 ) -> _Assignment:
     from graph_builders.osm import nearest_nodes
 
@@ -489,12 +569,12 @@ def _assign_road(
     if idx.size and (road.meta or {}).get("road_node") == "segment":
         # segment graphs: nodes are road segments, distance to their polylines
         nearest, dist = nearest_nodes(road, lon[idx], lat[idx], return_dist=True)
-        hit = np.asarray(dist) <= max_distance_m
+        hit = np.asarray(dist) <= max_dist_m
         node[idx[hit]] = np.asarray(nearest)[hit]
         dist = np.asarray(dist)[hit]
     elif idx.size:
         # intersections (or any point set): k-d tree on UTM coordinates, the search bounded by
-        # max_distance_m (about twice as fast as an unbounded query on city-sized inputs)
+        # max_dist_m (about twice as fast as an unbounded query on city-sized inputs)
         from scipy.spatial import cKDTree
 
         pos = road.pos.double().numpy()
@@ -502,7 +582,7 @@ def _assign_road(
         crs = CRS.from_user_input(given) if given else utm_crs(*np.median(pos, axis=0))
         node_xy, _ = project(pos[:, 0], pos[:, 1], crs=crs)
         ev_xy, _ = project(lon[idx], lat[idx], crs=crs)
-        dist, nearest = cKDTree(node_xy).query(ev_xy, k=1, distance_upper_bound=max_distance_m)
+        dist, nearest = cKDTree(node_xy).query(ev_xy, k=1, distance_upper_bound=max_dist_m)
         hit = np.isfinite(dist)
         node[idx[hit]] = nearest[hit]
         dist = dist[hit]
@@ -522,7 +602,7 @@ def _assign_road(
     meta["snap_m"] = {
         "median": float(np.median(dist)) if dist.size else None,
         "max": float(dist.max()) if dist.size else None,
-        "max_distance_m": float(max_distance_m),
+        "max_distance_m": float(max_dist_m),  # meta key kept as written before
     }
     meta["provenance"] = list(rmeta.get("provenance", []))
     return _Assignment(

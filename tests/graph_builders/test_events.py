@@ -271,7 +271,7 @@ def test_road_nodes_nearest_within_max_distance(data_dir, chicago):
     sub["longitude"] += np.median(pos[:, 0]) - sub.longitude.median()
     sub["latitude"] += np.median(pos[:, 1]) - sub.latitude.median()
     g = events.from_points(
-        sub, regions=road, types="type", time_format=CHI_FORMAT, max_distance_m=150.0
+        sub, regions=road, types="type", time_format=CHI_FORMAT, max_dist_m=150.0
     )
     assert isinstance(g, STGraph) and g.num_nodes == road.num_nodes
     assert torch.equal(g.edge_index, road.edge_index)
@@ -288,7 +288,7 @@ def test_road_nodes_nearest_within_max_distance(data_dir, chicago):
     d = np.hypot(px[:, None] - nx_[None, :], py[:, None] - ny_[None, :])
     near = d.min(1) <= 150.0
     small = events.from_points(
-        probe, regions=road, types="type", time_format=CHI_FORMAT, max_distance_m=150.0
+        probe, regions=road, types="type", time_format=CHI_FORMAT, max_dist_m=150.0
     )
     assert small.meta["summary"]["counted"] == int(near.sum())
     counted_nodes = np.bincount(d.argmin(1)[near], minlength=road.num_nodes)
