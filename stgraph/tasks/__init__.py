@@ -10,16 +10,19 @@ builds them by name.
 One module per task, named as the task:
 
 - :mod:`stgraph.tasks.forecast`: ``forecast``, the next ``H`` steps of every node from ``L``
-  observed steps (the only task today);
-- ``pretrain`` (next: the foundation issue): masked reconstruction (random, block, node and
-  future masks) mixed with forecasting, batches drawn per graph from many data sets, losses
-  normalised per data set;
+  observed steps (the only registered task today);
+- ``pretrain``: masked reconstruction (random, block, node and future masks,
+  :mod:`stgraph.tasks.masking`) mixed with forecasting, batches drawn per graph from many data
+  sets (:mod:`stgraph.tasks.corpus`), losses normalised per data set. Its objective is
+  :func:`stgraph.tasks.pretrain.pretrain_loss`, run by :mod:`stgraph.train.pretrainer`; as a
+  :class:`Task` its ``loss(model, batch)`` is that objective with the mix and the mask generator
+  held by the task and the graph's loss scale carried by the batch;
 - ``kriging``: values at nodes with no readings from their observed neighbours;
 - ``anomaly``: a score per node and step from the reconstruction error;
 - ``classify``: a label per node or per graph.
 
 The backbone heads of the last three live in :mod:`stgraph.nn.heads`; their task modules come
-with the objectives that train them. Beside the tasks:
+with the objectives that train them (the foundation issue). Beside the tasks:
 
 - :mod:`stgraph.tasks.metrics`: masked MAE/RMSE/MAPE/MSE, the Huber and berHu losses, and the
   per-horizon :class:`~stgraph.tasks.metrics.MetricAccumulator`;
