@@ -30,7 +30,8 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,7 @@ import torch
 
 from graph_builders._inputs import interval_seconds
 from graph_builders.mapmatch import RoadIndex, match_to_roads, road_index, simulate_tracks
-from graph_builders.regions import as_grid, grid_nodes
+from graph_builders.regions import Grid, as_grid, grid_nodes
 from stgraph.data.stgraph import STGraph
 from stgraph.errors import DataFormatError
 from stgraph.utils.geo import EARTH_RADIUS_M, haversine_m
@@ -304,7 +305,7 @@ def from_points(
     table: pd.DataFrame | str | os.PathLike,
     *,
     road_graph: STGraph | None = None,
-    grid: Any = None,
+    grid: Grid | Mapping[str, Any] | None = None,
     interval: str | int = "15min",
     lon_col: str | None = None,
     lat_col: str | None = None,
@@ -375,110 +376,237 @@ def from_points(
     if node not in ("intersection", "segment"):
         raise ValueError(f"node: expected 'intersection' or 'segment', got {node!r}")
     step_s = interval_seconds(interval)
-    gap_s = interval_seconds(max_gap)
     values = [c for c in (speed_col, heading_col) if c is not None]
     pts, dropped = read_points(
         table, lon_col=lon_col, lat_col=lat_col, time_col=time_col, id_col=id_col, value_cols=values
     )
-    n_input = pts.attrs["n_input"]
-    source = pts.attrs["source"]
-    dropped["outside"] = 0
-    dropped["too_far"] = 0
-    lon = pts["lon"].to_numpy()
-    lat = pts["lat"].to_numpy()
-    t = pts["time"].to_numpy()
-    track = pts["track"].to_numpy()
-    segment = split_segments(track, t, gap_s)
-
-    dist = np.full(len(pts), np.nan)
+    track, t = pts["track"].to_numpy(), pts["time"].to_numpy()
+    segment = split_segments(track, t, interval_seconds(max_gap))
     if road_graph is not None:
-        index = road_index(road_graph, step_m=max(max_dist_m, 5.0))
-        w, s, e, n_ = index.bbox
-        margin_lat = math.degrees(max_dist_m / EARTH_RADIUS_M)
-        margin_lon = margin_lat / max(math.cos(math.radians((s + n_) / 2)), 1e-6)
-        inside = (
-            (lon >= w - margin_lon)
-            & (lon <= e + margin_lon)
-            & (lat >= s - margin_lat)
-            & (lat <= n_ + margin_lat)
-        )
-        dropped["outside"] = int((~inside).sum())
-        head = pts[heading_col].to_numpy()[inside] if heading_col is not None else None
-        seg = np.full(len(pts), -1, dtype=np.int64)
-        frac = np.full(len(pts), np.nan)
-        s_in, d_in, f_in = match_to_roads(
-            np.stack([lon[inside], lat[inside]], 1),
-            segment[inside],
-            index=index,
-            max_dist_m=max_dist_m,
-            sigma_m=sigma_m,
-            heading=head,
-            method=method,
-        )
-        seg[inside], dist[inside], frac[inside] = s_in, d_in, f_in
-        dropped["too_far"] = int((inside & (seg < 0)).sum())
-        ok = seg >= 0
-        safe = np.maximum(seg, 0)
-        if index.segment_graph:
-            node_of, out_graph, node = seg, _road_nodes(road_graph), "segment"
-        elif node == "intersection":
-            node_of = np.where(frac < 0.5, index.src[safe], index.dst[safe])
-            out_graph = _road_nodes(road_graph)
-        else:
-            node_of, out_graph = seg, _segment_nodes(road_graph, index)
-        node_of = np.where(ok, node_of, -1)
-        spatial_scale = (road_graph.meta or {}).get("spatial_scale") or float(
-            np.median(index.seg_len)
-        )
-        matched_on = f"road_graph ({node})"
+        heading = pts[heading_col].to_numpy() if heading_col is not None else None
+        opts = {"max_dist_m": max_dist_m, "sigma_m": sigma_m, "method": method}
+        m = _match_on_roads(pts, segment, road_graph, node=node, heading=heading, **opts)
     else:
-        g = as_grid(grid)
-        node_of = g.cell_of(lon, lat)
-        ok = node_of >= 0
-        dropped["outside"] = int((~ok).sum())
-        nodes = grid_nodes(g)
-        out_graph = {
-            "pos": nodes.pos,
-            "edge_index": nodes.edge_index,
-            "edge_weight": nodes.edge_weight,
-            "node_ids": nodes.node_ids,
-            "grid": nodes.grid,
-        }
-        clon, clat = nodes.pos[np.maximum(node_of, 0)].T
-        dist = np.where(ok, haversine_m(lon, lat, clon, clat), np.nan)
-        spatial_scale = nodes.spatial_scale
-        matched_on = "grid"
-
-    # speeds: given or from consecutive points (of all kept points, matched or not)
-    if speed_col is not None:
-        factor = {"m/s": 1.0, "km/h": 1 / 3.6, "mph": 0.44704}.get(speed_unit)
-        if factor is None:
-            raise ValueError(f"speed_unit: expected 'm/s', 'km/h' or 'mph', got {speed_unit!r}")
-        speed = pts[speed_col].to_numpy() * factor
-        outliers = 0
-    else:
-        speed = point_speeds(lon, lat, t, segment)
-        outliers = int((speed > max_speed_mps).sum())
-        speed = np.where(speed > max_speed_mps, np.nan, speed)
-
-    graph = _aggregate(
-        node_of=node_of,
+        m = _match_on_grid(pts, as_grid(grid))
+    dropped["outside"], dropped["too_far"] = m.outside, m.too_far
+    speed, outliers = _speeds(pts, segment, speed_col, speed_unit, max_speed_mps)
+    x, mask, times, dyn = _aggregate(
+        node_of=m.node_of,
         time=t,
         track=track,
         segment=segment,
         speed=speed,
-        n_nodes=out_graph["pos"].shape[0],
+        n_nodes=m.nodes.pos.shape[0],
         step_s=step_s,
     )
-    x, mask, times, dyn = graph
-    n_points_in = n_input
-    n_matched = int(ok.sum())
-    total_dropped = sum(dropped.values())
-    assert n_matched + total_dropped == n_points_in, (n_matched, dropped, n_points_in)
-    dm = dist[ok]
-    matching = {
-        "matched_on": matched_on,
-        "method": method if road_graph is not None else "cell",
+    n_points_in = pts.attrs["n_input"]
+    assert int(m.ok.sum()) + sum(dropped.values()) == n_points_in, (m.ok.sum(), dropped)
+    matching = _matching_report(
+        m,
+        n_points_in,
+        track,
+        segment,
+        method if road_graph is not None else "cell",
+        speed_col or "consecutive points",
+        outliers,
+        dyn,
+    )
+    files = [pts.attrs["source"]] if pts.attrs["source"] != "table" else []
+    meta = _trajectory_meta(m, matching, dropped, step_s, max_dist_m, name, city, files)
+    out = m.nodes.graph(x, mask, times, dyn, meta)
+    if drop_empty:
+        seen = torch.from_numpy(np.bincount(m.node_of[m.ok], minlength=out.num_nodes) > 0)
+        out = out.select_nodes(seen)  # road polylines follow the kept segments
+        out.meta["provenance"].append("drop_empty")
+    return out
+
+
+@dataclass
+class _Nodes:
+    """The output nodes (a road graph's, its line graph's or a grid's) and what they carry."""
+
+    pos: np.ndarray
+    edge_index: torch.Tensor | None = None
+    edge_weight: torch.Tensor | None = None
+    edge_attr: torch.Tensor | None = None
+    node_attr: torch.Tensor | None = None
+    node_ids: list[str] | None = None
+    edge_attr_names: list[str] | None = None
+    node_attr_names: list[str] | None = None
+    grid: dict[str, Any] | None = None
+    road_geom: torch.Tensor | None = None
+    road_geom_ptr: torch.Tensor | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def graph(
+        self,
+        x: np.ndarray,
+        mask: np.ndarray,
+        times: np.ndarray,
+        dyn: tuple[np.ndarray, np.ndarray, np.ndarray],
+        meta: dict[str, Any],
+    ) -> STGraph:
+        """The STGraph of these nodes with the aggregated ``x`` and transitions ``dyn``."""
+        for key, value in self.meta.items():
+            meta.setdefault(key, value)
+        for key in ("node_ids", "edge_attr_names", "node_attr_names", "grid"):
+            if getattr(self, key) is not None:
+                meta[key] = getattr(self, key)
+        extra = {
+            k: getattr(self, k)
+            for k in ("road_geom", "road_geom_ptr")
+            if getattr(self, k) is not None
+        }
+        return STGraph(
+            x=torch.from_numpy(x),
+            mask=torch.from_numpy(mask),
+            time=torch.from_numpy(times),
+            pos=torch.from_numpy(self.pos),
+            edge_index=self.edge_index,
+            edge_weight=self.edge_weight,
+            edge_attr=self.edge_attr,
+            node_attr=self.node_attr,
+            dyn_edge_index=torch.from_numpy(dyn[0]),
+            dyn_edge_time=torch.from_numpy(dyn[1]),
+            dyn_edge_weight=torch.from_numpy(dyn[2]),
+            meta=meta,
+            **extra,
+        )
+
+
+@dataclass
+class _Match:
+    """Where each point went: ``node_of`` (``-1`` = not matched), distances, the output nodes."""
+
+    node_of: np.ndarray
+    dist: np.ndarray  # metres to the matched segment / cell centre (NaN = not matched)
+    nodes: _Nodes
+    spatial_scale: float
+    matched_on: str
+    outside: int
+    too_far: int
+
+    @property
+    def ok(self) -> np.ndarray:
+        return self.node_of >= 0
+
+
+def _match_on_roads(
+    pts: pd.DataFrame,
+    segment: np.ndarray,
+    road_graph: STGraph,
+    *,
+    node: str,
+    heading: np.ndarray | None,
+    max_dist_m: float,
+    sigma_m: float,
+    method: str,
+) -> _Match:
+    """Map-match the points onto the road graph's directed edges (:func:`match_to_roads`)."""
+    lon, lat = pts["lon"].to_numpy(), pts["lat"].to_numpy()
+    index = road_index(road_graph, step_m=max(max_dist_m, 5.0))
+    w, s, e, n_ = index.bbox
+    margin_lat = math.degrees(max_dist_m / EARTH_RADIUS_M)
+    margin_lon = margin_lat / max(math.cos(math.radians((s + n_) / 2)), 1e-6)
+    inside = (
+        (lon >= w - margin_lon)
+        & (lon <= e + margin_lon)
+        & (lat >= s - margin_lat)
+        & (lat <= n_ + margin_lat)
+    )
+    seg = np.full(len(pts), -1, dtype=np.int64)
+    dist = np.full(len(pts), np.nan)
+    frac = np.full(len(pts), np.nan)
+    seg[inside], dist[inside], frac[inside] = match_to_roads(
+        np.stack([lon[inside], lat[inside]], 1),
+        segment[inside],
+        index=index,
+        max_dist_m=max_dist_m,
+        sigma_m=sigma_m,
+        heading=heading[inside] if heading is not None else None,
+        method=method,
+    )
+    ok = seg >= 0
+    safe = np.maximum(seg, 0)
+    if index.segment_graph:
+        node_of, nodes, node = seg, _road_nodes(road_graph), "segment"
+    elif node == "intersection":
+        node_of = np.where(frac < 0.5, index.src[safe], index.dst[safe])
+        nodes = _road_nodes(road_graph)
+    else:
+        node_of, nodes = seg, _segment_nodes(road_graph, index)
+    scale = (road_graph.meta or {}).get("spatial_scale") or float(np.median(index.seg_len))
+    return _Match(
+        node_of=np.where(ok, node_of, -1),
+        dist=dist,
+        nodes=nodes,
+        spatial_scale=scale,
+        matched_on=f"road_graph ({node})",
+        outside=int((~inside).sum()),
+        too_far=int((inside & (seg < 0)).sum()),
+    )
+
+
+def _match_on_grid(pts: pd.DataFrame, grid: Grid) -> _Match:
+    """Each point to the grid cell that contains it; points outside the grid are not matched."""
+    lon, lat = pts["lon"].to_numpy(), pts["lat"].to_numpy()
+    node_of = grid.cell_of(lon, lat)
+    ok = node_of >= 0
+    g = grid_nodes(grid)
+    nodes = _Nodes(
+        pos=g.pos,
+        edge_index=g.edge_index,
+        edge_weight=g.edge_weight,
+        node_ids=g.node_ids,
+        grid=g.grid,
+    )
+    clon, clat = g.pos[np.maximum(node_of, 0)].T
+    return _Match(
+        node_of=node_of,
+        dist=np.where(ok, haversine_m(lon, lat, clon, clat), np.nan),
+        nodes=nodes,
+        spatial_scale=g.spatial_scale,
+        matched_on="grid",
+        outside=int((~ok).sum()),
+        too_far=0,
+    )
+
+
+def _speeds(
+    pts: pd.DataFrame,
+    segment: np.ndarray,
+    speed_col: str | None,
+    speed_unit: str,
+    max_speed_mps: float,
+) -> tuple[np.ndarray, int]:
+    """Speed (m/s) per point, given or from consecutive points, and the outliers left out."""
+    if speed_col is not None:
+        factor = {"m/s": 1.0, "km/h": 1 / 3.6, "mph": 0.44704}.get(speed_unit)
+        if factor is None:
+            raise ValueError(f"speed_unit: expected 'm/s', 'km/h' or 'mph', got {speed_unit!r}")
+        return pts[speed_col].to_numpy() * factor, 0
+    lon, lat, t = pts["lon"].to_numpy(), pts["lat"].to_numpy(), pts["time"].to_numpy()
+    speed = point_speeds(lon, lat, t, segment)
+    outliers = int((speed > max_speed_mps).sum())
+    return np.where(speed > max_speed_mps, np.nan, speed), outliers
+
+
+def _matching_report(
+    m: _Match,
+    n_points_in: int,
+    track: np.ndarray,
+    segment: np.ndarray,
+    method: str,
+    speed_source: str,
+    outliers: int,
+    dyn: tuple[np.ndarray, np.ndarray, np.ndarray],
+) -> dict[str, Any]:
+    """``meta["matching"]``: share matched, distances, trajectories, speeds, transitions."""
+    n_matched = int(m.ok.sum())
+    dm = m.dist[m.ok]
+    return {
+        "matched_on": m.matched_on,
+        "method": method,
         "points_in": int(n_points_in),
         "points_matched": n_matched,
         "share_matched": n_matched / n_points_in if n_points_in else 0.0,
@@ -489,11 +617,23 @@ def from_points(
         },
         "trajectories": int(len(np.unique(track))),
         "segments": int(len(np.unique(segment))),
-        "speed_source": speed_col or "consecutive points",
+        "speed_source": speed_source,
         "speed_outliers": outliers,
         "transitions": int(dyn[2].sum()) if dyn[2].size else 0,
     }
-    meta = {
+
+
+def _trajectory_meta(
+    m: _Match,
+    matching: dict[str, Any],
+    dropped: dict[str, int],
+    step_s: int,
+    max_dist_m: float,
+    name: str,
+    city: str | None,
+    files: list[str],
+) -> dict[str, Any]:
+    return {
         "variables": [
             {"name": "count", "unit": "points", "agg": "sum"},
             {"name": "trajectories", "unit": "trajectories", "agg": "sum"},
@@ -503,10 +643,10 @@ def from_points(
         "city": city,
         "crs": "EPSG:4326",
         "interval": step_s,
-        "spatial_scale": spatial_scale,
-        "sources": [{"name": name, "files": [source] if source != "table" else []}],
+        "spatial_scale": m.spatial_scale,
+        "sources": [{"name": name, "files": files}],
         "provenance": [
-            f"trajectories.from_points({matched_on}, interval={step_s}s, max_dist_m={max_dist_m}, "
+            f"trajectories.from_points({m.matched_on}, interval={step_s}s, max_dist_m={max_dist_m}, "
             f"method={matching['method']})"
         ],
         "dropped": {k: int(v) for k, v in dropped.items()},
@@ -514,34 +654,6 @@ def from_points(
         "dyn_edge_weight": "transitions",
         "name": name,
     }
-    for key, value in out_graph.get("meta", {}).items():
-        meta.setdefault(key, value)
-    for key in ("node_ids", "edge_attr_names", "node_attr_names", "grid"):
-        if out_graph.get(key) is not None:
-            meta[key] = out_graph[key]
-    extra = {
-        k: out_graph[k] for k in ("road_geom", "road_geom_ptr") if out_graph.get(k) is not None
-    }
-    out = STGraph(
-        x=torch.from_numpy(x),
-        mask=torch.from_numpy(mask),
-        time=torch.from_numpy(times),
-        pos=torch.from_numpy(out_graph["pos"]),
-        edge_index=out_graph.get("edge_index"),
-        edge_weight=out_graph.get("edge_weight"),
-        edge_attr=out_graph.get("edge_attr"),
-        node_attr=out_graph.get("node_attr"),
-        dyn_edge_index=torch.from_numpy(dyn[0]),
-        dyn_edge_time=torch.from_numpy(dyn[1]),
-        dyn_edge_weight=torch.from_numpy(dyn[2]),
-        meta=meta,
-        **extra,
-    )
-    if drop_empty:
-        seen = torch.from_numpy(np.bincount(node_of[ok], minlength=out.num_nodes) > 0)
-        out = out.select_nodes(seen)  # road polylines follow the kept segments
-        out.meta["provenance"].append("drop_empty")
-    return out
 
 
 _ROAD_META = (
@@ -555,25 +667,25 @@ _ROAD_META = (
 )
 
 
-def _road_nodes(road_graph: STGraph) -> dict[str, Any]:
+def _road_nodes(road_graph: STGraph) -> _Nodes:
     """The road graph's own nodes, edges, attributes and geometry."""
     meta = road_graph.meta or {}
-    return {
-        "pos": road_graph.pos.double().numpy(),
-        "edge_index": road_graph.edge_index,
-        "edge_weight": road_graph.edge_weight,
-        "edge_attr": road_graph.edge_attr,
-        "node_attr": road_graph.node_attr,
-        "node_ids": meta.get("node_ids"),
-        "edge_attr_names": meta.get("edge_attr_names"),
-        "node_attr_names": meta.get("node_attr_names"),
-        "road_geom": getattr(road_graph, "road_geom", None),
-        "road_geom_ptr": getattr(road_graph, "road_geom_ptr", None),
-        "meta": {k: meta[k] for k in _ROAD_META if k in meta},
-    }
+    return _Nodes(
+        pos=road_graph.pos.double().numpy(),
+        edge_index=road_graph.edge_index,
+        edge_weight=road_graph.edge_weight,
+        edge_attr=road_graph.edge_attr,
+        node_attr=road_graph.node_attr,
+        node_ids=meta.get("node_ids"),
+        edge_attr_names=meta.get("edge_attr_names"),
+        node_attr_names=meta.get("node_attr_names"),
+        road_geom=getattr(road_graph, "road_geom", None),
+        road_geom_ptr=getattr(road_graph, "road_geom_ptr", None),
+        meta={k: meta[k] for k in _ROAD_META if k in meta},
+    )
 
 
-def _segment_nodes(road_graph: STGraph, index: RoadIndex) -> dict[str, Any]:
+def _segment_nodes(road_graph: STGraph, index: RoadIndex) -> _Nodes:
     """Line graph: one node per directed edge (pos = half way along its polyline), joined where
     one edge ends and the next begins (no U-turns)."""
     pos = road_graph.pos.double().numpy()
@@ -613,17 +725,17 @@ def _segment_nodes(road_graph: STGraph, index: RoadIndex) -> dict[str, Any]:
     node_ids = (
         [f"{ids[s]}->{ids[d]}" for s, d in zip(src, dst, strict=False)] if ids is not None else None
     )
-    return {
-        "pos": mid,
-        "edge_index": torch.from_numpy(np.stack([e_rep, f])),
-        "edge_weight": weight,
-        "node_attr": road_graph.edge_attr,
-        "node_attr_names": meta.get("edge_attr_names"),
-        "node_ids": node_ids,
-        "road_geom": getattr(road_graph, "road_geom", None),
-        "road_geom_ptr": getattr(road_graph, "road_geom_ptr", None),
-        "meta": {**{k: meta[k] for k in _ROAD_META if k in meta}, "road_node": "segment"},
-    }
+    return _Nodes(
+        pos=mid,
+        edge_index=torch.from_numpy(np.stack([e_rep, f])),
+        edge_weight=weight,
+        node_attr=road_graph.edge_attr,
+        node_attr_names=meta.get("edge_attr_names"),
+        node_ids=node_ids,
+        road_geom=getattr(road_graph, "road_geom", None),
+        road_geom_ptr=getattr(road_graph, "road_geom_ptr", None),
+        meta={**{k: meta[k] for k in _ROAD_META if k in meta}, "road_node": "segment"},
+    )
 
 
 def _aggregate(
