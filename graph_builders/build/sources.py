@@ -130,7 +130,9 @@ def _point_reader(sc: SourceConfig) -> Points:
     return read
 
 
-def _sensors(sc: SourceConfig, fn: Callable[..., STGraph], opts: dict, roads: STGraph | None):
+def _sensors(
+    sc: SourceConfig, fn: Callable[..., STGraph], opts: dict, roads: STGraph | None
+) -> STGraph:
     from graph_builders import sensors
 
     if roads is not None and "road_graph" not in opts:

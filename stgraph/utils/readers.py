@@ -29,7 +29,6 @@ import pickle
 import zipfile
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -133,7 +132,7 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
         super().__init__(file, encoding=encoding)
         self._source = source
 
-    def find_class(self, module: str, name: str) -> Any:
+    def find_class(self, module: str, name: str) -> object:
         if module not in _NUMPY_MODULES or name not in _NUMPY_NAMES:
             raise DataFormatError(
                 f"{self._source}: the pickle references {module}.{name}; only numpy arrays are "
