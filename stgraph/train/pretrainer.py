@@ -155,14 +155,9 @@ def load_pretrain_config(
     raw: dict[str, Any] | None = None,
 ) -> PretrainConfig:
     """Read and validate a pretraining config (YAML file or mapping) with ``--set`` overrides."""
-    from stgraph.train.config import _from_dict, apply_overrides
-    from stgraph.utils.yamlio import read_yaml_mapping
+    from stgraph.utils.config import read_config
 
-    source = str(path) if path is not None else "<config>"
-    if path is not None:
-        raw = read_yaml_mapping(path)
-    raw = apply_overrides(dict(raw or {}), overrides)
-    cfg = _from_dict(PretrainConfig, raw, "", source)
+    cfg, source = read_config(PretrainConfig, path, raw=raw, overrides=overrides)
     try:
         specs(cfg)
         mix_of(cfg)
