@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -150,6 +151,58 @@ def fuse(
         raise ValueError(f"how: expected 'nearest' or 'idw', got {how!r}")
     if times not in ("union", "intersection"):
         raise ValueError(f"times: expected 'union' or 'intersection', got {times!r}")
+    names, graphs = _named_sources(graphs, names)
+    target = graphs[0] if on is None else on
+    tgt = _Target.of(target)
+    if max_dist_m is None:
+        max_dist_m = max(2.0 * _median_spacing(tgt.xy), 50.0)
+    sources = [
+        (n, g)
+        for n, g in zip(names, graphs, strict=False)
+        if g.x is not None and g.num_steps and g.num_variables
+    ]
+    axis, intervals = _common_axis(sources, interval, times)
+    opts = {"how": how, "max_dist_m": max_dist_m, "power": power, "override": dict(agg or {})}
+    out = _map_sources(names, graphs, sources, tgt, axis, intervals, **opts)
+    x = np.stack(out.blocks_x, -1).astype(np.float32)
+    mask = np.stack(out.blocks_m, -1)
+    extra = _merged_dyn(out.dyn_parts)
+    tmeta = (target.meta or {}) if isinstance(target, STGraph) else {}
+    meta = _fused_meta(
+        out,
+        sources,
+        names,
+        graphs,
+        tmeta,
+        city=city,
+        how=how,
+        max_dist_m=max_dist_m,
+        step_s=axis.step_s,
+        times=times,
+    )
+    t_graph = target if isinstance(target, STGraph) else None
+    if t_graph is not None:  # road polylines stay valid: the target's nodes and edges are kept
+        for key in ("road_geom", "road_geom_ptr"):
+            if getattr(t_graph, key, None) is not None:
+                extra[key] = getattr(t_graph, key)
+    return STGraph(
+        x=torch.from_numpy(x),
+        mask=torch.from_numpy(mask),
+        time=torch.from_numpy(axis.times),
+        pos=torch.from_numpy(tgt.pos),
+        edge_index=t_graph.edge_index if t_graph is not None else None,
+        edge_weight=t_graph.edge_weight if t_graph is not None else None,
+        edge_attr=t_graph.edge_attr if t_graph is not None else None,
+        node_attr=t_graph.node_attr if t_graph is not None else None,
+        meta=meta,
+        **extra,
+    )
+
+
+def _named_sources(
+    graphs: Sequence[STGraph] | Mapping[str, STGraph], names: Sequence[str] | None
+) -> tuple[list[str], list[STGraph]]:
+    """The source graphs and their (unique) names."""
     if isinstance(graphs, Mapping):
         if names is not None:
             raise ValueError("names: give names either as mapping keys or as names=..., not both")
@@ -165,27 +218,57 @@ def fuse(
         raise ValueError(f"names: {len(names)} names for {len(graphs)} graphs")
     if len(set(names)) != len(names):
         names = [f"{n}{i}" if names.count(n) > 1 else n for i, n in enumerate(names)]
-    override = dict(agg or {})
-    target = graphs[0] if on is None else on
-    if isinstance(target, STGraph):
-        if target.pos is None:
-            raise ValueError("on: the target STGraph has no pos")
-        tpos = target.pos.double().numpy()
-    else:
-        tpos = np.asarray(target, dtype=np.float64)
-        if tpos.ndim != 2 or tpos.shape[1] != 2:
-            raise ValueError(f"on: expected an STGraph or [M, 2] lon/lat, got shape {tpos.shape}")
-    proj = MetricProjection.about(tpos[:, 0], tpos[:, 1])
-    txy = proj(tpos[:, 0], tpos[:, 1])
-    ttree = cKDTree(txy)
-    if max_dist_m is None:
-        max_dist_m = max(2.0 * _median_spacing(txy), 50.0)
+    return names, graphs
 
-    sources = [
-        (n, g)
-        for n, g in zip(names, graphs, strict=False)
-        if g.x is not None and g.num_steps and g.num_variables
-    ]
+
+@dataclass
+class _Target:
+    """The target nodes: lon/lat, metres in one UTM zone, and a KD-tree over them."""
+
+    pos: np.ndarray
+    proj: MetricProjection
+    xy: np.ndarray
+    tree: cKDTree
+
+    @classmethod
+    def of(cls, target: STGraph | np.ndarray) -> _Target:
+        if isinstance(target, STGraph):
+            if target.pos is None:
+                raise ValueError("on: the target STGraph has no pos")
+            tpos = target.pos.double().numpy()
+        else:
+            tpos = np.asarray(target, dtype=np.float64)
+            if tpos.ndim != 2 or tpos.shape[1] != 2:
+                raise ValueError(
+                    f"on: expected an STGraph or [M, 2] lon/lat, got shape {tpos.shape}"
+                )
+        proj = MetricProjection.about(tpos[:, 0], tpos[:, 1])
+        txy = proj(tpos[:, 0], tpos[:, 1])
+        return cls(tpos, proj, txy, cKDTree(txy))
+
+
+@dataclass
+class _Axis:
+    """The common time axis: ``origin + step_s * (lo + k)`` for ``k < n_steps``."""
+
+    origin: int
+    step_s: int
+    lo: int
+    n_steps: int
+
+    @property
+    def times(self) -> np.ndarray:
+        return self.origin + self.step_s * (self.lo + np.arange(self.n_steps, dtype=np.int64))
+
+    def bins(self, t: np.ndarray) -> np.ndarray:
+        """Common step of each source time (may fall outside ``[0, n_steps)``)."""
+        return (t - self.origin) // self.step_s - self.lo
+
+
+def _common_axis(
+    sources: list[tuple[str, STGraph]], interval: str | int | None, times: str
+) -> tuple[_Axis, dict[str, int | None]]:
+    """The common interval (given, or the longest source interval) and step range."""
     if not sources:
         raise ValueError("fuse: none of the graphs has variables over time (x is empty)")
     for n, g in sources:
@@ -222,167 +305,230 @@ def fuse(
                 "fuse: times='intersection' but the sources do not overlap in time "
                 f"(latest start {max(starts)}, earliest end {min(ends)})"
             )
-    n_steps = int(hi - lo + 1)
-    m = len(tpos)
-    out_times = origin + step_s * (lo + np.arange(n_steps, dtype=np.int64))
+    return _Axis(origin, step_s, int(lo), int(hi - lo + 1)), intervals
 
+
+@dataclass
+class _Fused:
+    """What the sources contribute: variable blocks, drops, per-source reports, dynamic edges."""
+
+    blocks_x: list[np.ndarray] = field(default_factory=list)
+    blocks_m: list[np.ndarray] = field(default_factory=list)
+    variables: list[dict[str, Any]] = field(default_factory=list)
+    dropped: dict[str, int] = field(default_factory=dict)
+    report: dict[str, Any] = field(default_factory=dict)
+    dyn_parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=list)
+    dyn_from: list[str] = field(default_factory=list)
+    dyn_skipped: list[str] = field(default_factory=list)
+
+
+def _map_sources(
+    names: list[str],
+    graphs: list[STGraph],
+    sources: list[tuple[str, STGraph]],
+    tgt: _Target,
+    axis: _Axis,
+    intervals: dict[str, int | None],
+    **opts: Any,
+) -> _Fused:
+    """Every source mapped onto the target; the sources' own drops first, keyed by source."""
     # variable names: prefix the ones that clash between sources
     all_names = [v for _, g in sources for v in g.variables]
     clash = {v for v in all_names if all_names.count(v) > 1}
-    blocks_x, blocks_m, variables = [], [], []
-    dropped: dict[str, int] = {}
-    report: dict[str, Any] = {}
-    dyn_parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-    dyn_from, dyn_skipped = [], []
+    out = _Fused()
     for n, g in zip(names, graphs, strict=False):
         for reason, count in ((g.meta or {}).get("dropped") or {}).items():
-            dropped[f"{n}.{reason}"] = int(count)
+            out.dropped[f"{n}.{reason}"] = int(count)
     for n, g in sources:
-        spos = g.pos.double().numpy()
-        sxy = proj(spos[:, 0], spos[:, 1])
-        d, nearest = ttree.query(sxy, k=1)
-        ok = d <= max_dist_m
-        node_map = np.where(ok, nearest, -1)
-        x = g.x.double().numpy()
-        mask = g.mask.numpy()
-        bins = (g.time.numpy() - origin) // step_s - lo
-        in_range = (bins >= 0) & (bins < n_steps)
-        # each dropped value is counted once, by the first reason that applies, in this order:
-        # 1. too far (its source node maps to no target node), 2. outside the common time range
-        obs_far = int(mask[~ok].sum())
-        obs_outside_time = int(mask[ok][:, ~in_range].sum())
-        dropped[f"{n}.fuse_nodes_too_far"] = int((~ok).sum())
-        dropped[f"{n}.fuse_values_too_far"] = obs_far
-        dropped[f"{n}.fuse_values_outside_time"] = obs_outside_time
-        report[n] = {
-            "nodes": int(len(spos)),
-            "nodes_mapped": int(ok.sum()),
-            "target_nodes_hit": int(len(np.unique(nearest[ok]))),
-            "distance_m": {
-                "median": float(np.median(d[ok])) if ok.any() else None,
-                "max": float(d[ok].max()) if ok.any() else None,
-            },
-            "interval": intervals[n],
-            "steps": int(g.num_steps),
-        }
-        pairs = None
-        for j, var in enumerate(g.variables):
-            vmeta = dict(((g.meta or {}).get("variables") or [{}] * g.num_variables)[j] or {})
-            qualified = f"{n}.{var}"
-            how_agg = _agg_of(vmeta, override, qualified)
-            vx, vm = x[..., j], mask[..., j]
-            sel = vm & ok[:, None] & in_range[None, :]
-            src_node, src_step = np.nonzero(sel)
-            vals = vx[src_node, src_step]
-            tb = bins[src_step]
-            if how == "idw" and how_agg == "mean":
-                if pairs is None:
-                    pairs = ttree.sparse_distance_matrix(
-                        cKDTree(sxy), max_dist_m, output_type="coo_matrix"
-                    )
-                    zero = ttree.query(sxy, k=1, distance_upper_bound=1e-6)
-                    hit = np.isfinite(zero[0])
-                    p_t = np.r_[pairs.row, zero[1][hit]]
-                    p_s = np.r_[pairs.col, np.nonzero(hit)[0]]
-                    p_w = (
-                        1.0 / np.maximum(np.r_[pairs.data, np.zeros(int(hit.sum()))], 1.0) ** power
-                    )
-                    order = np.argsort(p_s, kind="stable")
-                    p_t, p_s, p_w = p_t[order], p_s[order], p_w[order]
-                    p_start = np.searchsorted(p_s, np.arange(len(sxy)))
-                    p_count = np.searchsorted(p_s, np.arange(len(sxy)), side="right") - p_start
-                    pairs = (p_t, p_w, p_start, p_count)
-                p_t, p_w, p_start, p_count = pairs
-                reps = p_count[src_node]
-                entry = np.repeat(np.arange(len(vals)), reps)
-                offs = np.arange(reps.sum()) - np.repeat(np.cumsum(reps) - reps, reps)
-                pidx = p_start[src_node][entry] + offs
-                flat = p_t[pidx] * n_steps + tb[entry]
-                w = p_w[pidx]
-                num = np.bincount(flat, weights=w * vals[entry], minlength=m * n_steps)
-                den = np.bincount(flat, weights=w, minlength=m * n_steps)
-                out = np.divide(num, den, out=np.zeros(m * n_steps), where=den > 0)
-                seen = den > 0
-            else:
-                flat = node_map[src_node] * n_steps + tb
-                num = np.bincount(flat, weights=vals, minlength=m * n_steps)
-                cnt = np.bincount(flat, minlength=m * n_steps)
-                seen = cnt > 0
-                out = (
-                    num
-                    if how_agg == "sum"
-                    else np.divide(num, cnt, out=np.zeros(m * n_steps), where=seen)
-                )
-            if how_agg == "sum":
-                # counts are observed wherever the source observed the step, even as zero
-                covered = np.zeros((m, n_steps), dtype=bool)
-                sn, ss = np.nonzero(vm & ok[:, None] & in_range[None, :])
-                covered[node_map[sn], bins[ss]] = True
-                seen = seen | covered.ravel()
-            blocks_x.append(out.reshape(m, n_steps))
-            blocks_m.append(seen.reshape(m, n_steps))
-            variables.append(
-                {
-                    "name": qualified if var in clash else var,
-                    "unit": vmeta.get("unit", ""),
-                    "agg": how_agg,
-                    "source": n,
-                }
-            )
-        # dynamic edges
-        if g.dyn_edge_index is not None and g.dyn_edge_index.numel():
-            if (g.meta or {}).get("dyn_edge_weight") == DISTANCE_M:
-                dyn_skipped.append(n)
-                continue
-            ei = g.dyn_edge_index.numpy()
-            w = (
-                g.dyn_edge_weight.double().numpy()
-                if g.dyn_edge_weight is not None
-                else np.ones(ei.shape[1])
-            )
-            b = bins[g.dyn_edge_time.numpy()]
-            s, t = node_map[ei[0]], node_map[ei[1]]
-            mapped = (s >= 0) & (t >= 0)
-            keep = mapped & (b >= 0) & (b < n_steps)
-            # counted once each, first reason wins: unmapped, outside time, within one node
-            dropped[f"{n}.fuse_dyn_edges_unmapped"] = int((~mapped).sum())
-            dropped[f"{n}.fuse_dyn_edges_outside_time"] = int((mapped & ~keep).sum())
-            within = keep & (s == t)
-            dropped[f"{n}.fuse_dyn_edges_within_node"] = int(within.sum())
-            keep &= s != t
-            dyn_parts.append((np.stack([s[keep], t[keep]]), b[keep], w[keep]))
-            dyn_from.append(n)
+        _map_source(out, n, g, tgt, axis, clash=clash, interval=intervals[n], **opts)
+    return out
 
-    x = np.stack(blocks_x, -1).astype(np.float32)
-    mask = np.stack(blocks_m, -1)
-    dyn_kwargs: dict[str, Any] = {}
-    if dyn_parts:
-        ei = np.concatenate([p[0] for p in dyn_parts], 1)
-        bt = np.concatenate([p[1] for p in dyn_parts])
-        w = np.concatenate([p[2] for p in dyn_parts])
-        if len(bt):
-            key = np.stack([bt, ei[0], ei[1]])
-            uniq, inv = np.unique(key, axis=1, return_inverse=True)
-            ws = np.bincount(inv.ravel(), weights=w)
+
+def _map_source(
+    out: _Fused,
+    n: str,
+    g: STGraph,
+    tgt: _Target,
+    axis: _Axis,
+    *,
+    how: str,
+    max_dist_m: float,
+    power: float,
+    override: dict[str, str],
+    clash: set[str],
+    interval: int | None,
+) -> None:
+    """Map one source's nodes, steps, variables and dynamic edges onto the target (into ``out``)."""
+    spos = g.pos.double().numpy()
+    sxy = tgt.proj(spos[:, 0], spos[:, 1])
+    d, nearest = tgt.tree.query(sxy, k=1)
+    ok = d <= max_dist_m
+    node_map = np.where(ok, nearest, -1)
+    x = g.x.double().numpy()
+    mask = g.mask.numpy()
+    bins = axis.bins(g.time.numpy())
+    in_range = (bins >= 0) & (bins < axis.n_steps)
+    # each dropped value is counted once, by the first reason that applies, in this order:
+    # 1. too far (its source node maps to no target node), 2. outside the common time range
+    out.dropped[f"{n}.fuse_nodes_too_far"] = int((~ok).sum())
+    out.dropped[f"{n}.fuse_values_too_far"] = int(mask[~ok].sum())
+    out.dropped[f"{n}.fuse_values_outside_time"] = int(mask[ok][:, ~in_range].sum())
+    out.report[n] = {
+        "nodes": int(len(spos)),
+        "nodes_mapped": int(ok.sum()),
+        "target_nodes_hit": int(len(np.unique(nearest[ok]))),
+        "distance_m": {
+            "median": float(np.median(d[ok])) if ok.any() else None,
+            "max": float(d[ok].max()) if ok.any() else None,
+        },
+        "interval": interval,
+        "steps": int(g.num_steps),
+    }
+    pairs = None
+    m, t = len(tgt.pos), axis.n_steps
+    for j, var in enumerate(g.variables):
+        vmeta = dict(((g.meta or {}).get("variables") or [{}] * g.num_variables)[j] or {})
+        qualified = f"{n}.{var}"
+        how_agg = _agg_of(vmeta, override, qualified)
+        sel = mask[..., j] & ok[:, None] & in_range[None, :]
+        src_node, src_step = np.nonzero(sel)
+        vals = x[src_node, src_step, j]
+        tb = bins[src_step]
+        if how == "idw" and how_agg == "mean":
+            if pairs is None:
+                pairs = _idw_pairs(tgt.tree, sxy, max_dist_m, power)
+            values, seen = _idw(pairs, src_node, tb, vals, m, t)
         else:
-            uniq, ws = np.zeros((3, 0), np.int64), np.zeros(0)
-        dyn_kwargs = {
-            "dyn_edge_index": torch.from_numpy(uniq[1:].astype(np.int64)),
-            "dyn_edge_time": torch.from_numpy(uniq[0].astype(np.int64)),
-            "dyn_edge_weight": torch.from_numpy(ws.astype(np.float32)),
-        }
+            flat = node_map[src_node] * t + tb
+            num = np.bincount(flat, weights=vals, minlength=m * t)
+            cnt = np.bincount(flat, minlength=m * t)
+            seen = cnt > 0
+            mean = np.divide(num, cnt, out=np.zeros(m * t), where=seen)
+            values = num if how_agg == "sum" else mean
+        if how_agg == "sum":
+            # counts are observed wherever the source observed the step, even as zero
+            covered = np.zeros((m, t), dtype=bool)
+            covered[node_map[src_node], bins[src_step]] = True
+            seen = seen | covered.ravel()
+        out.blocks_x.append(values.reshape(m, t))
+        out.blocks_m.append(seen.reshape(m, t))
+        name = qualified if var in clash else var
+        out.variables.append(
+            {"name": name, "unit": vmeta.get("unit", ""), "agg": how_agg, "source": n}
+        )
+    _map_dyn_edges(out, n, g, node_map, bins, axis.n_steps)
 
-    tmeta = (target.meta or {}) if isinstance(target, STGraph) else {}
+
+def _idw_pairs(
+    tree: cKDTree, sxy: np.ndarray, max_dist_m: float, power: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Target-source pairs within ``max_dist_m``, grouped by source: ``(target, weight, start,
+    count)`` with weights ``1 / max(d, 1 m)^power`` (coincident pairs included)."""
+    pairs = tree.sparse_distance_matrix(cKDTree(sxy), max_dist_m, output_type="coo_matrix")
+    zero = tree.query(sxy, k=1, distance_upper_bound=1e-6)  # sparse matrices omit exact zeros
+    hit = np.isfinite(zero[0])
+    p_t = np.r_[pairs.row, zero[1][hit]]
+    p_s = np.r_[pairs.col, np.nonzero(hit)[0]]
+    p_w = 1.0 / np.maximum(np.r_[pairs.data, np.zeros(int(hit.sum()))], 1.0) ** power
+    order = np.argsort(p_s, kind="stable")
+    p_t, p_s, p_w = p_t[order], p_s[order], p_w[order]
+    p_start = np.searchsorted(p_s, np.arange(len(sxy)))
+    p_count = np.searchsorted(p_s, np.arange(len(sxy)), side="right") - p_start
+    return p_t, p_w, p_start, p_count
+
+
+def _idw(
+    pairs: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    src_node: np.ndarray,
+    tb: np.ndarray,
+    vals: np.ndarray,
+    m: int,
+    t: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Inverse-distance weighted means ``[m * t]`` of the observed values, and where defined."""
+    p_t, p_w, p_start, p_count = pairs
+    reps = p_count[src_node]
+    entry = np.repeat(np.arange(len(vals)), reps)
+    offs = np.arange(reps.sum()) - np.repeat(np.cumsum(reps) - reps, reps)
+    pidx = p_start[src_node][entry] + offs
+    flat = p_t[pidx] * t + tb[entry]
+    w = p_w[pidx]
+    num = np.bincount(flat, weights=w * vals[entry], minlength=m * t)
+    den = np.bincount(flat, weights=w, minlength=m * t)
+    return np.divide(num, den, out=np.zeros(m * t), where=den > 0), den > 0
+
+
+def _map_dyn_edges(
+    out: _Fused, n: str, g: STGraph, node_map: np.ndarray, bins: np.ndarray, n_steps: int
+) -> None:
+    """The source's count-weighted dynamic edges on the target nodes (distance-weighted ones are
+    left out and reported)."""
+    if g.dyn_edge_index is None or not g.dyn_edge_index.numel():
+        return
+    if (g.meta or {}).get("dyn_edge_weight") == DISTANCE_M:
+        out.dyn_skipped.append(n)
+        return
+    ei = g.dyn_edge_index.numpy()
+    w = (
+        g.dyn_edge_weight.double().numpy()
+        if g.dyn_edge_weight is not None
+        else np.ones(ei.shape[1])
+    )
+    b = bins[g.dyn_edge_time.numpy()]
+    s, t = node_map[ei[0]], node_map[ei[1]]
+    mapped = (s >= 0) & (t >= 0)
+    keep = mapped & (b >= 0) & (b < n_steps)
+    # counted once each, first reason wins: unmapped, outside time, within one node
+    out.dropped[f"{n}.fuse_dyn_edges_unmapped"] = int((~mapped).sum())
+    out.dropped[f"{n}.fuse_dyn_edges_outside_time"] = int((mapped & ~keep).sum())
+    within = keep & (s == t)
+    out.dropped[f"{n}.fuse_dyn_edges_within_node"] = int(within.sum())
+    keep &= s != t
+    out.dyn_parts.append((np.stack([s[keep], t[keep]]), b[keep], w[keep]))
+    out.dyn_from.append(n)
+
+
+def _merged_dyn(parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> dict[str, Any]:
+    """All sources' dynamic edges, one per (step, source, target), weights summed."""
+    if not parts:
+        return {}
+    ei = np.concatenate([p[0] for p in parts], 1)
+    bt = np.concatenate([p[1] for p in parts])
+    w = np.concatenate([p[2] for p in parts])
+    if len(bt):
+        key = np.stack([bt, ei[0], ei[1]])
+        uniq, inv = np.unique(key, axis=1, return_inverse=True)
+        ws = np.bincount(inv.ravel(), weights=w)
+    else:
+        uniq, ws = np.zeros((3, 0), np.int64), np.zeros(0)
+    return {
+        "dyn_edge_index": torch.from_numpy(uniq[1:].astype(np.int64)),
+        "dyn_edge_time": torch.from_numpy(uniq[0].astype(np.int64)),
+        "dyn_edge_weight": torch.from_numpy(ws.astype(np.float32)),
+    }
+
+
+def _fused_meta(
+    out: _Fused,
+    sources: list[tuple[str, STGraph]],
+    names: list[str],
+    graphs: list[STGraph],
+    tmeta: dict[str, Any],
+    *,
+    city: str | None,
+    how: str,
+    max_dist_m: float,
+    step_s: int,
+    times: str,
+) -> dict[str, Any]:
+    domains = {(g.meta or {}).get("domain") for _, g in sources}
+    source_city = next(
+        ((g.meta or {}).get("city") for _, g in sources if (g.meta or {}).get("city")), None
+    )
     meta: dict[str, Any] = {
-        "variables": variables,
-        "domain": "multi"
-        if len({(g.meta or {}).get("domain") for _, g in sources}) > 1
-        else (sources[0][1].meta or {}).get("domain"),
-        "city": city
-        or tmeta.get("city")
-        or next(
-            ((g.meta or {}).get("city") for _, g in sources if (g.meta or {}).get("city")), None
-        ),
+        "variables": out.variables,
+        "domain": "multi" if len(domains) > 1 else (sources[0][1].meta or {}).get("domain"),
+        "city": city or tmeta.get("city") or source_city,
         "crs": "EPSG:4326",
         "interval": int(step_s),
         "spatial_scale": tmeta.get("spatial_scale"),
@@ -395,35 +541,19 @@ def fuse(
             f"fuse({', '.join(n for n, _ in sources)}; how={how}, max_dist_m={max_dist_m:.1f}, "
             f"interval={step_s}s, times={times})"
         ],
-        "dropped": dropped,
+        "dropped": out.dropped,
         "fusion": {
             "how": how,
             "max_dist_m": float(max_dist_m),
             "times": times,
-            "sources": report,
-            "dyn_edges_from": dyn_from,
-            "dyn_edges_left_out": dyn_skipped,
+            "sources": out.report,
+            "dyn_edges_from": out.dyn_from,
+            "dyn_edges_left_out": out.dyn_skipped,
         },
     }
-    if dyn_from:
+    if out.dyn_from:
         meta["dyn_edge_weight"] = "transitions"
     for key in _TARGET_META:
         if tmeta.get(key) is not None:
             meta[key] = copy.deepcopy(tmeta[key])
-    t_graph = target if isinstance(target, STGraph) else None
-    if t_graph is not None:  # road polylines stay valid: the target's nodes and edges are kept
-        for key in ("road_geom", "road_geom_ptr"):
-            if getattr(t_graph, key, None) is not None:
-                dyn_kwargs[key] = getattr(t_graph, key)
-    return STGraph(
-        x=torch.from_numpy(x),
-        mask=torch.from_numpy(mask),
-        time=torch.from_numpy(out_times),
-        pos=torch.from_numpy(tpos),
-        edge_index=t_graph.edge_index if t_graph is not None else None,
-        edge_weight=t_graph.edge_weight if t_graph is not None else None,
-        edge_attr=t_graph.edge_attr if t_graph is not None else None,
-        node_attr=t_graph.node_attr if t_graph is not None else None,
-        meta=meta,
-        **dyn_kwargs,
-    )
+    return meta
