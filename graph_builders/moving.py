@@ -126,45 +126,17 @@ def from_tracks(
         An :class:`STGraph`; ``meta["dropped"]`` counts reports dropped by reason and
         ``meta["moving"]`` summarises the steps (active sensors, observed share).
     """
-    if mode not in ("knn", "interpolate"):
-        raise ValueError(f"mode: expected 'knn' or 'interpolate', got {mode!r}")
-    if kernel not in ("idw", "gaussian"):
-        raise ValueError(f"kernel: expected 'idw' or 'gaussian', got {kernel!r}")
-    if mode == "interpolate" and nodes is None:
-        raise ValueError("mode='interpolate' needs nodes=... (an STGraph or [M, 2] lon/lat)")
-    if k < 1:
-        raise ValueError(f"k: must be at least 1, got {k}")
+    _check_options(mode, kernel, nodes, k)
     value_cols = list(value_cols)
     if not value_cols:
         raise ValueError("value_cols: give at least one value column")
     step_s = interval_seconds(interval)
     units = dict(units or {})
-    source = None
-    if not isinstance(table, pd.DataFrame):
-        source = str(table)
-        table = read_point_table(table)
-    columns = list(table.columns)
-    derive = _DERIVED_SPEED in value_cols and _DERIVED_SPEED not in columns
-    present = [c for c in value_cols if not (derive and c == _DERIVED_SPEED)]
-    pts, dropped = read_points(
-        table,
-        lon_col=lon_col,
-        lat_col=lat_col,
-        time_col=time_col,
-        id_col=id_col,
-        value_cols=present,
-        source=source,
+    cols = {"lon_col": lon_col, "lat_col": lat_col, "time_col": time_col, "id_col": id_col}
+    pts, dropped, speed_outliers, derived = _read_reports(
+        table, value_cols, cols, max_gap=max_gap, max_speed_mps=max_speed_mps
     )
-    if len(pts) == 0:
-        raise ValueError(f"from_tracks: no usable report (dropped: {dropped})")
-    speed_outliers = 0
-    if derive:
-        seg = split_segments(
-            pts["track"].to_numpy(), pts["time"].to_numpy(), interval_seconds(max_gap)
-        )
-        sp = point_speeds(pts["lon"].to_numpy(), pts["lat"].to_numpy(), pts["time"].to_numpy(), seg)
-        speed_outliers = int((sp > max_speed_mps).sum())
-        pts[_DERIVED_SPEED] = np.where(sp > max_speed_mps, np.nan, sp)
+    if derived:
         units.setdefault(_DERIVED_SPEED, "m/s")
     track_names = pts.attrs["track_names"]
     binned, t0, n_steps = _bin_tracks(pts, value_cols, step_s)
@@ -207,6 +179,44 @@ def from_tracks(
         base_meta,
         speed_outliers,
     )
+
+
+def _check_options(mode: str, kernel: str, nodes: object, k: int) -> None:
+    if mode not in ("knn", "interpolate"):
+        raise ValueError(f"mode: expected 'knn' or 'interpolate', got {mode!r}")
+    if kernel not in ("idw", "gaussian"):
+        raise ValueError(f"kernel: expected 'idw' or 'gaussian', got {kernel!r}")
+    if mode == "interpolate" and nodes is None:
+        raise ValueError("mode='interpolate' needs nodes=... (an STGraph or [M, 2] lon/lat)")
+    if k < 1:
+        raise ValueError(f"k: must be at least 1, got {k}")
+
+
+def _read_reports(
+    table: pd.DataFrame | str | os.PathLike,
+    value_cols: list[str],
+    cols: Mapping[str, str | None],
+    *,
+    max_gap: str | int,
+    max_speed_mps: float,
+) -> tuple[pd.DataFrame, dict[str, int], int, bool]:
+    """The reports (``read_points``), with a derived ``speed`` column when the table lacks it;
+    returns ``(points, dropped, speed_outliers, derived)``."""
+    source = None
+    if not isinstance(table, pd.DataFrame):
+        source = str(table)
+        table = read_point_table(table)
+    derive = _DERIVED_SPEED in value_cols and _DERIVED_SPEED not in table.columns
+    present = [c for c in value_cols if not (derive and c == _DERIVED_SPEED)]
+    pts, dropped = read_points(table, value_cols=present, source=source, **cols)
+    if len(pts) == 0:
+        raise ValueError(f"from_tracks: no usable report (dropped: {dropped})")
+    if not derive:
+        return pts, dropped, 0, False
+    seg = split_segments(pts["track"].to_numpy(), pts["time"].to_numpy(), interval_seconds(max_gap))
+    sp = point_speeds(pts["lon"].to_numpy(), pts["lat"].to_numpy(), pts["time"].to_numpy(), seg)
+    pts[_DERIVED_SPEED] = np.where(sp > max_speed_mps, np.nan, sp)
+    return pts, dropped, int((sp > max_speed_mps).sum()), True
 
 
 def _knn_graph(
