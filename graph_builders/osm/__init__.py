@@ -47,7 +47,7 @@ from pathlib import Path
 
 from graph_builders.osm.build import SEGMENT_EDGE_ATTR_NAMES, assemble, sha256_file
 from graph_builders.osm.context import CONTEXT_NAMES, LANDUSE_CATEGORIES, POI_CATEGORIES
-from graph_builders.osm.reader import OSM_SUFFIXES, check_osm_path, read_osm
+from graph_builders.osm.reader import OSM_SUFFIXES, ContextPoints, check_osm_path, read_osm
 from graph_builders.osm.spatial import (
     edge_geometry,
     graph_crs,
@@ -216,68 +216,12 @@ def road_graph(
         f"retain_all={retain_all}, context={context}, context_radius={context_radius}, "
         f"speed_fallback={speed_fallback}, u_turns={u_turns}"
     )
+    kw = {"network": network, "bbox": bbox, "simplify": simplify, "retain_all": retain_all}
+    kw.update(context=context, speed_fallback=speed_fallback, options=options)
     if path_or_place is not None and _is_local(path_or_place):
-        path = check_osm_path(path_or_place)
-        net, ctx = road_net(
-            path,
-            network=network,
-            bbox=bbox,
-            simplify_graph=simplify,
-            retain_all=retain_all,
-            context=context,
-            speed_fallback=speed_fallback,
-        )
-        from osmium.version import pyosmium_release
-
-        sources = [
-            {
-                "name": "OpenStreetMap",
-                "url": "https://www.openstreetmap.org",
-                "license": "ODbL-1.0",
-                "files": [
-                    {
-                        "path": str(path.resolve()),
-                        "bytes": path.stat().st_size,
-                        "sha256": sha256_file(path),
-                    }
-                ],
-            }
-        ]
-        provenance = [
-            f"graph_builders.osm.road_graph({path.name!r}, {options}) with pyosmium "
-            f"{pyosmium_release}"
-        ]
-        default_city = path.name.split(".")[0]
+        net, ctx, sources, provenance, default_city = _read_local(path_or_place, **kw)
     else:
-        if path_or_place is None and bbox is None:
-            raise ValueError(
-                "road_graph: give a file, a place name, or bbox=(west, south, east, north)"
-            )
-        import osmnx as ox
-
-        from graph_builders.osm.online import download_context, download_graph, net_from_networkx
-
-        g, polygon = download_graph(
-            path_or_place, bbox, network, simplify=simplify, retain_all=retain_all
-        )
-        net = net_from_networkx(g, speed_fallback=speed_fallback)
-        ctx = None
-        if context:
-            ctx, extra = download_context(polygon)
-            net.dropped.update(extra)
-        query = path_or_place if path_or_place is not None else f"bbox {list(bbox)}"
-        sources = [
-            {
-                "name": "OpenStreetMap via Overpass",
-                "url": ox.settings.overpass_url,
-                "license": "ODbL-1.0",
-                "query": str(query),
-            }
-        ]
-        provenance = [
-            f"graph_builders.osm.road_graph({query!r}, {options}) with OSMnx {ox.__version__}"
-        ]
-        default_city = str(path_or_place) if path_or_place is not None else None
+        net, ctx, sources, provenance, default_city = _download(path_or_place, **kw)
     meta = {
         "city": city if city is not None else default_city,
         "sources": sources,
@@ -288,3 +232,90 @@ def road_graph(
     return assemble(
         net, ctx=ctx, node=node, context_radius=context_radius, u_turns=u_turns, meta=meta
     )
+
+
+def _read_local(
+    path_or_place: str | os.PathLike,
+    *,
+    network: str,
+    bbox: tuple[float, float, float, float] | None,
+    simplify: bool,
+    retain_all: bool,
+    context: bool,
+    speed_fallback: str,
+    options: str,
+) -> tuple[RoadNet, ContextPoints | None, list[dict], list[str], str]:
+    """The road network of a local OSM file: ``(net, context, sources, provenance, city)``."""
+    from osmium.version import pyosmium_release
+
+    path = check_osm_path(path_or_place)
+    net, ctx = road_net(
+        path,
+        network=network,
+        bbox=bbox,
+        simplify_graph=simplify,
+        retain_all=retain_all,
+        context=context,
+        speed_fallback=speed_fallback,
+    )
+    sources = [
+        {
+            "name": "OpenStreetMap",
+            "url": "https://www.openstreetmap.org",
+            "license": "ODbL-1.0",
+            "files": [
+                {
+                    "path": str(path.resolve()),
+                    "bytes": path.stat().st_size,
+                    "sha256": sha256_file(path),
+                }
+            ],
+        }
+    ]
+    provenance = [
+        f"graph_builders.osm.road_graph({path.name!r}, {options}) with pyosmium {pyosmium_release}"
+    ]
+    return net, ctx, sources, provenance, path.name.split(".")[0]
+
+
+def _download(
+    path_or_place: str | os.PathLike | None,
+    *,
+    network: str,
+    bbox: tuple[float, float, float, float] | None,
+    simplify: bool,
+    retain_all: bool,
+    context: bool,
+    speed_fallback: str,
+    options: str,
+) -> tuple[RoadNet, ContextPoints | None, list[dict], list[str], str | None]:
+    """The road network of a place or bbox through OSMnx (Overpass)."""
+    if path_or_place is None and bbox is None:
+        raise ValueError(
+            "road_graph: give a file, a place name, or bbox=(west, south, east, north)"
+        )
+    import osmnx as ox
+
+    from graph_builders.osm.online import download_context, download_graph, net_from_networkx
+
+    g, polygon = download_graph(
+        path_or_place, bbox, network, simplify=simplify, retain_all=retain_all
+    )
+    net = net_from_networkx(g, speed_fallback=speed_fallback)
+    ctx = None
+    if context:
+        ctx, extra = download_context(polygon)
+        net.dropped.update(extra)
+    query = path_or_place if path_or_place is not None else f"bbox {list(bbox)}"
+    sources = [
+        {
+            "name": "OpenStreetMap via Overpass",
+            "url": ox.settings.overpass_url,
+            "license": "ODbL-1.0",
+            "query": str(query),
+        }
+    ]
+    provenance = [
+        f"graph_builders.osm.road_graph({query!r}, {options}) with OSMnx {ox.__version__}"
+    ]
+    return net, ctx, sources, provenance, str(path_or_place) if path_or_place is not None else None
