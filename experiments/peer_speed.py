@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
 
     opts = yaml.safe_load(args.config.read_text())
     ours = build_model("stfm", input_steps=steps, horizon=horizon, num_variables=2, **opts)
-    batch = _ours_batch(ei, ew, pos, n, bsz, steps, horizon)
+    batch = ours.backbone.with_structure(_ours_batch(ei, ew, pos, n, bsz, steps, horizon))
     opt = torch.optim.Adam(ours.parameters(), lr=1e-3)
 
     def ours_train():

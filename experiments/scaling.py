@@ -74,7 +74,6 @@ def measure(n: int, config: Path, repeats: int) -> dict:
     import yaml
 
     from stgraph.data import SlidingWindows
-    from stgraph.nn import cached_structure
     from stgraph.tasks import build_model
 
     torch.manual_seed(0)
@@ -82,14 +81,7 @@ def measure(n: int, config: Path, repeats: int) -> dict:
     opts = yaml.safe_load(config.read_text())
     model = build_model("stfm", input_steps=12, horizon=12, num_variables=1, **opts)
     t = time.perf_counter()
-    cached_structure(
-        g.edge_index,
-        n,
-        g.pos,
-        crs="EPSG:3857",
-        rwse_steps=model.backbone.rwse_steps,
-        cluster_size=model.backbone.cluster_size,
-    )
+    g = model.backbone.transform(g)  # the structure, once per graph (meta crs EPSG:3857)
     pre = time.perf_counter() - t
     from torch_geometric.loader import DataLoader
 

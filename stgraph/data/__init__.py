@@ -3,11 +3,12 @@
 from stgraph.data.io import load, save
 from stgraph.data.scalers import IdentityScaler, MinMaxScaler, StandardScaler, make_scaler
 from stgraph.data.splits import Split, chronological_split
-from stgraph.data.stgraph import META_DEFAULTS, STGraph, to_unix_seconds
-from stgraph.data.weights import DISTANCE_M, gaussian_affinity, model_edge_weights
+from stgraph.data.stgraph import META_DEFAULTS, STGraph, resolve_interval, to_unix_seconds
+from stgraph.data.weights import DISTANCE_M, AddEdgeAffinity, gaussian_affinity, model_edge_weights
 from stgraph.data.windows import SlidingWindows, windows_for_split
 
 __all__ = [
+    "AddEdgeAffinity",
     "DISTANCE_M",
     "META_DEFAULTS",
     "IdentityScaler",
@@ -21,6 +22,7 @@ __all__ = [
     "load",
     "make_scaler",
     "model_edge_weights",
+    "resolve_interval",
     "save",
     "to_unix_seconds",
     "windows_for_split",

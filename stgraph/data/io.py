@@ -1,85 +1,27 @@
 """Saving and loading :class:`~stgraph.data.STGraph` as ``meta.json`` + ``tensors.safetensors``.
 
-No pickle anywhere: tensors go to safetensors, everything else to JSON. Writes are atomic.
+The format lives in :mod:`stgraph.data.serialization`; these are the function forms of
+:meth:`STGraph.save <stgraph.data.STGraph.save>` and :meth:`STGraph.load
+<stgraph.data.STGraph.load>`.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
-from typing import Any
 
-import torch
-from safetensors.torch import load_file, save_file
-
-from stgraph.errors import DataFormatError
-from stgraph.utils.atomic import atomic_dir
-
-FORMAT_VERSION = 1
-META_FILE = "meta.json"
-TENSOR_FILE = "tensors.safetensors"
+from stgraph.data.serialization import FORMAT_VERSION, META_FILE, TENSOR_FILE
+from stgraph.data.stgraph import STGraph
 
 
-def _jsonable(value: Any, key: str) -> Any:
-    try:
-        json.dumps(value)
-    except TypeError as exc:
-        raise TypeError(
-            f"save: attribute {key!r} is not a tensor and not JSON-serialisable"
-        ) from exc
-    return value
-
-
-def save(graph: Any, path: str | os.PathLike) -> Path:
+def save(graph: STGraph, path: str | os.PathLike) -> Path:
     """Write ``graph`` into directory ``path`` (replaced atomically if it exists)."""
-    tensors: dict[str, torch.Tensor] = {}
-    extras: dict[str, Any] = {}
-    for key, value in graph._store.items():
-        if key == "meta":
-            continue
-        if isinstance(value, torch.Tensor):
-            tensors[key] = value.detach().cpu().contiguous()
-        elif value is not None:
-            extras[key] = _jsonable(value, key)
-    doc = {
-        "format": "stgraph",
-        "version": FORMAT_VERSION,
-        "class": type(graph).__name__,
-        "meta": _jsonable(graph.meta or {}, "meta"),
-        "attributes": extras,
-        "tensors": {k: {"dtype": str(v.dtype), "shape": list(v.shape)} for k, v in tensors.items()},
-    }
-    path = Path(path)
-    with atomic_dir(path) as tmp:
-        save_file(tensors, str(tmp / TENSOR_FILE))
-        (tmp / META_FILE).write_text(json.dumps(doc, indent=1), encoding="utf-8")
-    return path
+    return graph.save(path)
 
 
-def load(path: str | os.PathLike, *, validate: bool = True) -> Any:
+def load(path: str | os.PathLike, *, validate: bool = True) -> STGraph:
     """Read an STGraph written by :func:`save`."""
-    from stgraph.data.stgraph import STGraph
+    return STGraph.load(path, validate=validate)
 
-    path = Path(path)
-    meta_file, tensor_file = path / META_FILE, path / TENSOR_FILE
-    for f in (meta_file, tensor_file):
-        if not f.is_file():
-            raise FileNotFoundError(
-                f"{f}: missing; an STGraph directory holds {META_FILE} and {TENSOR_FILE}"
-            )
-    try:
-        doc = json.loads(meta_file.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise DataFormatError(f"{meta_file}: not valid JSON ({exc})") from exc
-    if doc.get("format") != "stgraph":
-        raise DataFormatError(f"{meta_file}: not an stgraph file (format={doc.get('format')!r})")
-    if doc.get("version", 0) > FORMAT_VERSION:
-        raise DataFormatError(
-            f"{meta_file}: format version {doc['version']} is newer than this stgraph ({FORMAT_VERSION})"
-        )
-    try:
-        tensors = load_file(str(tensor_file))
-    except Exception as exc:  # safetensors raises its own error types
-        raise DataFormatError(f"{tensor_file}: cannot be read as safetensors ({exc})") from exc
-    return STGraph(**tensors, meta=doc.get("meta"), validate=validate, **doc.get("attributes", {}))
+
+__all__ = ["FORMAT_VERSION", "META_FILE", "TENSOR_FILE", "load", "save"]

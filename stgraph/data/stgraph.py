@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 from collections.abc import Sequence
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
-from torch_geometric.data import Data
+from torch_geometric.data import Batch, Data
 
+from stgraph.data.serialization import read_graph_dir, write_graph_dir
 from stgraph.errors import STGraphValidationError
 from stgraph.utils.geo import EARTH_RADIUS_M
 
@@ -26,9 +29,17 @@ _STACKED_KEYS = ("time", "y_time")
 #: Node-level attributes: first dimension is N.
 NODE_KEYS = ("x", "mask", "y", "y_mask", "pos", "node_attr")
 #: Static-edge attributes: first dimension is E.
-EDGE_KEYS = ("edge_weight", "edge_attr")
+EDGE_KEYS = ("edge_weight", "edge_attr", "edge_affinity")
 #: Dynamic-edge attributes: first dimension is E_dyn.
-DYN_EDGE_KEYS = ("dyn_edge_weight", "dyn_edge_time")
+DYN_EDGE_KEYS = ("dyn_edge_weight", "dyn_edge_time", "dyn_edge_affinity")
+#: Per-graph structure written once per graph by :class:`stgraph.nn.AddGraphStructure` (random-walk
+#: encoding ``rwse [N, K]``, relative coordinates ``rel_pos [N, 2]`` and ``has_pos [N, 1]``, the
+#: KD cell of each node at every coarse level ``kd_cell [N, D]``, items per level ``kd_size
+#: [1, D + 1]`` and the cell size it was built with ``kd_cluster [1]``). Windows carry them; a
+#: PyG batch offsets ``kd_cell`` per level (see :meth:`STGraph.__inc__`).
+STRUCTURE_KEYS = ("rwse", "rel_pos", "has_pos", "kd_cell", "kd_size", "kd_cluster")
+#: Edge affinities written once per graph by :class:`stgraph.data.AddEdgeAffinity`.
+AFFINITY_KEYS = ("edge_affinity", "dyn_edge_affinity")
 #: Ragged per-segment polylines of road graphs (``coords [P, 2]``, ``ptr [S + 1]``): the segments
 #: are the static edges, or the nodes when ``meta["road_node"] == "segment"``.
 GEOM_KEYS = ("road_geom", "road_geom_ptr")
@@ -84,6 +95,30 @@ def to_unix_seconds(value: Any) -> int:
     if hasattr(value, "timestamp"):  # pandas.Timestamp
         return int(value.timestamp())
     raise TypeError(f"cannot interpret {value!r} as a time")
+
+
+def resolve_interval(declared: Any, time: Tensor | None) -> int:
+    """The sampling interval of a graph in seconds: the one precedence rule of stgraph.
+
+    1. the declared ``meta["interval"]``, when given;
+    2. else the median step of ``time`` (unix seconds, at least two steps);
+    3. else :class:`~stgraph.errors.STGraphValidationError`: there is no default.
+
+    Args:
+        declared: ``meta["interval"]`` (int, a one-element tensor, or ``None``).
+        time: ``[T]`` unix seconds of the steps, or ``None``.
+    """
+    if declared is not None:
+        value = int(declared)
+        if value <= 0:
+            raise STGraphValidationError(f"meta['interval']: expected seconds > 0, got {value}")
+        return value
+    if time is not None and time.numel() > 1:
+        return max(1, int((time[1:] - time[:-1]).median()))
+    raise STGraphValidationError(
+        "interval: the graph declares no meta['interval'] and has no timestamps (`time` with at "
+        "least two steps) to infer it from; set meta['interval'] to the seconds between steps"
+    )
 
 
 def _optional(key: str) -> property:
@@ -195,6 +230,8 @@ class STGraph(Data):
     def __inc__(self, key: str, value: Any, *args: Any, **kwargs: Any) -> Any:
         if key == "dyn_edge_time":
             return 0
+        if key == "kd_cell":  # cell ids of level l are offset by the cells of level l earlier
+            return self.kd_size[0, 1:]
         return super().__inc__(key, value, *args, **kwargs)
 
     # ------------------------------------------------------------------ properties
@@ -205,6 +242,14 @@ class STGraph(Data):
     dyn_edge_time = _optional("dyn_edge_time")
     y_mask = _optional("y_mask")
     y_time = _optional("y_time")
+    edge_affinity = _optional("edge_affinity")
+    dyn_edge_affinity = _optional("dyn_edge_affinity")
+    rwse = _optional("rwse")
+    rel_pos = _optional("rel_pos")
+    has_pos = _optional("has_pos")
+    kd_cell = _optional("kd_cell")
+    kd_size = _optional("kd_size")
+    kd_cluster = _optional("kd_cluster")
 
     @property
     def num_steps(self) -> int:
@@ -216,22 +261,82 @@ class STGraph(Data):
         """Number of variables ``V``."""
         return int(self.x.size(2)) if self.x is not None else 0
 
+    def meta_values(self, key: str) -> list[Any]:
+        """``meta[key]`` of every graph: one entry for an STGraph, one per graph for a PyG batch
+        of them (PyG collates ``meta`` key by key into a list or tensor over the graphs)."""
+        value = (self.meta or {}).get(key)
+        if not isinstance(self, Batch):
+            return [value]
+        if value is None:
+            return [None] * self.num_graphs
+        return value.tolist() if isinstance(value, Tensor) else list(value)
+
+    def _common(self, key: str, values: list[Any]) -> Any:
+        if any(v != values[0] for v in values[1:]):
+            raise ValueError(
+                f"{key}: the graphs of this batch differ ({values}); batch graphs that share them"
+            )
+        return values[0]
+
     @property
     def variables(self) -> list[str]:
-        """Variable names, from the metadata (``var0``, ``var1``, ... when unnamed)."""
-        names = [v["name"] for v in (self.meta or {}).get("variables", [])]
+        """Variable names, from ``meta["variables"]`` (``var0``, ``var1``, ... when unnamed).
+
+        For a PyG batch the names its graphs share (a batch mixing variables raises ValueError).
+        """
+        names = self._common(
+            "variables", [[v["name"] for v in m or []] for m in self.meta_values("variables")]
+        )
         return names if names else [f"var{i}" for i in range(self.num_variables)]
 
     @property
     def units(self) -> list[str]:
-        """Variable units, from the metadata (``""`` when unknown)."""
-        units = [v.get("unit", "") for v in (self.meta or {}).get("variables", [])]
+        """Variable units, from ``meta["variables"]`` (``""`` when unknown); shared by a batch."""
+        units = self._common(
+            "units",
+            [[v.get("unit", "") or "" for v in m or []] for m in self.meta_values("variables")],
+        )
         return units if units else [""] * self.num_variables
 
     @property
+    def node_attr_names(self) -> list[str]:
+        """Names of the ``node_attr`` columns, from ``meta["node_attr_names"]`` (``attr0``, ...
+        when unnamed); shared by a batch."""
+        names = self._common(
+            "node_attr_names", [list(m or []) for m in self.meta_values("node_attr_names")]
+        )
+        width = 0 if self.node_attr is None else int(self.node_attr.size(-1))
+        return names if names else [f"attr{i}" for i in range(width)]
+
+    @property
+    def intervals(self) -> Tensor:
+        """Sampling interval of every graph in seconds, int64 ``[num_graphs]``, by the rule of
+        :func:`resolve_interval` (declared ``meta["interval"]``, else the median step of
+        ``time``).
+
+        Raises:
+            STGraphValidationError: a graph has neither.
+        """
+        declared = self.meta_values("interval")
+        time = self.time
+        if time is not None and time.dim() == 1:
+            time = time.view(1, -1)
+        out = [
+            resolve_interval(d, None if time is None else time[min(i, time.size(0) - 1)])
+            for i, d in enumerate(declared)
+        ]
+        return torch.tensor(out, dtype=torch.long)
+
+    @property
     def interval(self) -> int | None:
-        """Sampling interval in seconds (metadata), or ``None``."""
-        return (self.meta or {}).get("interval")
+        """Sampling interval in seconds by the rule of :func:`resolve_interval`, or ``None`` when
+        the graph declares none and has no timestamps (the models then raise). For a PyG batch
+        the interval its graphs share."""
+        try:
+            values = self.intervals.tolist()
+        except STGraphValidationError:
+            return None
+        return self._common("interval", values)
 
     @property
     def missing_share(self) -> float:
@@ -372,8 +477,9 @@ class STGraph(Data):
             keep = (self.dyn_edge_time >= a) & (self.dyn_edge_time < b)
             out.dyn_edge_index = self.dyn_edge_index[:, keep]
             out.dyn_edge_time = self.dyn_edge_time[keep] - a
-            if self.dyn_edge_weight is not None:
-                out.dyn_edge_weight = self.dyn_edge_weight[keep]
+            for key in ("dyn_edge_weight", "dyn_edge_affinity"):
+                if getattr(self, key, None) is not None:
+                    out[key] = self[key][keep]
         out.meta = copy.deepcopy(self.meta)
         out.meta["provenance"] = [*out.meta.get("provenance", []), f"slice_time[{a}:{b}]"]
         return out
@@ -382,7 +488,9 @@ class STGraph(Data):
         """The subgraph on ``nodes`` (indices or a bool mask), keeping edges between kept nodes.
 
         Nodes are renumbered in the order given. Road polylines (``road_geom``/``road_geom_ptr``)
-        follow their segments: the kept edges, or the kept nodes of a segment graph.
+        follow their segments: the kept edges, or the kept nodes of a segment graph. The
+        structure and edge affinities computed from the whole graph (:data:`STRUCTURE_KEYS`,
+        :data:`AFFINITY_KEYS`) are dropped: apply the transforms again to the subgraph.
         """
         idx = _as_tensor(nodes)
         n = self.num_nodes
@@ -396,6 +504,9 @@ class STGraph(Data):
         remap = torch.full((n,), -1, dtype=torch.long)
         remap[idx] = torch.arange(idx.numel())
         out = copy.copy(self)
+        for key in (*STRUCTURE_KEYS, *AFFINITY_KEYS):  # derived from the whole graph: recompute
+            if key in out._store:
+                del out[key]
         kept_edges: Tensor | None = None
         for key in NODE_KEYS:
             val = getattr(self, key, None)
@@ -522,11 +633,16 @@ class STGraph(Data):
         return df
 
     # ------------------------------------------------------------------ io
-    def save(self, path: Any) -> Any:
-        """Write ``meta.json`` + ``tensors.safetensors`` into directory ``path`` atomically."""
-        from stgraph.data.io import save
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write ``meta.json`` + ``tensors.safetensors`` into directory ``path`` atomically (see
+        :mod:`stgraph.data.serialization`)."""
+        return write_graph_dir(self._store.items(), self.meta, type(self).__name__, path)
 
-        return save(self, path)
+    @classmethod
+    def load(cls, path: str | os.PathLike, *, validate: bool = True) -> STGraph:
+        """Read a graph written by :meth:`save`."""
+        tensors, meta, attributes = read_graph_dir(path)
+        return cls(**tensors, meta=meta, validate=validate, **attributes)
 
     def __repr__(self) -> str:
         parts = []

@@ -7,9 +7,14 @@ dynamic edges). The OSM road graphs and the builders that reuse their edges, the
 moving sensors and the Montevideo bus graph carry distances; everything else carries affinities.
 
 Models normalise weights into averaging operators, where a longer road would wrongly count more;
-:func:`model_edge_weights` hands them affinities: distances become DCRNN's Gaussian kernel
-``w = exp(-(d / σ)²)``, with ``σ`` the standard deviation of the distances (Li et al., "Diffusion
+they read affinities: distances become DCRNN's Gaussian kernel ``w = exp(-(d / σ)²)``, with ``σ``
+the (population) standard deviation of the graph's edge distances (Li et al., "Diffusion
 Convolutional Recurrent Neural Network", ICLR 2018), and affinities pass through unchanged.
+
+The kernel is computed once per graph: :class:`AddEdgeAffinity` writes ``edge_affinity`` (and
+``dyn_edge_affinity``, ``σ`` from all the graph's dynamic edges) onto the graph, the windows of a
+series carry them (:class:`~stgraph.data.SlidingWindows`) and :func:`model_edge_weights` reads
+them; only a graph that was not transformed gets the kernel of its own (or its batch's) edges.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from typing import Any
 
 import torch
 from torch import Tensor
+from torch_geometric.transforms import BaseTransform
 
 #: ``meta["edge_weight"]`` / ``meta["dyn_edge_weight"]`` of weights that are distances in metres.
 DISTANCE_M = "distance_m"
@@ -54,15 +60,41 @@ def weight_kind(meta: dict | None, key: str = "edge_weight") -> str | None:
     return kind if isinstance(kind, str) else None
 
 
+class AddEdgeAffinity(BaseTransform):
+    """Writes the Gaussian affinities of distance-weighted edges onto a graph, once per graph.
+
+    For each of ``edge_weight`` and ``dyn_edge_weight`` that the graph declares as distances
+    (``meta[key] == "distance_m"``) it sets ``edge_affinity`` / ``dyn_edge_affinity`` =
+    :func:`gaussian_affinity` of the distances, ``σ`` their population standard deviation over the
+    whole graph. Weights that are affinities already get no copy (models read them as they are).
+    As every PyG transform, ``transform(graph)`` returns a shallow copy and leaves ``graph`` as it
+    was; ``transform.forward(graph)`` writes onto ``graph`` itself.
+    """
+
+    def forward(self, data: Any) -> Any:
+        """``data`` with the affinity attributes set (see the class docstring)."""
+        meta = getattr(data, "meta", None)
+        for key in ("edge_weight", "dyn_edge_weight"):
+            w = getattr(data, key, None)
+            if w is not None and weight_kind(meta, key) == DISTANCE_M:
+                data[key.replace("weight", "affinity")] = gaussian_affinity(w)
+        return data
+
+
 def model_edge_weights(data: Any) -> tuple[Tensor | None, Tensor | None]:
     """The static and dynamic edge weights of ``data`` (an STGraph or a batch of them) as
-    affinities; see the module docstring. A batch of windows of one graph gets the same ``σ`` as
-    the graph (the repeated edges leave the standard deviation unchanged)."""
+    affinities: ``edge_affinity`` / ``dyn_edge_affinity`` where :class:`AddEdgeAffinity` wrote
+    them, else the weights, with distances turned into the kernel of ``data``'s own edges (a batch
+    of windows of one graph gets the same ``σ`` as the graph up to rounding: the repeated edges
+    leave the standard deviation unchanged)."""
     meta = getattr(data, "meta", None)
     out = []
     for key in ("edge_weight", "dyn_edge_weight"):
         w = getattr(data, key, None)
-        if w is not None and weight_kind(meta, key) == DISTANCE_M:
+        stored = getattr(data, key.replace("weight", "affinity"), None)
+        if stored is not None:
+            w = stored
+        elif w is not None and weight_kind(meta, key) == DISTANCE_M:
             w = gaussian_affinity(w)
         out.append(w)
     return out[0], out[1]

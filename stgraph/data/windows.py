@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from stgraph.data.stgraph import STGraph
+from stgraph.data.stgraph import STRUCTURE_KEYS, STGraph
 
 
 class SlidingWindows(Dataset):
@@ -23,7 +23,11 @@ class SlidingWindows(Dataset):
 
     Each item is an :class:`STGraph` with ``x``/``mask`` ``[N, L, V]``, ``y``/``y_mask``
     ``[N, H, V]``, ``time`` ``[L]``, ``y_time`` ``[H]``, the static graph, and the dynamic edges of
-    the input steps (``dyn_edge_time`` re-based to the window).
+    the input steps (``dyn_edge_time`` re-based to the window). What was computed once for the
+    graph travels with each window as it is (shared, not copied): the structure of
+    :class:`~stgraph.nn.AddGraphStructure` (:data:`~stgraph.data.stgraph.STRUCTURE_KEYS`) and the
+    edge affinities of :class:`~stgraph.data.AddEdgeAffinity` (``dyn_edge_affinity`` sliced with
+    the dynamic edges).
 
     Args:
         graph: the series.
@@ -97,12 +101,18 @@ class SlidingWindows(Dataset):
             node_attr=g.node_attr,
             validate=False,
         )
+        for key in (*STRUCTURE_KEYS, "edge_affinity"):
+            value = g._store.get(key)
+            if value is not None:
+                out[key] = value
         if g.dyn_edge_index is not None:
             keep = (g.dyn_edge_time >= s) & (g.dyn_edge_time < m)
             out.dyn_edge_index = g.dyn_edge_index[:, keep]
             out.dyn_edge_time = g.dyn_edge_time[keep] - s
-            if g.dyn_edge_weight is not None:
-                out.dyn_edge_weight = g.dyn_edge_weight[keep]
+            for key in ("dyn_edge_weight", "dyn_edge_affinity"):
+                value = g._store.get(key)
+                if value is not None:
+                    out[key] = value[keep]
         out.meta = g.meta  # shared, read-only by convention: windows are views of one series
         out.window = torch.tensor([s], dtype=torch.long)
         return out

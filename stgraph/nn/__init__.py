@@ -12,8 +12,9 @@ The backbone in a plain PyG training loop, outside the stgraph trainer::
     from stgraph.nn import STFM
 
     graph = datasets.load("los-loop")                  # STGraph: x [N, T, V], mask, time, pos, ...
+    model = STFM()                                     # configs/model/small.yaml
+    graph = model.transform(graph)                     # structure + edge affinities, once
     loader = DataLoader(SlidingWindows(graph, 12, 12, stop=1600), batch_size=32, shuffle=True)
-    model = STFM(channels=64, depth=2, patch_len=6, levels=2)
     opt = torch.optim.Adam(model.parameters(), lr=2e-3)
     for batch in loader:                               # a PyG Batch of windows
         pred = model(batch)                            # [B*N, 12, V], original units
@@ -22,8 +23,10 @@ The backbone in a plain PyG training loop, outside the stgraph trainer::
         loss.backward()
         opt.step()
 
-The same weights then run on any other graph (``model(other_batch)``); the per-graph structure
-(random-walk encodings, KD coarsening) is computed on first use and cached.
+The same weights then run on any other graph (``model(other_batch)``). The per-graph structure
+(random-walk encodings, KD coarsening, edge affinities) is :class:`AddGraphStructure`, a PyG
+transform: applied once to the graph, every window and batch of it carries the result; a graph
+that was not transformed is transformed at every forward pass (correct, but slower).
 """
 
 from stgraph.nn.blocks.st_block import STBlock
@@ -34,7 +37,7 @@ from stgraph.nn.heads.kriging import KrigingHead
 from stgraph.nn.heads.reconstruction import ReconstructionHead
 from stgraph.nn.layers.dcgru_cell import DCGRUCell
 from stgraph.nn.layers.diffusion_conv import DiffusionConv, DiffusionSupports, diffusion_supports
-from stgraph.nn.layers.directed_conv import DirectedDynamicConv, normalized_adjacency
+from stgraph.nn.layers.directed_conv import DirectedDynamicConv
 from stgraph.nn.layers.feed_forward import FeedForward
 from stgraph.nn.layers.hierarchical_pooling import HierarchicalPooling
 from stgraph.nn.layers.instance_norm import MaskedInstanceNorm
@@ -43,26 +46,26 @@ from stgraph.nn.layers.node_context import NodeContextEncoder
 from stgraph.nn.layers.partition_attention import PartitionAttention
 from stgraph.nn.layers.patch_tokenizer import PatchTokenizer, patchify
 from stgraph.nn.layers.spatial_encoding import SpatialEncoding
-from stgraph.nn.layers.step_recurrence import StepRecurrence
 from stgraph.nn.layers.temporal_mixing import TemporalMixing
 from stgraph.nn.layers.time_encoding import TimeEncoding, time_features
 from stgraph.nn.layers.variable_attention import VariableCrossAttention
 from stgraph.nn.layers.variable_readout import VariableReadout
 from stgraph.nn.models.stfm import STFM, STFMState
+from stgraph.nn.sparse import SparseOperator, normalized_adjacency, random_walk_weights
 from stgraph.nn.structure import (
+    AddGraphStructure,
     GraphStructure,
     attention_groups,
-    batch_structure,
-    cached_structure,
-    clear_structure_cache,
     coarsen,
     compute_structure,
     kd_partition,
     random_walk_encoding,
     relative_coordinates,
+    structure_tensors,
 )
 
 __all__ = [
+    "AddGraphStructure",
     "DCGRUCell",
     "DiffusionConv",
     "DiffusionSupports",
@@ -85,16 +88,13 @@ __all__ = [
     "STBlock",
     "STFMState",
     "SpatialEncoding",
-    "StepRecurrence",
+    "SparseOperator",
     "TemporalMixing",
     "TimeEncoding",
     "VariableCrossAttention",
     "VariableNameEncoder",
     "VariableReadout",
     "attention_groups",
-    "batch_structure",
-    "cached_structure",
-    "clear_structure_cache",
     "coarsen",
     "compute_structure",
     "encode_name",
@@ -102,6 +102,8 @@ __all__ = [
     "normalized_adjacency",
     "patchify",
     "random_walk_encoding",
+    "random_walk_weights",
     "relative_coordinates",
+    "structure_tensors",
     "time_features",
 ]

@@ -1,7 +1,10 @@
 """Per-graph structure the backbone needs: transferable encodings and a multi-level coarsening.
 
-Everything here depends only on the graph (``edge_index``, ``pos``), never on the readings, so it
-is computed once per graph and cached (keyed by a digest of the graph's tensors):
+Everything here depends only on the graph (``edge_index``, ``pos``), never on the readings, so
+:class:`AddGraphStructure` (a PyG ``BaseTransform``) computes it once per graph and writes it onto
+the :class:`~stgraph.data.STGraph` (:data:`~stgraph.data.stgraph.STRUCTURE_KEYS`); the windows of
+a series carry it and a PyG batch concatenates it with the cell ids offset per level.
+:meth:`GraphStructure.from_data` turns those tensors into the index tables of one forward pass.
 
 - :func:`random_walk_encoding` -- random-walk return probabilities ``diag(P^k)``, ``k = 1..K``
   (Dwivedi et al., "Graph Neural Networks with Learnable Structural and Positional
@@ -15,30 +18,32 @@ is computed once per graph and cached (keyed by a digest of the graph's tensors)
   usual PyG coarseners (``graclus``, ``voxel_grid``) live in ``torch-cluster``, which is not a
   dependency; a KD split is also deterministic, balanced and permutation-equivariant for distinct
   coordinates.
-
-:func:`batch_structure` assembles the structure of a PyG batch from the cached per-graph parts.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
-from collections import OrderedDict
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 from torch import Tensor
+from torch_geometric.data import Batch
+from torch_geometric.transforms import BaseTransform
 
-from stgraph.nn.layers.directed_conv import normalized_adjacency
+from stgraph.data.weights import AddEdgeAffinity
+from stgraph.nn.sparse import SparseOperator
 
 _EARTH_M_PER_DEG = 111_320.0
 
 
 @dataclass
 class GraphStructure:
-    """Structure of one graph or of a batch of graphs (indices then refer to the batch).
+    """Index tables of one graph or of a batch of graphs (indices then refer to the batch), as
+    one forward pass uses them; built by :meth:`from_data` from the tensors that
+    :class:`AddGraphStructure` wrote.
 
     Attributes:
         num_nodes: ``N``.
@@ -51,8 +56,8 @@ class GraphStructure:
         members: ``members[l]`` is the padded member table of level ``l + 1``'s cells:
             ``[n_{l+1}, c_max]`` item indices of level ``l``, ``-1`` for padding.
         slots: ``slots[l]`` ``[n_l]``: flat position of each level-``l`` item in ``members[l]``.
-        adj: the normalised transposed adjacencies of a batch (see
-            :func:`~stgraph.nn.layers.directed_conv.normalized_adjacency`), or ``None``.
+        adj: the ``(A_in, A_out)`` operators of the graph's edges (see
+            :func:`~stgraph.nn.sparse.normalized_adjacency`), or ``None``.
     """
 
     num_nodes: int
@@ -63,32 +68,82 @@ class GraphStructure:
     sizes: list[int] = field(default_factory=list)
     members: list[Tensor] = field(default_factory=list)
     slots: list[Tensor] = field(default_factory=list)
-    adj: tuple | None = None
-    _moved: dict = field(default_factory=dict, repr=False)
+    adj: tuple[SparseOperator, SparseOperator] | None = None
+
+    @classmethod
+    def from_tensors(
+        cls,
+        rwse: Tensor,
+        rel_pos: Tensor,
+        has_pos: Tensor,
+        kd_cell: Tensor,
+        kd_size: Tensor,
+        adj: tuple[SparseOperator, SparseOperator] | None = None,
+    ) -> GraphStructure:
+        """The tables from :data:`~stgraph.data.stgraph.STRUCTURE_KEYS` tensors of one graph or
+        of a PyG batch (``kd_cell`` ``[N, D]`` offset per level, ``kd_size`` ``[B, D + 1]``).
+
+        A graph whose hierarchy ends below the batch's deepest level (its root is reached: a
+        level of one item) carries its root up unchanged, as one item per level."""
+        n, cols = kd_cell.shape
+        dev = kd_cell.device
+        size = kd_size.view(-1, cols + 1)
+        small = size <= 1  # the root level (and the padding above it) of each graph
+        own = torch.where(small.any(1), small.long().argmax(1), torch.full_like(size[:, 0], cols))
+        depth = int(own.max()) if own.numel() else 0
+        sizes = [int(v) for v in size.sum(0)[: depth + 1].tolist()]
+        assign: list[Tensor] = []
+        prev = torch.arange(n, device=dev)
+        for lvl in range(depth):
+            cur = kd_cell[:, lvl]
+            a = torch.zeros(sizes[lvl], dtype=torch.long, device=dev)
+            assign.append(a.scatter_reduce_(0, prev, cur, "amax", include_self=False))
+            prev = cur
+        members = [padded_members(a, sizes[i + 1]) for i, a in enumerate(assign)]
+        slots = [member_slots(m, sizes[i]) for i, m in enumerate(members)]
+        return cls(n, rwse, rel_pos, has_pos, assign, sizes, members, slots, adj)
+
+    @classmethod
+    def from_data(
+        cls, data: Any, adj: tuple[SparseOperator, SparseOperator] | None = None
+    ) -> GraphStructure:
+        """The tables of an STGraph (or PyG batch) that :class:`AddGraphStructure` transformed.
+
+        Raises:
+            ValueError: ``data`` was not transformed.
+        """
+        missing = [
+            k for k in ("rwse", "rel_pos", "has_pos", "kd_cell", "kd_size") if data.get(k) is None
+        ]
+        if missing:
+            raise ValueError(
+                f"GraphStructure.from_data: the graph has no {missing}; apply "
+                "stgraph.nn.AddGraphStructure (or STFM.transform) to it first"
+            )
+        return cls.from_tensors(
+            data.rwse, data.rel_pos, data.has_pos, data.kd_cell, data.kd_size, adj
+        )
 
     def to(self, device: torch.device | str) -> GraphStructure:
-        """A copy on ``device`` (memoised, so repeated calls cost nothing)."""
+        """The tables on ``device`` (``self`` when they are there already)."""
         device = torch.device(device)
         if device == self.rwse.device:
             return self
-        key = str(device)
-        if key not in self._moved:
 
-            def mv(ts):
-                return [t.to(device) for t in ts]
+        def mv(ts: list[Tensor]) -> list[Tensor]:
+            return [t.to(device) for t in ts]
 
-            self._moved[key] = GraphStructure(
-                self.num_nodes,
-                self.rwse.to(device),
-                self.rel_pos.to(device),
-                self.has_pos.to(device),
-                mv(self.assign),
-                list(self.sizes),
-                mv(self.members),
-                mv(self.slots),
-                None if self.adj is None else tuple(a.to(device) for a in self.adj),
-            )
-        return self._moved[key]
+        return GraphStructure(
+            self.num_nodes,
+            self.rwse.to(device),
+            self.rel_pos.to(device),
+            self.has_pos.to(device),
+            mv(self.assign),
+            list(self.sizes),
+            mv(self.members),
+            mv(self.slots),
+            None if self.adj is None else (self.adj[0].to(device), self.adj[1].to(device)),
+        )
 
     @property
     def depth(self) -> int:
@@ -251,7 +306,7 @@ def member_slots(members: Tensor, num_items: int) -> Tensor:
     """Flat position in ``members`` of every item (each item appears exactly once)."""
     flat = members.reshape(-1)
     valid = flat >= 0
-    slot = torch.full((num_items,), -1, dtype=torch.long)
+    slot = torch.full((num_items,), -1, dtype=torch.long, device=members.device)
     slot[flat[valid]] = torch.nonzero(valid).view(-1)
     return slot
 
@@ -280,47 +335,64 @@ def segment_mean(x: Tensor, index: Tensor, size: int) -> Tensor:
 
 def padded_members(assign: Tensor, num_groups: int) -> Tensor:
     """Member table ``[num_groups, c_max]`` of each group (``-1`` padded), members in item order."""
+    dev = assign.device
     if assign.numel() == 0:
-        return torch.full((num_groups, 1), -1, dtype=torch.long)
+        return torch.full((num_groups, 1), -1, dtype=torch.long, device=dev)
     order = torch.argsort(assign, stable=True)
     counts = torch.bincount(assign, minlength=num_groups)
     cmax = max(int(counts.max()), 1)
     start = torch.cumsum(counts, 0) - counts
-    slot = torch.arange(assign.numel()) - start[assign[order]]
-    table = torch.full((num_groups, cmax), -1, dtype=torch.long)
+    slot = torch.arange(assign.numel(), device=dev) - start[assign[order]]
+    table = torch.full((num_groups, cmax), -1, dtype=torch.long, device=dev)
     table[assign[order], slot] = order
     return table
 
 
-# ----------------------------------------------------------------------------- caching
-def graph_key(edge_index: Tensor, num_nodes: int, pos: Tensor | None, crs: str | None) -> str:
-    """Digest of the tensors the structure depends on."""
-    h = hashlib.blake2b(digest_size=16)
-    h.update(f"{num_nodes}|{crs}|".encode())
-    h.update(edge_index.detach().cpu().contiguous().numpy().tobytes())
+# ----------------------------------------------------------------------------- per graph
+def structure_tensors(
+    edge_index: Tensor,
+    num_nodes: int,
+    pos: Tensor | None = None,
+    *,
+    crs: str | None = "EPSG:4326",
+    rwse_steps: int = 6,
+    cluster_size: int = 16,
+    kd_levels: int | None = None,
+) -> dict[str, Tensor]:
+    """The structure of one graph as the tensors of :data:`~stgraph.data.stgraph.STRUCTURE_KEYS`.
+
+    ``kd_cell[i, l]`` is node ``i``'s cell at level ``l + 1`` of :func:`coarsen` (on the relative
+    coordinates, or on :func:`spectral_coordinates` when there is no ``pos``), for ``kd_levels``
+    levels: above the graph's root the root is carried up (cell 0, one item per level), and
+    levels above ``kd_levels`` are not kept. ``kd_size[0]`` counts the items per level, nodes
+    first. ``kd_levels=None`` keeps exactly the graph's own levels.
+    """
+    rwse = random_walk_encoding(edge_index, num_nodes, rwse_steps)
     if pos is not None:
-        h.update(pos.detach().cpu().float().contiguous().numpy().tobytes())
-    return h.hexdigest()
-
-
-class _LRU(OrderedDict):
-    def __init__(self, capacity: int) -> None:
-        super().__init__()
-        self.capacity = capacity
-
-    def get_or(self, key, make):
-        if key in self:
-            self.move_to_end(key)
-            return self[key]
-        val = make()
-        self[key] = val
-        while len(self) > self.capacity:
-            self.popitem(last=False)
-        return val
-
-
-_GRAPH_CACHE = _LRU(64)
-_BATCH_CACHE = _LRU(16)
+        rel = relative_coordinates(pos, crs=crs)
+        coords = rel.double().numpy()
+        has = torch.ones(num_nodes, 1)
+    else:
+        rel = torch.zeros(num_nodes, 2)
+        coords = spectral_coordinates(edge_index, num_nodes)
+        has = torch.zeros(num_nodes, 1)
+    assign, sizes = coarsen(coords, cluster_size)
+    cols = len(assign) if kd_levels is None else int(kd_levels)
+    cells = np.zeros((num_nodes, cols), dtype=np.int64)
+    cur = np.arange(num_nodes)
+    for lvl in range(min(cols, len(assign))):
+        cur = assign[lvl][cur]
+        cells[:, lvl] = cur
+    root = 1 if num_nodes else 0
+    kd_size = [sizes[0]] + [sizes[i + 1] if i < len(assign) else root for i in range(cols)]
+    return {
+        "rwse": rwse,
+        "rel_pos": rel,
+        "has_pos": has,
+        "kd_cell": torch.from_numpy(cells),
+        "kd_size": torch.tensor([kd_size], dtype=torch.long),
+        "kd_cluster": torch.tensor([cluster_size], dtype=torch.long),
+    }
 
 
 def compute_structure(
@@ -332,136 +404,87 @@ def compute_structure(
     rwse_steps: int = 6,
     cluster_size: int = 16,
 ) -> GraphStructure:
-    """The structure of one graph (uncached); see the module docstring."""
-    rwse = random_walk_encoding(edge_index, num_nodes, rwse_steps)
-    if pos is not None:
-        rel = relative_coordinates(pos, crs=crs)
-        coords = rel.double().numpy()
-        has = torch.ones(num_nodes, 1)
-    else:
-        rel = torch.zeros(num_nodes, 2)
-        coords = spectral_coordinates(edge_index, num_nodes)
-        has = torch.zeros(num_nodes, 1)
-    assign_np, sizes = coarsen(coords, cluster_size)
-    assign = [torch.from_numpy(a) for a in assign_np]
-    members = [padded_members(a, sizes[i + 1]) for i, a in enumerate(assign)]
-    slots = [member_slots(m, sizes[i]) for i, m in enumerate(members)]
-    return GraphStructure(num_nodes, rwse, rel, has, assign, sizes, members, slots)
-
-
-def cached_structure(
-    edge_index: Tensor,
-    num_nodes: int,
-    pos: Tensor | None = None,
-    *,
-    crs: str | None = "EPSG:4326",
-    rwse_steps: int = 6,
-    cluster_size: int = 16,
-) -> GraphStructure:
-    """:func:`compute_structure`, memoised on the graph's digest and the options."""
-    key = (graph_key(edge_index, num_nodes, pos, crs), rwse_steps, cluster_size)
-    return _GRAPH_CACHE.get_or(
-        key,
-        lambda: compute_structure(
-            edge_index, num_nodes, pos, crs=crs, rwse_steps=rwse_steps, cluster_size=cluster_size
-        ),
+    """The :class:`GraphStructure` of one graph with all its levels (no adjacency)."""
+    t = structure_tensors(
+        edge_index, num_nodes, pos, crs=crs, rwse_steps=rwse_steps, cluster_size=cluster_size
+    )
+    return GraphStructure.from_tensors(
+        t["rwse"], t["rel_pos"], t["has_pos"], t["kd_cell"], t["kd_size"]
     )
 
 
-def _concat(parts: list[GraphStructure]) -> GraphStructure:
-    if len(parts) == 1:
-        p = parts[0]
-        return GraphStructure(
-            p.num_nodes, p.rwse, p.rel_pos, p.has_pos, p.assign, p.sizes, p.members, p.slots
-        )
-    depth = max(p.depth for p in parts)
-    assign: list[Tensor] = []
-    sizes = [sum(p.num_nodes for p in parts)]
-    for lvl in range(depth):
-        chunks, offset = [], 0
-        for p in parts:
-            if lvl < p.depth:
-                chunks.append(p.assign[lvl] + offset)
-                offset += p.sizes[lvl + 1]
-            else:  # this graph already reached its root: carry it up unchanged
-                chunks.append(torch.zeros(1, dtype=torch.long) + offset)
-                offset += 1
-        assign.append(torch.cat(chunks))
-        sizes.append(offset)
-    members = [padded_members(a, sizes[i + 1]) for i, a in enumerate(assign)]
-    slots = [member_slots(m, sizes[i]) for i, m in enumerate(members)]
-    return GraphStructure(
-        sizes[0],
-        torch.cat([p.rwse for p in parts]),
-        torch.cat([p.rel_pos for p in parts]),
-        torch.cat([p.has_pos for p in parts]),
-        assign,
-        sizes,
-        members,
-        slots,
-    )
+class AddGraphStructure(BaseTransform):
+    r"""Writes the structure the STFM backbone reads onto a graph, once per graph.
 
-
-def batch_structure(
-    edge_index: Tensor,
-    ptr: Tensor,
-    pos: Tensor | None = None,
-    *,
-    edge_weight: Tensor | None = None,
-    crs: str | None = "EPSG:4326",
-    rwse_steps: int = 6,
-    cluster_size: int = 16,
-) -> GraphStructure:
-    """Structure of a PyG batch (graphs delimited by ``ptr``), from cached per-graph parts.
-
-    Edges of a PyG batch are stored graph after graph, so each graph's edges are a contiguous run.
+    A PyG ``BaseTransform``: the random-walk encoding (``rwse``), the relative coordinates
+    (``rel_pos``, ``has_pos``), the KD coarsening (``kd_cell``, ``kd_size``, ``kd_cluster``; see
+    :func:`structure_tensors`) and the Gaussian edge affinities of
+    :class:`~stgraph.data.AddEdgeAffinity`. :class:`~stgraph.data.SlidingWindows` passes them to
+    every window and a PyG batch offsets the cell ids level by level, so a model reads them as
+    tensors. ``transform(graph)`` returns a shallow copy (PyG's contract);
+    ``transform.forward(graph)`` writes onto ``graph`` itself.
 
     Args:
-        edge_index: ``[2, E]`` batch edge index.
-        ptr: ``[B + 1]`` node offsets of the graphs.
-        pos: ``[N, 2]`` or ``None``.
+        rwse_steps: length ``K`` of the random-walk encoding (default ``6``).
+        cluster_size: maximum items per KD cell (default ``16``).
+        kd_levels: coarse levels kept (default ``4``). A model with ``levels`` pooling levels
+            reads ``levels + 2`` of them (its STBlocks' attention sees level 1 and the cells of
+            level 2; the top pooling level the two above it); every graph of a batch needs the
+            same number, which is why it is fixed rather than each graph's own depth.
     """
-    ptr_l = [int(v) for v in ptr.tolist()]
-    bkey_h = hashlib.blake2b(digest_size=16)
-    bkey_h.update(f"{ptr_l}|{crs}|{rwse_steps}|{cluster_size}|".encode())
-    bkey_h.update(edge_index.detach().cpu().contiguous().numpy().tobytes())
-    if pos is not None:
-        bkey_h.update(pos.detach().cpu().float().contiguous().numpy().tobytes())
-    if edge_weight is not None:
-        bkey_h.update(b"w" + edge_weight.detach().cpu().float().contiguous().numpy().tobytes())
-    bkey = bkey_h.hexdigest()
 
-    def make() -> GraphStructure:
-        num_graphs = len(ptr_l) - 1
-        if edge_index.numel():
-            owner = torch.bucketize(edge_index[0].cpu(), torch.tensor(ptr_l[1:]), right=True)
-            counts = torch.bincount(owner, minlength=num_graphs).tolist()
-        else:
-            counts = [0] * num_graphs
-        parts, e0 = [], 0
-        for g in range(num_graphs):
-            a, b = ptr_l[g], ptr_l[g + 1]
-            ei = edge_index[:, e0 : e0 + counts[g]].cpu() - a
-            e0 += counts[g]
-            parts.append(
-                cached_structure(
-                    ei,
-                    b - a,
-                    None if pos is None else pos[a:b],
-                    crs=crs,
-                    rwse_steps=rwse_steps,
-                    cluster_size=cluster_size,
-                )
+    def __init__(self, rwse_steps: int = 6, cluster_size: int = 16, kd_levels: int = 4) -> None:
+        if rwse_steps < 0 or cluster_size < 2 or kd_levels < 1:
+            raise ValueError(
+                f"AddGraphStructure: need rwse_steps >= 0, cluster_size >= 2, kd_levels >= 1; "
+                f"got {rwse_steps}, {cluster_size}, {kd_levels}"
             )
-        out = _concat(parts)
-        out.adj = normalized_adjacency(
-            edge_index.cpu(),
-            None if edge_weight is None else edge_weight.detach().cpu(),
-            out.num_nodes,
-        )
-        return out
+        self.rwse_steps, self.cluster_size, self.kd_levels = rwse_steps, cluster_size, kd_levels
 
-    return _BATCH_CACHE.get_or(bkey, make)
+    def forward(self, data: Any) -> Any:
+        """``data`` with the structure attributes set (see the class docstring)."""
+        if isinstance(data, Batch):
+            raise TypeError(
+                "AddGraphStructure: transform each graph, then batch (a PyG batch has no single "
+                "structure)"
+            )
+        edge_index = data.edge_index
+        if edge_index is None:
+            edge_index = torch.empty(2, 0, dtype=torch.long)
+        crs = (data.meta or {}).get("crs", "EPSG:4326")
+        pos = data.pos
+        tensors = structure_tensors(
+            edge_index.cpu(),
+            data.num_nodes,
+            None if pos is None else pos.cpu(),
+            crs=crs,
+            rwse_steps=self.rwse_steps,
+            cluster_size=self.cluster_size,
+            kd_levels=self.kd_levels,
+        )
+        dev = data.x.device if data.x is not None else torch.device("cpu")
+        for key, value in tensors.items():
+            data[key] = value.to(dev)
+        return AddEdgeAffinity().forward(data)
+
+    def matches(self, data: Any) -> bool | None:
+        """``True`` if ``data`` carries structure built with these options, ``False`` if it
+        carries another one, ``None`` if it carries none."""
+        if data.get("kd_cell") is None or data.get("rwse") is None:
+            return None
+        cluster = data.get("kd_cluster")
+        return (
+            int(data.rwse.size(-1)) == self.rwse_steps
+            and int(data.kd_cell.size(-1)) >= self.kd_levels
+            and cluster is not None
+            and bool((cluster == self.cluster_size).all())
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"{self.__class__.__name__}(rwse_steps={self.rwse_steps}, "
+            f"cluster_size={self.cluster_size}, kd_levels={self.kd_levels})"
+        )
 
 
 def attention_groups(
@@ -490,28 +513,20 @@ def attention_groups(
     return members, ar.view(-1, 1), ar, slots
 
 
-def clear_structure_cache() -> None:
-    """Forget every cached structure (e.g. between benchmark runs)."""
-    _GRAPH_CACHE.clear()
-    _BATCH_CACHE.clear()
-
-
 __all__ = [
+    "AddGraphStructure",
     "GraphStructure",
     "attention_groups",
     "broadcast_graphs",
-    "batch_structure",
-    "cached_structure",
-    "clear_structure_cache",
     "coarsen",
     "compute_structure",
-    "graph_key",
     "kd_partition",
     "member_slots",
-    "segment_mean",
     "metric_coordinates",
     "padded_members",
     "random_walk_encoding",
     "relative_coordinates",
+    "segment_mean",
     "spectral_coordinates",
+    "structure_tensors",
 ]

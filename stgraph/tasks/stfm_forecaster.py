@@ -9,7 +9,6 @@ from torch import Tensor
 
 from stgraph.data.stgraph import STGraph
 from stgraph.nn.models.stfm import STFM
-from stgraph.nn.structure import cached_structure
 from stgraph.tasks.forecaster import Forecaster
 
 
@@ -18,8 +17,10 @@ class STFMForecaster(Forecaster):
 
     The backbone normalises each node's window itself (masked instance normalisation, undone at
     the output), so there is no global input scaler to fit: :meth:`fit` only checks the graph
-    and precomputes its cached structure (random-walk encodings, KD coarsening), reading no
-    observation at all. Model-size options come from ``configs/model/<size>.yaml``.
+    and writes the backbone's structure onto it once (random-walk encodings, KD coarsening, edge
+    affinities: :attr:`STFM.transform <stgraph.nn.STFM.transform>`), reading no observation at
+    all; the windows of the graph then carry it. Model-size options come from
+    ``configs/model/<size>.yaml``.
 
     Args:
         input_steps: ``L``.
@@ -41,7 +42,8 @@ class STFMForecaster(Forecaster):
         self.backbone = STFM(**options)
 
     def fit(self, graph: STGraph, train_range: tuple[int, int]) -> STFMForecaster:
-        """Check ``graph`` and warm the structure cache (no readings are used)."""
+        """Check ``graph`` and write the backbone's structure onto it, in place (no readings are
+        used; a graph that already carries it is left as it is)."""
         a, b = train_range
         if not 0 <= a < b <= graph.num_steps:
             raise ValueError(
@@ -52,16 +54,9 @@ class STFMForecaster(Forecaster):
                 f"the model was built for {self.num_variables} variables, the graph has "
                 f"{graph.num_variables} ({graph.variables})"
             )
-        if graph.edge_index is not None:
-            crs = (graph.meta or {}).get("crs", "EPSG:4326")
-            cached_structure(
-                graph.edge_index,
-                graph.num_nodes,
-                graph.pos,
-                crs=crs,
-                rwse_steps=self.backbone.rwse_steps,
-                cluster_size=self.backbone.cluster_size,
-            )
+        transform = self.backbone.transform
+        if not transform.matches(graph):
+            transform.forward(graph)  # in place: the windows over graph see it
         return self
 
     def forward(self, batch: STGraph) -> Tensor:

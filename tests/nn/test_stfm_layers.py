@@ -25,7 +25,6 @@ from stgraph.nn import (
     ReconstructionHead,
     SpatialEncoding,
     STBlock,
-    StepRecurrence,
     TemporalMixing,
     TimeEncoding,
     VariableCrossAttention,
@@ -36,8 +35,8 @@ from stgraph.nn import (
     kd_partition,
     random_walk_encoding,
 )
-from stgraph.nn.layers.directed_conv import normalized_adjacency
 from stgraph.nn.layers.time_encoding import time_features
+from stgraph.nn.sparse import MIN_DEGREE, normalized_adjacency, random_walk_weights
 from stgraph.nn.structure import coarsen
 
 # A four-node directed graph: 0 -> 1 -> 2 -> 3 and 3 -> 0 (weights 1, 2, 3, 4).
@@ -245,61 +244,35 @@ def test_directed_dynamic_conv_matches_dense_formula():
     assert torch.allclose(xg.grad, xd.grad, atol=1e-5)
 
 
-def test_step_recurrence_matches_dense_formula_and_ignores_masked_values():
-    torch.manual_seed(0)
-    layer = StepRecurrence(16, hidden=8, hops=2)
-    assert repr(layer) == "StepRecurrence(16, hidden=8, hops=2)"
-    assert repr(StepRecurrence(16, outputs=2)) == "StepRecurrence(16, hidden=32, hops=2, outputs=2)"
-    n, length, v = 4, 5, 2
-    x = torch.randn(n, length, v)
-    mask = torch.rand(n, length, v) > 0.3
-    adj = normalized_adjacency(EDGE_INDEX, EDGE_WEIGHT, n)
-    state = layer(x, mask, adj)
-    assert state.shape == (n, v, 8)
-    # dense reference: features [m x, m, A_in^k (m x), A_in^k m, A_out^k (m x), A_out^k m]
-    a = torch.zeros(n, n)
-    a[EDGE_INDEX[0], EDGE_INDEX[1]] = EDGE_WEIGHT
-    a_in, a_out = a.t() / a.t().sum(1, keepdim=True), a / a.sum(1, keepdim=True)
-    m = mask.float()
-    base = torch.stack([x * m, m], -1)  # [N, L, V, 2]
-    feats = [base]
-    for op in (a_in, a_out):
-        h = base
-        for _ in range(2):
-            h = torch.einsum("ij,jlvf->ilvf", op, h)
-            feats.append(h)
-    u = torch.cat(feats, -1).permute(0, 2, 1, 3).reshape(n * v, length, -1)  # per (node, var)
-    assert u.size(-1) == 10
-    _, ref = layer.gru(u)
-    assert torch.allclose(state, ref[-1].view(n, v, 8), atol=1e-5)
-    # a missing step's stored value never reaches the state
-    x2 = torch.where(mask, x, torch.full_like(x, 1e4))
-    assert torch.allclose(layer(x2, mask, adj), state, atol=1e-6)
-    # node 2 is 2 hops from node 0 (0 -> 1 -> 2): it sees node 0 with hops=2, not with hops=1
-    x3 = x.clone()
-    x3[0] += torch.where(mask[0], 5.0, 0.0)
-    assert not torch.allclose(layer(x3, mask, adj)[2], state[2])
-    one = StepRecurrence(16, hidden=8, hops=1)
-    assert one.gru.input_size == 6
-    x4 = torch.randn(6, length, v)
-    ei6 = torch.tensor([[0, 1, 2, 3], [1, 2, 3, 4]])  # a path; node 5 is isolated
-    adj6 = normalized_adjacency(ei6, None, 6)
-    full = torch.ones(6, length, v, dtype=torch.bool)
-    x5 = x4.clone()
-    x5[0] += 5.0
-    s4, s5 = one(x4, full, adj6), one(x5, full, adj6)
-    assert torch.allclose(s4[2:], s5[2:], atol=1e-6) and not torch.allclose(s4[1], s5[1])
-    # readout: zero at initialisation, then w^T GELU(r W_r + q W_q + e W_e) + b
-    query, var_emb = torch.randn(1, 3, 16), torch.randn(v, 16)
-    batch = torch.zeros(n, dtype=torch.long)
-    out = layer.readout(state, query, var_emb, batch)
-    assert out.shape == (n, 3, v, 1) and bool((out == 0).all())
-    torch.nn.init.normal_(layer.out.weight)
-    z = state.unsqueeze(1) + layer.q(query)[0].view(1, 3, 1, 8) + layer.e(var_emb).view(1, 1, v, 8)
-    want = F.gelu(z) @ layer.out.weight.t() + layer.out.bias
-    assert torch.allclose(layer.readout(state, query, var_emb, batch), want, atol=1e-6)
-    with pytest.raises(ValueError, match="hidden=0"):
-        StepRecurrence(16, hidden=0)
+def test_random_walk_normalisation_one_rule_for_both_convolutions():
+    """One normalisation: A_in averages over edges into a node, A_out over edges out of it;
+    weights in absolute value; the degree floored at 1e-12 (no edges: a zero row; weights that
+    sum below the floor: a row summing to d / 1e-12, not renormalised)."""
+    ei = torch.tensor([[0, 1, 2, 0], [1, 2, 0, 2]])  # node 3 has no edges at all
+    w = torch.tensor([1.0, -2.0, 3.0, 1e-14])
+    a_in, a_out = normalized_adjacency(ei, w, 4)
+    dense = torch.zeros(4, 4)
+    dense[ei[0], ei[1]] = w.abs()
+    deg_in, deg_out = dense.sum(0), dense.sum(1)
+    torch.testing.assert_close(a_in.dense(), dense.t() / deg_in.clamp_min(MIN_DEGREE).view(-1, 1))
+    torch.testing.assert_close(a_out.dense(), dense / deg_out.clamp_min(MIN_DEGREE).view(-1, 1))
+    assert bool((a_in.dense()[3] == 0).all()) and bool((a_out.dense()[3] == 0).all())
+    # where the degree is positive every row of A_in sums to 1, whatever the weights' scale
+    torch.testing.assert_close(a_in.dense()[:3].sum(1), torch.ones(3))
+    # a vanishing degree is not renormalised: a lone edge of weight 1e-14 keeps 1e-14 / 1e-12
+    tiny = torch.tensor([1e-14])
+    along, against = random_walk_weights(torch.tensor([[0], [1]]), tiny, 2)
+    torch.testing.assert_close(along, torch.tensor([1e-14 / MIN_DEGREE]))
+    torch.testing.assert_close(against, along)
+    # the diffusion convolution of DCRNN uses the same operators, bit for bit
+    from stgraph.nn.layers.diffusion_conv import diffusion_supports
+
+    sup = diffusion_supports(ei, w, 4)
+    assert torch.equal(sup.forward.dense(), a_in.dense())
+    assert torch.equal(sup.backward.dense(), a_out.dense())
+    # unweighted: 1 per edge
+    u_in, _ = normalized_adjacency(ei, None, 4)
+    torch.testing.assert_close(u_in.dense()[2], torch.tensor([0.5, 0.5, 0.0, 0.0]))
 
 
 def test_random_walk_encoding_matches_dense_powers():
@@ -392,15 +365,18 @@ def test_hierarchy_block_and_heads_shapes():
     var_emb = torch.randn(3, c)
     fh = ForecastHead(c, heads=2)
     assert fh(x, torch.randn(1, 7, c), var_emb).shape == (n, 7, 3)
-    assert ReconstructionHead(c, 6)(x, var_emb, 10).shape == (n, 10, 3)
-    scores, node = AnomalyScoreHead(c, 6)(
-        x, var_emb, torch.randn(n, 12, 3), torch.ones(n, 12, 3, dtype=torch.bool)
-    )
-    assert scores.shape == (n, 12, 3) and node.shape == (n,) and bool((scores >= 0).all())
-    k = KrigingHead(c, 6)(
-        x, var_emb, torch.zeros(n, 1, 3), torch.ones(n, 1, 3), 12, torch.tensor([1, 4])
-    )
-    assert k.shape == (2, 12, 3)
+    recon = ReconstructionHead(c, 6)(x, var_emb, 10)
+    assert recon.shape == (n, 10, 3)
+    x_norm = torch.randn(n, 10, 3)
+    mask = torch.rand(n, 10, 3) > 0.2
+    scores, node = AnomalyScoreHead()(recon, x_norm, mask)
+    assert scores.shape == (n, 10, 3) and node.shape == (n,) and bool((scores >= 0).all())
+    torch.testing.assert_close(scores, (recon - x_norm).abs() * mask)
+    assert list(AnomalyScoreHead().parameters()) == list(KrigingHead().parameters()) == []
+    loc, scale = torch.randn(n, 1, 3), torch.rand(n, 1, 3) + 0.5
+    k = KrigingHead()(recon, loc, scale, torch.tensor([1, 4]))
+    assert k.shape == (2, 10, 3)
+    torch.testing.assert_close(k, recon[[1, 4]] * scale[[1, 4]] + loc[[1, 4]])
     assert NodeClassificationHead(c, 5)(x).shape == (n, 5)
     batch = torch.cat([torch.zeros(20, dtype=torch.long), torch.ones(30, dtype=torch.long)])
     assert GraphClassificationHead(c, 4)(x, batch).shape == (2, 4)
@@ -416,7 +392,6 @@ def test_hierarchy_block_and_heads_shapes():
         (VariableCrossAttention, (16,)),
         (STBlock, (16,)),
         (ForecastHead, (16,)),
-        (StepRecurrence, (16,)),
     ],
 )
 def test_reset_parameters_reinitialises(cls, args):

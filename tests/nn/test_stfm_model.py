@@ -12,8 +12,8 @@ from scipy.spatial import cKDTree
 from torch_geometric.loader import DataLoader
 
 from stgraph.data import SlidingWindows, STGraph
-from stgraph.nn import STFM, cached_structure, clear_structure_cache
-from stgraph.nn.structure import batch_structure
+from stgraph.errors import STGraphValidationError
+from stgraph.nn import STFM, AddGraphStructure, GraphStructure, compute_structure
 from stgraph.tasks import build_model
 
 T0 = 1330560000  # 2012-03-01 00:00 UTC
@@ -177,21 +177,70 @@ def test_safetensors_roundtrip_identical(tmp_path, model):
         assert torch.equal(model(b), other(b))
 
 
-def test_structure_cached_per_graph():
-    clear_structure_cache()
+def test_structure_transform_once_per_graph_and_batched_with_offsets():
     g = make_graph(100, 1, 300)
-    s1 = cached_structure(g.edge_index, 100, g.pos, cluster_size=16)
-    s2 = cached_structure(g.edge_index.clone(), 100, g.pos.clone(), cluster_size=16)
-    assert s1 is s2
-    b = window_batch(g, 3)
-    bs = batch_structure(b.edge_index, b.ptr, b.pos, cluster_size=16)
-    assert bs.num_nodes == 300 and bs.sizes[1] == 3 * s1.sizes[1]
-    assert batch_structure(b.edge_index, b.ptr, b.pos, cluster_size=16) is bs
+    tf = AddGraphStructure(rwse_steps=6, cluster_size=16, kd_levels=4)
+    tg = tf(g)
+    assert g.kd_cell is None  # PyG's contract: a transformed shallow copy, the input untouched
+    assert tg.rwse.shape == (100, 6) and tg.kd_cell.shape == (100, 4)
+    assert tf.matches(tg) and tf.matches(g) is None
+    assert AddGraphStructure(cluster_size=8).matches(tg) is False
+    one = GraphStructure.from_data(tg)
+    full = compute_structure(g.edge_index, 100, g.pos, cluster_size=16)
+    assert one.sizes == full.sizes and all(
+        torch.equal(a, b) for a, b in zip(one.assign, full.assign, strict=True)
+    )
+    # windows carry the structure as it is (shared tensors), and a batch offsets it per level
+    w = SlidingWindows(tg, 12, 12)
+    assert w[0].kd_cell is tg.kd_cell and w[3].rwse is tg.rwse
+    other = tf(make_graph(10, 1, 300, seed=1))  # one KD cell: its hierarchy ends at level 1
+    from torch_geometric.data import Batch
+
+    b = Batch.from_data_list([w[0], w[1], SlidingWindows(other, 12, 12)[0]])
+    bs = GraphStructure.from_data(b)
+    o = GraphStructure.from_data(other)
+    assert bs.num_nodes == 210 and bs.sizes[1] == 2 * one.sizes[1] + o.sizes[1]
+    assert torch.equal(bs.assign[0][:100], one.assign[0])
+    assert torch.equal(bs.assign[0][200:], o.assign[0] + 2 * one.sizes[1])
     # cells never mix graphs of a batch
     graph_of_cell = torch.zeros(bs.sizes[1], dtype=torch.long).index_reduce_(
         0, bs.assign[0], b.batch, "amax", include_self=False
     )
     assert torch.equal(graph_of_cell[bs.assign[0]], b.batch)
+    # a graph whose hierarchy ends lower carries its root up: one item per level
+    assert o.depth == 1 < bs.depth == one.depth == 2
+    assert bs.sizes == [210, 2 * one.sizes[1] + 1, 3]
+    # the batch forward equals the per-graph forwards, with or without the transform
+    torch.manual_seed(0)
+    m = STFM(**yaml.safe_load((CONFIGS / "tiny.yaml").read_text())).eval()
+    with torch.no_grad():
+        y = m(Batch.from_data_list([SlidingWindows(m.transform(g), 12, 12)[0]]))
+        y_raw = m(window_batch(g, 1))
+    torch.testing.assert_close(y, y_raw)
+
+
+def test_model_refuses_structure_of_other_options(model):
+    g = AddGraphStructure(rwse_steps=3, cluster_size=16, kd_levels=4)(make_graph(30, 1, 300))
+    with pytest.raises(ValueError, match="other options"):
+        model(window_batch(g))
+
+
+def test_interval_one_rule_and_a_clear_error_without_one(model):
+    g = make_graph(30, 1, 600)
+    assert g.interval == 600 and g.intervals.tolist() == [600]
+    b = window_batch(g, 3)
+    assert b.intervals.tolist() == [600, 600, 600] and b.interval == 600
+    # declared first, then the median step of the timestamps
+    g.meta["interval"] = None
+    assert g.interval == 600
+    g.meta["interval"] = 900
+    assert g.interval == 900
+    bare = STGraph(x=g.x, edge_index=g.edge_index, meta={"interval": None})
+    assert bare.interval is None
+    with pytest.raises(STGraphValidationError, match="meta\\['interval'\\]"):
+        _ = bare.intervals
+    with pytest.raises(STGraphValidationError, match="no timestamps"):
+        model(SlidingWindows(bare, 12, 12)[0])
 
 
 def test_forecaster_registered_and_trains():
@@ -258,7 +307,7 @@ def test_global_residual_forecast_is_node_plus_graph_scale_term():
     torch.manual_seed(0)
     cfg = yaml.safe_load((CONFIGS / "tiny.yaml").read_text())
     m = STFM(**{**cfg, "global_residual": True, "anchor": "mean"}).eval()  # level = loc (no blend)
-    assert "global_residual=True" in repr(m) and "global_residual" not in repr(STFM(**cfg))
+    assert "global_residual" not in repr(m) and "global_residual=False" in repr(STFM(**cfg))
     b = window_batch(make_graph(40, 2, 300), batch_size=2)
     with torch.no_grad():
         state = m.encode_data(b)
@@ -290,46 +339,6 @@ def test_global_residual_forecast_is_node_plus_graph_scale_term():
         type(head)(16, outputs=3)
 
 
-def test_step_path_adds_its_readout_and_keeps_the_contracts():
-    torch.manual_seed(0)
-    cfg = yaml.safe_load((CONFIGS / "tiny.yaml").read_text())
-    m = STFM(**{**cfg, "step_hidden": 8}).eval()
-    assert "step_hidden=8" in repr(m) and "step_hidden" not in repr(STFM(**cfg))
-    torch.nn.init.normal_(m.step.out.weight, std=0.5)  # trained weights are not zero
-    g = make_graph(60, 2, 300, dyn=True)
-    b = window_batch(g, 2)
-    with torch.no_grad():
-        state = m.encode_data(b)
-        assert state.step_state.shape == (120, 2, 8)
-        with_step = m.forecast(state, horizon=4)
-        state.step_state = None
-        without = m.forecast(state, horizon=4)
-        # the difference is the path's readout, on the node's scale
-        query = m.time_encoding(
-            state.last_time.view(-1, 1)
-            + torch.arange(1, 5).view(1, -1) * state.interval.view(-1, 1),
-            state.interval,
-            (torch.arange(1, 5) * state.interval.view(-1, 1)).float(),
-        )
-        step = m.step.readout(m.encode_data(b).step_state, query, state.var_emb, state.batch)[
-            ..., 0
-        ]
-        assert torch.allclose(with_step - without, step * state.scale, atol=1e-4)
-        assert float(step.abs().max()) > 1e-2
-        # permutation equivariance and masked values that never leak, with the path on
-        perm = torch.randperm(60, generator=torch.Generator().manual_seed(1))
-        y, yp = m(window_batch(g, 1)), m(window_batch(g.select_nodes(perm), 1))
-        assert torch.allclose(yp, y[perm], atol=1e-4)
-        b2 = b.clone()
-        b2.x = torch.where(b.mask, b.x, torch.full_like(b.x, 1e4))
-        assert torch.allclose(m(b), m(b2), atol=1e-4)
-        # the same weights on another graph size and number of variables
-        assert m(window_batch(make_graph(207, 4, 3600))).shape == (207, 12, 4)
-    # with the global residual the path has its own graph-scale output
-    gr = STFM(**{**cfg, "step_hidden": 8, "global_residual": True})
-    assert gr.step.outputs == 2
-
-
 def batch_with_masked_tails():
     """Two windows of a 40-node, 2-variable graph: node 3's variable 0 last observed 3 steps
     before the end, node 4's variable 1 never observed."""
@@ -344,35 +353,6 @@ def assert_last_observed(state, b) -> None:
     assert state.last_value[4, 0, 1] == state.loc[4, 0, 1]  # never observed -> its loc
 
 
-def test_persistence_gate_mixes_forecast_and_last_observed_value():
-    torch.manual_seed(0)
-    cfg = yaml.safe_load((CONFIGS / "tiny.yaml").read_text())
-    with pytest.raises(ValueError, match="step_hidden"):
-        STFM(**{**cfg, "persistence_gate": True})
-    m = STFM(**{**cfg, "step_hidden": 8, "persistence_gate": True, "anchor": "mean"}).eval()
-    assert "step_hidden=8, persistence_gate=True" in repr(m)
-    assert m.step.out.out_features == 2 and float(m.step.out.bias.detach()[-1]) == -1.0
-    torch.nn.init.normal_(m.step.out.weight, std=0.5)
-    b = batch_with_masked_tails()
-    with torch.no_grad():
-        state = m.encode_data(b)
-        assert state.last_value[0, 0, 0] == b.x[0, -1, 0]
-        assert_last_observed(state, b)
-        out = m.forecast(state, horizon=4)
-        query = m.time_encoding(
-            state.last_time.view(-1, 1)
-            + torch.arange(1, 5).view(1, -1) * state.interval.view(-1, 1),
-            state.interval,
-            (torch.arange(1, 5) * state.interval.view(-1, 1)).float(),
-        )
-        r = m.step.readout(state.step_state, query, state.var_emb, state.batch)
-        g = torch.sigmoid(r[..., 1])
-        y = m.forecast_head(state.tokens, query, state.var_emb, state.batch) + r[..., 0]
-        y_hat = y * state.scale + state.loc
-        assert torch.allclose(out, y_hat + g * (state.last_value - y_hat), atol=1e-4)
-        assert 0.01 < float(g.min()) and float(g.max()) < 0.99
-
-
 @pytest.mark.parametrize("anchor", ["last", "blend"])
 def test_anchor_moves_the_forecast_level_towards_the_last_observed_value(anchor):
     torch.manual_seed(0)
@@ -382,7 +362,7 @@ def test_anchor_moves_the_forecast_level_towards_the_last_observed_value(anchor)
     m = STFM(**{**cfg, "anchor": anchor}).eval()
     ref = STFM(**{**cfg, "anchor": "mean"}).eval()
     ref.load_state_dict(m.state_dict(), strict=False)  # same weights, mean anchor
-    assert f"anchor={anchor!r}" in repr(m) and "anchor" not in repr(ref)
+    assert ("anchor" in repr(m)) == (anchor != "blend") and "anchor='mean'" in repr(ref)
     b = batch_with_masked_tails()
     with torch.no_grad():
         state = m.encode_data(b)
@@ -406,7 +386,8 @@ def test_decoder_hops_keep_equivariance_and_run_on_any_graph():
     torch.manual_seed(0)
     cfg = yaml.safe_load((CONFIGS / "tiny.yaml").read_text())
     m = STFM(**{**cfg, "decoder_hops": 1}).eval()
-    assert repr(m).endswith("decoder_hops=1)") and m.forecast_head.graph_hops == 1
+    assert "decoder_hops" not in repr(m) and m.forecast_head.graph_hops == 1
+    assert repr(STFM(**cfg)).endswith("decoder_hops=0)")
     for w in (*m.forecast_head.hop_in, *m.forecast_head.hop_out):
         torch.nn.init.normal_(w.weight, std=0.5)  # trained weights are not zero
     g = make_graph(60, 2, 300)

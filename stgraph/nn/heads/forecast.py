@@ -47,7 +47,7 @@ class ForecastHead(torch.nn.Module):
     Shapes:
         - **input:** ``x`` :math:`(N, S, C)` node tokens, ``query`` :math:`(B, H, C)` time
           queries, ``var_emb`` :math:`(V, C)`, ``batch`` :math:`(N)` or ``None``, ``adj`` the
-          ``(A_in, A_out)`` pair of :func:`~stgraph.nn.layers.directed_conv.normalized_adjacency`
+          ``(A_in, A_out)`` pair of :func:`~stgraph.nn.sparse.normalized_adjacency`
           (with ``graph_hops > 0``)
         - **output:** :math:`(N, H, V)` (normalised units), or :math:`(N, H, V, 2)` with
           ``outputs = 2``

@@ -9,41 +9,22 @@ from torch import Tensor
 from torch_geometric.nn import MessagePassing
 from torch_geometric.nn.dense.linear import Linear
 from torch_geometric.typing import OptTensor
-from torch_geometric.utils import scatter, to_torch_csr_tensor
+
+from stgraph.nn.sparse import SparseOperator, normalized_adjacency, random_walk_weights
 
 
 class DiffusionSupports(NamedTuple):
-    """Row-normalised transition matrices of a graph, as sparse CSR ``[N, N]`` (with transposes).
+    """The two random-walk operators of a graph, ``[N, N]`` each (with their transposes, so the
+    backward pass of the sparse products is as cheap as the forward pass).
 
-    ``forward[i, j] = w_{j→i} / Σ_j' w_{j'→i}`` (messages along the edges, averaged at the
-    receiver: :math:`D_I^{-1} W^\\top`) and ``backward[i, j] = w_{i→j} / Σ_j' w_{i→j'}`` (against
-    the edges: :math:`D_O^{-1} W`), with :math:`W_{ij}` the weight of edge :math:`i \\to j`.
-    The transposes make the backward pass of the sparse products as cheap as the forward pass.
+    ``forward`` is the walk along the edges, averaged at the receiver (:math:`D_I^{-1}
+    W^\\top`, ``A_in`` of :func:`~stgraph.nn.sparse.normalized_adjacency`), ``backward`` the walk
+    against them (:math:`D_O^{-1} W`, ``A_out``), with :math:`W_{ij}` the weight of edge
+    :math:`i \\to j`; weights and the zero-degree rule are those of :mod:`stgraph.nn.sparse`.
     """
 
-    forward: Tensor
-    forward_t: Tensor
-    backward: Tensor
-    backward_t: Tensor
-
-
-def diffusion_weights(
-    edge_index: Tensor, edge_weight: OptTensor, num_nodes: int
-) -> tuple[Tensor, Tensor]:
-    r"""Edge weights of the two random walks of DCRNN on the edges of ``edge_index``.
-
-    Returns ``(forward, backward)``, each ``[E]``: ``forward[e] = w_e / d_in(dst_e)`` for the walk
-    along the edges, ``backward[e] = w_e / d_out(src_e)`` for the walk against them (use it with
-    ``edge_index.flip(0)``). Weighted degrees of 0 leave the weight at 0.
-    """
-    if edge_weight is None:
-        edge_weight = torch.ones(edge_index.size(1), device=edge_index.device)
-    src, dst = edge_index
-    d_in = scatter(edge_weight, dst, 0, dim_size=num_nodes, reduce="sum")
-    d_out = scatter(edge_weight, src, 0, dim_size=num_nodes, reduce="sum")
-    inv_in = torch.where(d_in > 0, 1.0 / d_in, torch.zeros_like(d_in))
-    inv_out = torch.where(d_out > 0, 1.0 / d_out, torch.zeros_like(d_out))
-    return edge_weight * inv_in[dst], edge_weight * inv_out[src]
+    forward: SparseOperator
+    backward: SparseOperator
 
 
 def diffusion_supports(
@@ -53,32 +34,13 @@ def diffusion_supports(
 
     Args:
         edge_index: ``[2, E]`` (source, target).
-        edge_weight: ``[E]`` (default: ones).
+        edge_weight: ``[E]`` (default: ones); the operators take its dtype.
         num_nodes: ``N`` (default: ``edge_index.max() + 1``).
     """
     n = int(edge_index.max()) + 1 if num_nodes is None else int(num_nodes)
-    fwd, bwd = diffusion_weights(edge_index, edge_weight, n)
-    src, dst = edge_index
-    size = (n, n)
-    return DiffusionSupports(
-        forward=to_torch_csr_tensor(torch.stack([dst, src]), fwd, size),
-        forward_t=to_torch_csr_tensor(torch.stack([src, dst]), fwd, size),
-        backward=to_torch_csr_tensor(torch.stack([src, dst]), bwd, size),
-        backward_t=to_torch_csr_tensor(torch.stack([dst, src]), bwd, size),
-    )
-
-
-class _SparseMatmul(torch.autograd.Function):
-    """``adj @ x`` for a constant sparse ``adj`` whose transpose is given for the backward pass."""
-
-    @staticmethod
-    def forward(ctx, adj: Tensor, adj_t: Tensor, x: Tensor) -> Tensor:  # type: ignore[override]
-        ctx.adj_t = adj_t
-        return torch.sparse.mm(adj, x)
-
-    @staticmethod
-    def backward(ctx, grad: Tensor):  # type: ignore[override]
-        return None, None, torch.sparse.mm(ctx.adj_t, grad)
+    dtype = torch.float32 if edge_weight is None else edge_weight.dtype
+    a_in, a_out = normalized_adjacency(edge_index, edge_weight, n, dtype=dtype)
+    return DiffusionSupports(forward=a_in, backward=a_out)
 
 
 class DiffusionConv(MessagePassing):
@@ -151,18 +113,13 @@ class DiffusionConv(MessagePassing):
             return x
         outs = [x]
         if isinstance(edge_index, DiffusionSupports):
-            for adj, adj_t in (
-                (edge_index.backward, edge_index.backward_t),
-                (edge_index.forward, edge_index.forward_t),
-            ):
+            for op in (edge_index.backward, edge_index.forward):
                 h = x
                 for _ in range(self.K):
-                    h = _SparseMatmul.apply(adj, adj_t, h)
+                    h = op.matmul(h)
                     outs.append(h)
             return torch.cat(outs, dim=-1)
-        if edge_weight is not None:
-            edge_weight = edge_weight.to(x.dtype)
-        fwd, bwd = diffusion_weights(edge_index, edge_weight, x.size(0))
+        fwd, bwd = random_walk_weights(edge_index, edge_weight, x.size(0), dtype=x.dtype)
         for index, weight in ((edge_index.flip(0), bwd), (edge_index, fwd)):
             h = x
             for _ in range(self.K):

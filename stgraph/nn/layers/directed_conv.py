@@ -2,67 +2,12 @@
 
 from __future__ import annotations
 
-import warnings
-
 import torch
 from torch import Tensor
 from torch_geometric.nn import MessagePassing
-from torch_geometric.utils import scatter, spmm, to_torch_csr_tensor
+from torch_geometric.utils import spmm
 
-
-class _CSRMatmul(torch.autograd.Function):
-    """``A @ x`` for a constant CSR ``A`` whose transpose is given, so backward needs no
-    transpose (torch would rebuild and sort it on every call)."""
-
-    @staticmethod
-    def forward(ctx, a: Tensor, a_t: Tensor, x: Tensor) -> Tensor:  # type: ignore[override]
-        ctx.a_t = a_t
-        return torch.sparse.mm(a, x)
-
-    @staticmethod
-    def backward(ctx, grad: Tensor):  # type: ignore[override]
-        return None, None, torch.sparse.mm(ctx.a_t, grad.contiguous())
-
-
-class SparseOperator:
-    """A constant sparse matrix (CSR) with its transpose, for fast ``A @ x`` with autograd."""
-
-    def __init__(self, index: Tensor, value: Tensor, size: tuple[int, int]) -> None:
-        with warnings.catch_warnings():  # torch flags sparse CSR as beta on every construction
-            warnings.simplefilter("ignore", UserWarning)
-            self.a = to_torch_csr_tensor(index, value, size=size)
-            self.a_t = to_torch_csr_tensor(index.flip(0), value, size=(size[1], size[0]))
-
-    def to(self, device: torch.device | str) -> SparseOperator:
-        out = SparseOperator.__new__(SparseOperator)
-        out.a, out.a_t = self.a.to(device), self.a_t.to(device)
-        return out
-
-    def matmul(self, x: Tensor) -> Tensor:
-        return _CSRMatmul.apply(self.a, self.a_t, x)
-
-
-def normalized_adjacency(
-    edge_index: Tensor, edge_weight: Tensor | None, num_nodes: int
-) -> tuple[SparseOperator, SparseOperator]:
-    r"""Row-normalised transposed adjacencies of both directions.
-
-    ``adj_in[i, j] = w_{ji} / \sum_k w_{ki}`` (edges into ``i``) and
-    ``adj_out[i, j] = w_{ij} / \sum_k w_{ik}`` (edges out of ``i``). Weights are taken in
-    absolute value; with no weights every edge counts 1.
-    """
-    w = (
-        torch.ones(edge_index.size(1), device=edge_index.device)
-        if edge_weight is None
-        else edge_weight.abs().float()
-    )
-    src, dst = edge_index
-    deg_in = scatter(w, dst, 0, dim_size=num_nodes, reduce="sum").clamp_min(1e-12)
-    deg_out = scatter(w, src, 0, dim_size=num_nodes, reduce="sum").clamp_min(1e-12)
-    size = (num_nodes, num_nodes)
-    adj_in = SparseOperator(torch.stack([dst, src]), w / deg_in[dst], size)
-    adj_out = SparseOperator(torch.stack([src, dst]), w / deg_out[src], size)
-    return adj_in, adj_out
+from stgraph.nn.sparse import SparseOperator, normalized_adjacency
 
 
 class DirectedDynamicConv(MessagePassing):
@@ -90,7 +35,7 @@ class DirectedDynamicConv(MessagePassing):
         - **input:** ``x`` :math:`(N, S, C)`, ``edge_index`` :math:`(2, E)`, ``edge_weight``
           :math:`(E)` or ``None``, ``dyn_edge_index`` :math:`(2, E_d)`, ``dyn_edge_step``
           :math:`(E_d)` (patch index), ``dyn_edge_weight`` :math:`(E_d)`; or ``adj`` from
-          :func:`normalized_adjacency` instead of ``edge_index``
+          :func:`~stgraph.nn.sparse.normalized_adjacency` instead of ``edge_index``
         - **output:** :math:`(N, S, C)`
     """
 

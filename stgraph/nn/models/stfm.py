@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import Tensor
+from torch_geometric.data import Batch
 
+from stgraph.data.stgraph import STGraph, resolve_interval
 from stgraph.data.weights import model_edge_weights
 from stgraph.data.windows import last_observed
 from stgraph.nn.blocks.st_block import STBlock
@@ -17,17 +19,19 @@ from stgraph.nn.heads.classification import GraphClassificationHead, NodeClassif
 from stgraph.nn.heads.forecast import ForecastHead
 from stgraph.nn.heads.kriging import KrigingHead
 from stgraph.nn.heads.reconstruction import ReconstructionHead
-from stgraph.nn.layers.directed_conv import normalized_adjacency
 from stgraph.nn.layers.hierarchical_pooling import HierarchicalPooling
 from stgraph.nn.layers.instance_norm import MaskedInstanceNorm
 from stgraph.nn.layers.name_encoder import VariableNameEncoder
 from stgraph.nn.layers.node_context import NodeContextEncoder
 from stgraph.nn.layers.patch_tokenizer import PatchTokenizer
 from stgraph.nn.layers.spatial_encoding import SpatialEncoding
-from stgraph.nn.layers.step_recurrence import StepRecurrence
 from stgraph.nn.layers.time_encoding import CALENDAR, TimeEncoding
 from stgraph.nn.layers.variable_attention import VariableCrossAttention
-from stgraph.nn.structure import GraphStructure, batch_structure, broadcast_graphs
+from stgraph.nn.sparse import normalized_adjacency
+from stgraph.nn.structure import AddGraphStructure, GraphStructure, broadcast_graphs
+
+#: Tasks whose heads decode the input window: they share one reconstruction readout.
+RECONSTRUCTION_TASKS = ("reconstruction", "anomaly", "kriging")
 
 
 @dataclass
@@ -45,37 +49,47 @@ class STFMState:
     interval: Tensor  # [B] seconds
     structure: GraphStructure
     global_scale: Tensor | None = None  # [N, 1, V] the graph-level std of each variable
-    step_state: Tensor | None = None  # [N, V, H_r] state of the step-level recurrent path
     last_value: Tensor | None = None  # [N, 1, V] last observed input (loc where none)
 
 
-def _first(value: Any) -> Any:
-    """A list-valued meta entry, collated by PyG into one list per graph -> the first graph's."""
-    if isinstance(value, (list, tuple)) and value and isinstance(value[0], (list, tuple)):
-        return value[0]
-    return value
-
-
-def _meta_of(data: Any) -> dict:
-    meta = getattr(data, "meta", None) or {}
-    out: dict = {}
-    variables = meta.get("variables") or []
-    if variables and isinstance(variables[0], list):  # collated: one list per graph
-        variables = variables[0]
-    out["variables"] = [v["name"] for v in variables] or None
-    out["units"] = [v.get("unit", "") or "" for v in variables] or None
-    crs = meta.get("crs", "EPSG:4326")
-    out["crs"] = crs[0] if isinstance(crs, (list, tuple)) else crs
-    interval = meta.get("interval")
-    if isinstance(interval, Tensor):
-        interval = interval.view(-1)
-    elif isinstance(interval, (list, tuple)):
-        interval = None if any(i is None for i in interval) else torch.tensor(interval).view(-1)
-    elif interval is not None:
-        interval = torch.tensor([interval])
-    out["interval"] = interval
-    names = meta.get("node_attr_names")
-    out["node_attr_names"] = _first(names) if names else None
+def _transform_batch(transform: AddGraphStructure, data: Batch) -> Batch:
+    """A shallow copy of ``data`` with the structure and affinities of each of its graphs (as
+    :class:`~stgraph.nn.AddGraphStructure` gives them), batched by PyG's own rule. Edges of a PyG
+    batch are stored graph after graph, so each graph's edges are a contiguous run."""
+    ptr = [int(v) for v in data.ptr.tolist()]
+    starts = torch.tensor(ptr[1:], device=data.x.device)
+    metas = {k: data.meta_values(k) for k in ("crs", "edge_weight", "dyn_edge_weight")}
+    runs = {}
+    for key in ("edge_index", "dyn_edge_index"):
+        index = data.get(key)
+        if index is not None:
+            owner = torch.bucketize(index[0], starts, right=True)
+            runs[key] = (index, torch.bincount(owner, minlength=len(ptr) - 1).tolist())
+    parts, offset = [], {k: 0 for k in runs}
+    for g in range(len(ptr) - 1):
+        a, b = ptr[g], ptr[g + 1]
+        part = STGraph(meta={k: v[g] for k, v in metas.items()}, validate=False)
+        part.num_nodes = b - a
+        part.x = data.x[a:b]
+        if data.pos is not None:
+            part.pos = data.pos[a:b]
+        for key, (index, counts) in runs.items():
+            e0, e1 = offset[key], offset[key] + counts[g]
+            part[key] = index[:, e0:e1] - a
+            weight = data.get(key.replace("index", "weight"))
+            if weight is not None:
+                part[key.replace("index", "weight")] = weight[e0:e1]
+            offset[key] = e1
+        transform.forward(part)
+        for key in ("x", "pos", "edge_index", "edge_weight", "dyn_edge_index", "dyn_edge_weight"):
+            if key in part._store:
+                del part[key]
+        parts.append(part)
+    derived = Batch.from_data_list(parts)
+    out = copy.copy(data)
+    for key in derived.keys():
+        if key not in ("batch", "ptr", "meta", "num_nodes"):
+            out[key] = derived[key]
     return out
 
 
@@ -90,21 +104,26 @@ class STFM(torch.nn.Module):
        :class:`NodeContextEncoder` of named static features);
     4. ``depth`` :class:`STBlock` (temporal attention, directed/dynamic message passing,
        partition attention), then :class:`HierarchicalPooling` over ``levels`` KD levels;
-    5. heads: :class:`ForecastHead` (any horizon) and, on request, reconstruction, anomaly,
-       kriging and classification heads; the forecast is de-normalised around the window mean,
-       the last observed value or a learned blend of the two (``anchor``); optionally
-       (``step_hidden``) a
-       :class:`StepRecurrence` path at single-step resolution whose forecast adds to the
-       tokens' one, and (``persistence_gate``) a gate towards the last observed value.
+    5. heads: :class:`ForecastHead` (any horizon) and, on request, one reconstruction readout
+       (shared by the reconstruction, anomaly and kriging heads) and classification heads; the
+       forecast is de-normalised around the window mean, the last observed value or a learned
+       blend of the two (``anchor``).
+
+    The per-graph structure (random-walk encodings, KD coarsening, edge affinities) comes from
+    :attr:`transform`, an :class:`~stgraph.nn.AddGraphStructure` with this model's options:
+    apply it once per graph (``graph = model.transform(graph)``) and every window and batch of the
+    graph carries it; a graph without it is transformed at every call (correct, not cached).
 
     No parameter depends on the number of nodes, node identity, the variables or the city;
     every cost is linear in ``N`` (attention only within cells of at most ``cluster_size``).
+    The defaults are ``configs/model/small.yaml``, the measured single-city model: ``STFM()`` is
+    that model.
 
     Args:
         channels (int): token size ``C`` (default ``64``).
         depth (int): number of :class:`STBlock` (default ``2``).
         heads (int): attention heads (default ``4``).
-        patch_len (int): steps per token ``P`` (default ``4``).
+        patch_len (int): steps per token ``P`` (default ``3``).
         levels (int): coarse levels of the U-Net (default ``2``; ``0`` disables it).
         cluster_size (int): maximum items per KD cell (default ``16``).
         rwse_steps (int): random-walk encoding length (default ``6``).
@@ -112,7 +131,7 @@ class STFM(torch.nn.Module):
         dropout (float): dropout (default ``0.0``).
         norm_eps (float): relative floor of the instance normalisation (default ``0.1``).
         tasks (sequence of str): extra heads among ``"reconstruction"``, ``"anomaly"``,
-            ``"kriging"`` (default none).
+            ``"kriging"`` (default none); any of them builds the one reconstruction readout.
         node_classes (int): classes of a node classification head (default ``0``: none).
         graph_classes (int): classes of a graph classification head (default ``0``: none).
         calendar (sequence of str): calendar parts of the :class:`TimeEncoding` (default
@@ -121,28 +140,21 @@ class STFM(torch.nn.Module):
             second term on the graph's scale, :math:`\hat y = \mu_n + \sigma_n \hat z_1 +
             s_g \hat z_2`, so that a large change after a quiet window (a jam building up on a
             free-flowing road, where :math:`\sigma_n` is small) needs no huge normalised output
-            (default ``False``).
-        step_hidden (int): state size of a :class:`StepRecurrence` path (a GRU over the single
-            steps of each node with diffusion inputs) whose forecast is added to the tokens'
-            forecast; ``0`` leaves it out (default ``0``).
-        step_hops (int): diffusion hops of that path's inputs (default ``2``).
-        persistence_gate (bool): that path also gates between the forecast and the last
-            observed value, :math:`\hat y \leftarrow \hat y + g\,(x_{\text{last}} - \hat y)`
-            per node, step and variable (needs ``step_hidden``; default ``False``).
+            (default ``True``).
         anchor (str): the level the forecast is de-normalised around: ``"mean"``, the window
             mean :math:`\mu_n` of the instance normalisation (RevIN); ``"last"``, the last
             observed value (NLinear's normalisation); or ``"blend"``,
             :math:`\mu_n + a_{hv}\,(x_{\text{last}} - \mu_n)` with :math:`a_{hv} =
             \sigma\big((q_h W) \cdot e_v / \sqrt C + b^\top e_v\big)` learned from the target
             step's time query and the variable (near steps lean on the last value, far ones on
-            the mean; default ``"mean"``).
+            the mean; default ``"blend"``).
         pos_frequencies (int): Fourier octaves of the relative coordinates in the
-            :class:`SpatialEncoding` (default ``3``; ``0`` keeps only the smooth coordinates,
-            which on a single city are less of a node identity to memorise).
+            :class:`SpatialEncoding` (default ``0``: only the smooth coordinates, which on a
+            single city are less of a node identity to memorise).
         graph_values (bool): the :class:`PatchTokenizer` also embeds the inputs on the graph's
-            scale, next to the instance-normalised ones (default ``False``).
+            scale, next to the instance-normalised ones (default ``True``).
         decoder_hops (int): diffusion hops between neighbouring nodes' target steps in the
-            :class:`ForecastHead` (``graph_hops``; default ``0``).
+            :class:`ForecastHead` (``graph_hops``; default ``1``).
 
     Shapes:
         - **input:** ``x``, ``mask`` :math:`(N, L, V)`, ``time`` :math:`(B, L)`, graph tensors
@@ -152,9 +164,10 @@ class STFM(torch.nn.Module):
     def __init__(
         self,
         channels: int = 64,
+        *,
         depth: int = 2,
         heads: int = 4,
-        patch_len: int = 4,
+        patch_len: int = 3,
         levels: int = 2,
         cluster_size: int = 16,
         rwse_steps: int = 6,
@@ -165,17 +178,14 @@ class STFM(torch.nn.Module):
         node_classes: int = 0,
         graph_classes: int = 0,
         calendar: tuple[str, ...] | list[str] = CALENDAR,
-        global_residual: bool = False,
-        step_hidden: int = 0,
-        step_hops: int = 2,
-        persistence_gate: bool = False,
-        anchor: str = "mean",
-        pos_frequencies: int = 3,
-        graph_values: bool = False,
-        decoder_hops: int = 0,
+        global_residual: bool = True,
+        anchor: str = "blend",
+        pos_frequencies: int = 0,
+        graph_values: bool = True,
+        decoder_hops: int = 1,
     ) -> None:
         super().__init__()
-        unknown = set(tasks) - {"reconstruction", "anomaly", "kriging"}
+        unknown = set(tasks) - set(RECONSTRUCTION_TASKS)
         if unknown:
             raise ValueError(
                 f"unknown tasks {sorted(unknown)}; known: reconstruction, anomaly, kriging"
@@ -201,36 +211,30 @@ class STFM(torch.nn.Module):
         self.forecast_head = ForecastHead(
             channels, heads, outputs=2 if global_residual else 1, graph_hops=decoder_hops
         )
-        self.step_hidden, self.step_hops = int(step_hidden), int(step_hops)
-        if persistence_gate and not self.step_hidden:
-            raise ValueError("persistence_gate needs the step path: set step_hidden > 0")
-        self.persistence_gate = bool(persistence_gate)
         if anchor not in ("mean", "last", "blend"):
             raise ValueError(f"anchor={anchor!r}: expected 'mean', 'last' or 'blend'")
         self.anchor = anchor
         # blend: per target step and variable, a = sigmoid((q W) . e_v + b . e_v) of the time query
         self.anchor_query = torch.nn.Linear(channels, channels) if anchor == "blend" else None
         self.anchor_bias = torch.nn.Linear(channels, 1) if anchor == "blend" else None
-        self.step = (
-            StepRecurrence(
-                channels,
-                self.step_hidden,
-                self.step_hops,
-                2 if global_residual else 1,
-                gate=self.persistence_gate,
-            )
-            if self.step_hidden
+        # one readout of the input window for every head that decodes it
+        self.reconstruction_head = (
+            ReconstructionHead(channels, patch_len)
+            if any(t in self.tasks for t in RECONSTRUCTION_TASKS)
             else None
         )
-        self.reconstruction_head = (
-            ReconstructionHead(channels, patch_len) if "reconstruction" in tasks else None
-        )
-        self.anomaly_head = AnomalyScoreHead(channels, patch_len) if "anomaly" in tasks else None
-        self.kriging_head = KrigingHead(channels, patch_len) if "kriging" in tasks else None
+        self.anomaly_head = AnomalyScoreHead() if "anomaly" in self.tasks else None
+        self.kriging_head = KrigingHead() if "kriging" in self.tasks else None
         self.node_head = NodeClassificationHead(channels, node_classes) if node_classes else None
         self.graph_head = (
             GraphClassificationHead(channels, graph_classes) if graph_classes else None
         )
+
+    @property
+    def transform(self) -> AddGraphStructure:
+        """The :class:`~stgraph.nn.AddGraphStructure` this model reads (its ``rwse_steps``,
+        ``cluster_size`` and the ``levels + 2`` KD levels its attention and pooling use)."""
+        return AddGraphStructure(self.rwse_steps, self.cluster_size, self.levels + 2)
 
     def reset_parameters(self) -> None:
         for m in self.children():
@@ -247,11 +251,10 @@ class STFM(torch.nn.Module):
         mask: Tensor,
         edge_index: Tensor,
         *,
+        structure: GraphStructure,
         time: Tensor | None = None,
         batch: Tensor | None = None,
-        ptr: Tensor | None = None,
         edge_weight: Tensor | None = None,
-        pos: Tensor | None = None,
         node_attr: Tensor | None = None,
         node_attr_names: list[str] | None = None,
         dyn_edge_index: Tensor | None = None,
@@ -260,34 +263,37 @@ class STFM(torch.nn.Module):
         variables: list[str] | None = None,
         units: list[str] | None = None,
         interval: Tensor | None = None,
-        crs: str | None = "EPSG:4326",
-        structure: GraphStructure | None = None,
     ) -> STFMState:
-        """Tokens of every node (see the class docstring). ``time`` is ``[B, L]`` (or ``[L]``)."""
+        """Tokens of every node (see the class docstring), from tensors.
+
+        Args:
+            x, mask: ``[N, L, V]``.
+            edge_index: ``[2, E]``.
+            structure: the :class:`~stgraph.nn.structure.GraphStructure` of the graph (or batch);
+                its adjacencies are built from ``edge_index``/``edge_weight`` when it has none.
+            time: ``[B, L]`` (or ``[L]``) unix seconds; ``None``: step indices times ``interval``.
+            batch: ``[N]`` graph of each node (default: one graph).
+            edge_weight: ``[E]`` affinities (see :func:`~stgraph.data.model_edge_weights`).
+            interval: ``[B]`` seconds per step; ``None``: the median step of each row of
+                ``time`` (:func:`~stgraph.data.resolve_interval`), an error without ``time``.
+        """
         n, length, v = x.shape
         dev = x.device
         if batch is None:
             batch = torch.zeros(n, dtype=torch.long, device=dev)
-        if ptr is None:
-            counts = torch.bincount(batch)
-            ptr = torch.cat([counts.new_zeros(1), counts.cumsum(0)])
-        num_graphs = ptr.numel() - 1
         if time is not None and time.dim() == 1:
             time = time.view(1, -1)
-        interval = self._interval(time, interval, num_graphs, dev)
+        if interval is None:
+            rows = [None] if time is None else list(time)
+            interval = torch.tensor([resolve_interval(None, r) for r in rows], dtype=torch.long)
+        interval = interval.to(dev).view(-1)
         if time is None:  # no timestamps: calendar features of step indices only
             time = torch.arange(length, device=dev).view(1, -1) * interval.view(-1, 1).long()
-        if structure is None:
-            structure = batch_structure(
-                edge_index.cpu(),
-                ptr.cpu(),
-                None if pos is None else pos.cpu(),
-                edge_weight=None if edge_weight is None else edge_weight.cpu(),
-                crs=crs,
-                rwse_steps=self.rwse_steps,
-                cluster_size=self.cluster_size,
-            )
         structure = structure.to(dev)
+        if structure.adj is None:  # adjacencies of the graph's edges, kept for the heads
+            adj = normalized_adjacency(edge_index, edge_weight, n)
+            structure = dataclasses.replace(structure, adj=adj)
+        adj = structure.adj
         x_norm, loc, scale, level = self.norm(x, mask, batch, edge_index, edge_weight)
         variables = variables or [f"var{i}" for i in range(v)]
         if len(variables) != v:
@@ -306,16 +312,11 @@ class STFM(torch.nn.Module):
             names = node_attr_names or [f"attr{i}" for i in range(node_attr.size(1))]
             ctx = self.context(node_attr, self.names(list(names)), batch)
         h = h + self.spatial(structure.rwse, structure.rel_pos, structure.has_pos, ctx).unsqueeze(1)
-        adj = structure.adj
-        if adj is None:  # a structure built without adjacencies: computed here, kept for the heads
-            adj = normalized_adjacency(edge_index, edge_weight, n)
-            structure = dataclasses.replace(structure, adj=adj)
         dyn_step = None
         if dyn_edge_index is not None and dyn_edge_index.numel():
             dyn_step = torch.div(dyn_edge_time + pad, self.patch_len, rounding_mode="floor")
-        step_state = None if self.step is None else self.step(x_norm, mask, adj)
         last_value = None
-        if self.persistence_gate or self.anchor != "mean":  # last observed value per node/variable
+        if self.anchor != "mean":  # last observed value per node and variable
             value, found = last_observed(x, mask)  # [N, V] each
             last_value = torch.where(found.unsqueeze(1), value.unsqueeze(1), loc)
         for block in self.blocks:
@@ -338,40 +339,55 @@ class STFM(torch.nn.Module):
             interval,
             structure,
             global_scale,
-            step_state,
             last_value,
         )
 
-    @staticmethod
-    def _interval(time: Tensor | None, interval: Tensor | None, num_graphs: int, dev) -> Tensor:
-        if time is not None and time.size(1) > 1:
-            return (time[:, 1:] - time[:, :-1]).median(dim=1).values.clamp_min(1).to(dev)
-        if interval is not None:
-            return interval.to(dev).view(-1).expand(num_graphs).clone()
-        return torch.full((num_graphs,), 3600, dtype=torch.long, device=dev)
+    def with_structure(self, data: STGraph) -> STGraph:
+        """``data`` if it carries this model's structure (see :attr:`transform`), else a
+        transformed shallow copy (each graph of a PyG batch on its own; nothing is cached).
 
-    def encode_data(self, data: Any) -> STFMState:
-        """:meth:`encode` on an :class:`~stgraph.data.STGraph` or a PyG batch of them."""
-        meta = _meta_of(data)
+        Raises:
+            ValueError: ``data`` carries structure built with other options.
+        """
+        transform = self.transform
+        ok = transform.matches(data)
+        if ok:
+            return data
+        if ok is False:
+            raise ValueError(
+                f"the graph carries structure built with other options than this model's "
+                f"{transform!r}; apply model.transform to the graph again"
+            )
+        if isinstance(data, Batch):
+            return _transform_batch(transform, data)
+        return transform(data)
+
+    def encode_data(self, data: STGraph) -> STFMState:
+        """:meth:`encode` on an :class:`~stgraph.data.STGraph` or a PyG batch of them, read
+        from its typed attributes (structure, affinities, ``variables``, ``units``,
+        ``node_attr_names``, ``intervals``)."""
+        data = self.with_structure(data)
         edge_weight, dyn_edge_weight = model_edge_weights(data)  # distances -> affinities
+        edge_index = data.edge_index
+        if edge_index is None:
+            edge_index = torch.empty(2, 0, dtype=torch.long, device=data.x.device)
+        adj = normalized_adjacency(edge_index, edge_weight, data.x.size(0))
         return self.encode(
             data.x,
             data.mask,
-            data.edge_index,
-            time=getattr(data, "time", None),
-            batch=getattr(data, "batch", None),
-            ptr=getattr(data, "ptr", None),
+            edge_index,
+            structure=GraphStructure.from_data(data, adj),
+            time=data.time,
+            batch=data.get("batch"),
             edge_weight=edge_weight,
-            pos=getattr(data, "pos", None),
-            node_attr=getattr(data, "node_attr", None),
-            node_attr_names=meta["node_attr_names"],
-            dyn_edge_index=getattr(data, "dyn_edge_index", None),
-            dyn_edge_time=getattr(data, "dyn_edge_time", None),
+            node_attr=data.node_attr,
+            node_attr_names=data.node_attr_names if data.node_attr is not None else None,
+            dyn_edge_index=data.dyn_edge_index,
+            dyn_edge_time=data.dyn_edge_time,
             dyn_edge_weight=dyn_edge_weight,
-            variables=meta["variables"],
-            units=meta["units"],
-            interval=meta["interval"],
-            crs=meta["crs"],
+            variables=data.variables,
+            units=data.units,
+            interval=data.intervals,
         )
 
     # ------------------------------------------------------------------ heads
@@ -390,12 +406,6 @@ class STFM(torch.nn.Module):
         lead = (y_time - state.last_time.view(-1, 1)).float()
         query = self.time_encoding(y_time, state.interval, lead)  # [B,H,C]
         y = self.forecast_head(state.tokens, query, state.var_emb, state.batch, state.structure.adj)
-        gate = None
-        if state.step_state is not None and self.step is not None:
-            step = self.step.readout(state.step_state, query, state.var_emb, state.batch)
-            if self.step.gate:
-                gate, step = torch.sigmoid(step[..., -1]), step[..., :-1]
-            y = y + (step if self.global_residual else step[..., 0])
         loc = state.loc
         if self.anchor == "last":
             loc = state.last_value
@@ -407,35 +417,36 @@ class STFM(torch.nn.Module):
             a = broadcast_graphs(torch.sigmoid(logit), state.batch)  # [N, H, V]
             loc = state.loc + a * (state.last_value - state.loc)
         if self.global_residual:
-            out = MaskedInstanceNorm.inverse(y[..., 0], loc, state.scale) + (
+            return MaskedInstanceNorm.inverse(y[..., 0], loc, state.scale) + (
                 y[..., 1] * state.global_scale
             )
-        else:
-            out = MaskedInstanceNorm.inverse(y, loc, state.scale)
-        if gate is not None and state.last_value is not None:
-            out = out + gate * (state.last_value - out)
-        return out
+        return MaskedInstanceNorm.inverse(y, loc, state.scale)
+
+    def _readout(self, state: STFMState, task: str) -> Tensor:
+        """The shared reconstruction readout ``[N, L, V]`` in normalised units."""
+        if self.reconstruction_head is None:
+            raise RuntimeError(
+                f"this STFM was built without tasks=[{task!r}] (tasks reconstruction, anomaly or "
+                "kriging build its reconstruction readout)"
+            )
+        return self.reconstruction_head(state.tokens, state.var_emb, state.x_norm.size(1))
 
     def reconstruct(self, state: STFMState) -> Tensor:
-        """The input window ``[N, L, V]`` in original units (needs ``tasks`` with reconstruction)."""
-        if self.reconstruction_head is None:
-            raise RuntimeError("this STFM was built without tasks=['reconstruction']")
-        y = self.reconstruction_head(state.tokens, state.var_emb, state.x_norm.size(1))
+        """The input window ``[N, L, V]`` in original units (needs a reconstruction readout)."""
+        y = self._readout(state, "reconstruction")
         return MaskedInstanceNorm.inverse(y, state.loc, state.scale)
 
     def anomaly_score(self, state: STFMState) -> tuple[Tensor, Tensor]:
         """Per-entry ``[N, L, V]`` and per-node ``[N]`` anomaly scores (needs the anomaly task)."""
         if self.anomaly_head is None:
             raise RuntimeError("this STFM was built without tasks=['anomaly']")
-        return self.anomaly_head(state.tokens, state.var_emb, state.x_norm, state.mask)
+        return self.anomaly_head(self._readout(state, "anomaly"), state.x_norm, state.mask)
 
     def krige(self, state: STFMState, index: Tensor | None = None) -> Tensor:
         """Estimated window ``[K, L, V]`` at nodes ``index`` (needs the kriging task)."""
         if self.kriging_head is None:
             raise RuntimeError("this STFM was built without tasks=['kriging']")
-        return self.kriging_head(
-            state.tokens, state.var_emb, state.loc, state.scale, state.x_norm.size(1), index
-        )
+        return self.kriging_head(self._readout(state, "kriging"), state.loc, state.scale, index)
 
     def classify_nodes(self, state: STFMState) -> Tensor:
         """Node class logits ``[N, K]`` (needs ``node_classes``)."""
@@ -449,7 +460,7 @@ class STFM(torch.nn.Module):
             raise RuntimeError("this STFM was built without graph_classes")
         return self.graph_head(state.tokens, state.batch)
 
-    def forward(self, data: Any, horizon: int | None = None) -> Tensor:
+    def forward(self, data: STGraph, horizon: int | None = None) -> Tensor:
         """Forecast for an :class:`~stgraph.data.STGraph` (batch): at ``data.y_time`` when
         present, else ``horizon`` steps ahead."""
         state = self.encode_data(data)
@@ -459,24 +470,16 @@ class STFM(torch.nn.Module):
         return self.forecast(state, y_time=y_time, horizon=horizon)
 
     def __repr__(self) -> str:
+        fh = self.forecast_head
+        extra = [
+            "global_residual=False" if not self.global_residual else "",
+            f"anchor={self.anchor!r}" if self.anchor != "blend" else "",
+            f"pos_frequencies={self.spatial.frequencies}" if self.spatial.frequencies else "",
+            "graph_values=False" if not self.tokenizer.graph_values else "",
+            f"decoder_hops={fh.graph_hops}" if fh.graph_hops != 1 else "",
+        ]
         return (
             f"{self.__class__.__name__}(channels={self.channels}, depth={self.depth}, "
             f"heads={self.heads}, patch_len={self.patch_len}, levels={self.levels}, "
-            f"cluster_size={self.cluster_size}"
-            + (", global_residual=True" if self.global_residual else "")
-            + (f", step_hidden={self.step_hidden}" if self.step_hidden else "")
-            + (", persistence_gate=True" if self.persistence_gate else "")
-            + (f", anchor={self.anchor!r}" if self.anchor != "mean" else "")
-            + (
-                f", pos_frequencies={self.spatial.frequencies}"
-                if self.spatial.frequencies != 3
-                else ""
-            )
-            + (", graph_values=True" if self.tokenizer.graph_values else "")
-            + (
-                f", decoder_hops={self.forecast_head.graph_hops}"
-                if self.forecast_head.graph_hops
-                else ""
-            )
-            + ")"
+            f"cluster_size={self.cluster_size}" + "".join(f", {e}" for e in extra if e) + ")"
         )
