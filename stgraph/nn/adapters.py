@@ -35,7 +35,7 @@ Example::
     from stgraph import from_pretrained
     from stgraph.nn.adapters import add_adapters, adapter_parameters, merge_adapters
 
-    model = from_pretrained("stfm-small")
+    model = from_pretrained(checkpoint_dir)
     names = add_adapters(model, rank=8, alpha=16)     # the weights adapted
     opt = torch.optim.AdamW(adapter_parameters(model), lr=1e-3)
     ...                                               # train; the rest stays frozen
