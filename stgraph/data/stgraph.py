@@ -504,9 +504,6 @@ class STGraph(Data):
         remap = torch.full((n,), -1, dtype=torch.long)
         remap[idx] = torch.arange(idx.numel())
         out = copy.copy(self)
-        for key in (*STRUCTURE_KEYS, *AFFINITY_KEYS):  # derived from the whole graph: recompute
-            if key in out._store:
-                del out[key]
         kept_edges: Tensor | None = None
         for key in NODE_KEYS:
             val = getattr(self, key, None)
@@ -525,6 +522,9 @@ class STGraph(Data):
                     out[k] = val[keep]
             if index_key == "edge_index":
                 kept_edges = keep
+        for key in (*STRUCTURE_KEYS, *AFFINITY_KEYS):  # derived from the whole graph: recompute
+            if key in out._store:
+                del out[key]
         geom, ptr = (getattr(self, key, None) for key in GEOM_KEYS)
         if geom is not None and ptr is not None:
             by_node = (self.meta or {}).get("road_node") == "segment"  # segments: nodes, else edges

@@ -219,3 +219,77 @@ def test_pos_metres_distances(los):
     )
     hav = 2 * 6_371_008.8 * np.arcsin(np.sqrt(a))
     assert float((m[0] - m[100]).norm()) == pytest.approx(hav, rel=5e-3)
+
+
+def test_every_registry_graph_keeps_its_interval():
+    """One rule (declared meta['interval'], else the median step of time): every registry graph
+    gets the interval its metadata declares, which is also the median step where it has
+    timestamps (so the old rules, time-first in the backbone, meta-first in the baselines,
+    agreed on all of them); pedalme has no timestamps and keeps its declared week."""
+    from stgraph import datasets
+    from stgraph.data import resolve_interval
+
+    seen = {}
+    for name in datasets.list_datasets():
+        try:
+            g = datasets.load(name)
+        except ValueError as exc:  # GPS tables, not graphs
+            assert "not a graph" in str(exc)
+            continue
+        declared = g.meta["interval"]
+        assert g.interval == declared == int(g.intervals[0]), name
+        if g.time is not None:
+            assert resolve_interval(None, g.time) == declared, name
+        seen[name] = declared
+    assert seen["los-loop"] == 300 and seen["chickenpox"] == 604800 and seen["pedalme"] == 604800
+
+
+def test_interval_rule_and_its_error():
+    from stgraph.data import resolve_interval
+
+    t = torch.tensor([0, 60, 120, 240, 300])
+    assert resolve_interval(None, t) == 60 and resolve_interval(900, t) == 900
+    assert resolve_interval(torch.tensor([30]), None) == 30
+    with pytest.raises(STGraphValidationError, match="no timestamps"):
+        resolve_interval(None, None)
+    with pytest.raises(STGraphValidationError, match="seconds > 0"):
+        resolve_interval(0, t)
+
+
+def test_typed_attributes_of_a_batch(los):
+    from torch_geometric.loader import DataLoader
+
+    from stgraph.data import SlidingWindows
+
+    g = los.slice_time(0, 40)
+    b = next(iter(DataLoader(SlidingWindows(g, 12, 3), batch_size=4)))
+    assert b.variables == ["speed"] and b.units == g.units and b.intervals.tolist() == [300] * 4
+    other = g.clone()
+    other.meta = {**g.meta, "variables": [{"name": "flow", "unit": "veh/h"}]}
+    mixed = next(
+        iter(DataLoader([SlidingWindows(g, 12, 3)[0], SlidingWindows(other, 12, 3)[0]], 2))
+    )
+    with pytest.raises(ValueError, match="variables"):
+        _ = mixed.variables
+
+
+def test_data_model_does_not_import_its_io():
+    """stgraph.data.stgraph -> stgraph.data.serialization <- stgraph.data.io -> stgraph.data.stgraph:
+    one direction, no circle (no import of io anywhere in the data model, not even deferred)."""
+    import ast
+
+    import stgraph.data.io as io_module
+    import stgraph.data.stgraph as model_module
+
+    def imported(module) -> set[str]:
+        tree = ast.parse(open(module.__file__, encoding="utf-8").read())
+        out = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                out.add(node.module)
+            elif isinstance(node, ast.Import):
+                out.update(a.name for a in node.names)
+        return out
+
+    assert "stgraph.data.io" not in imported(model_module)
+    assert "stgraph.data.stgraph" in imported(io_module)

@@ -103,3 +103,56 @@ def test_models_see_the_kernel_not_the_metres(road_series, kind):
     out = run(road_series)
     assert torch.allclose(out, run(as_kernel), atol=1e-5)
     assert not torch.allclose(out, run(as_metres), atol=1e-4)
+
+
+def test_affinity_once_per_graph_and_carried_by_windows(road_series):
+    """AddEdgeAffinity writes the kernel of the whole graph's distances; windows and batches
+    carry that tensor instead of recomputing a kernel of their own edges."""
+    from stgraph.data import AddEdgeAffinity
+
+    g = road_series
+    t = AddEdgeAffinity()(g)
+    assert g.edge_affinity is None  # PyG's contract: the input is left as it was
+    d = g.edge_weight.double()
+    torch.testing.assert_close(
+        t.edge_affinity.double(), torch.exp(-((d / d.std(unbiased=False)) ** 2)), atol=1e-6, rtol=0
+    )
+    windows = SlidingWindows(t, 12, 3)
+    assert windows[5].edge_affinity is t.edge_affinity
+    batch = next(iter(DataLoader(windows, batch_size=3)))
+    bw, _ = model_edge_weights(batch)
+    assert torch.equal(bw, t.edge_affinity.repeat(3))
+    # a stored affinity wins over the weights: the kernel is not recomputed from the batch
+    batch.edge_affinity = torch.full_like(batch.edge_affinity, 0.5)
+    assert bool((model_edge_weights(batch)[0] == 0.5).all())
+    # graphs whose weights are affinities already get no copy
+    aff = g.clone()
+    aff.meta = {k: v for k, v in g.meta.items() if k != "edge_weight"}
+    assert AddEdgeAffinity()(aff).edge_affinity is None
+
+
+def test_dynamic_affinity_sigma_of_the_whole_graph_sliced_per_window():
+    from stgraph.data import AddEdgeAffinity
+
+    gen = torch.Generator().manual_seed(0)
+    n, t = 6, 20
+    dyn = torch.randint(0, n, (2, 60), generator=gen)
+    dist = 100 + 900 * torch.rand(60, generator=gen)
+    g = STGraph(
+        x=torch.randn(n, t, 1, generator=gen),
+        time=300 * torch.arange(t),
+        dyn_edge_index=dyn,
+        dyn_edge_time=torch.arange(60) % t,
+        dyn_edge_weight=dist,
+        meta={"dyn_edge_weight": DISTANCE_M, "interval": 300},
+    )
+    tg = AddEdgeAffinity()(g)
+    torch.testing.assert_close(tg.dyn_edge_affinity, gaussian_affinity(dist))
+    w = SlidingWindows(tg, 4, 2)[3]  # steps 3..6: the dynamic edges of those steps
+    keep = (g.dyn_edge_time >= 3) & (g.dyn_edge_time < 7)
+    assert torch.equal(w.dyn_edge_affinity, tg.dyn_edge_affinity[keep])
+    assert torch.equal(model_edge_weights(w)[1], tg.dyn_edge_affinity[keep])
+    sliced = tg.slice_time(3, 7)
+    assert torch.equal(sliced.dyn_edge_affinity, tg.dyn_edge_affinity[keep])
+    # select_nodes drops what was derived from the whole graph
+    assert tg.select_nodes([0, 1, 2]).dyn_edge_affinity is None
