@@ -13,13 +13,16 @@ import warnings
 import zipfile
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import pandas as pd
 
 from stgraph.datasets.files import sha256_of
 from stgraph.errors import ChecksumError, DataFormatError
+
+if TYPE_CHECKING:
+    from stgraph.data.stgraph import STGraph
 
 TableLike = "pd.DataFrame | str | os.PathLike"
 F = TypeVar("F", bound=Callable[..., Any])
@@ -283,7 +286,7 @@ def wall_to_unix(wall: np.ndarray | pd.DatetimeIndex, tz: str | None) -> np.ndar
     return idx.to_numpy().astype("datetime64[s]").astype(np.int64)
 
 
-def build_graph(x: Any, mask: Any, *, meta: dict, **fields: Any) -> Any:
+def build_graph(x: Any, mask: Any, *, meta: dict, **fields: Any) -> STGraph:
     """An :class:`STGraph` from a finite ``x`` and its ``mask``, validated.
 
     Same result as ``STGraph(x=x, mask=mask, ...)`` for a finite ``x``, without the NaN scan of

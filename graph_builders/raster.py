@@ -17,7 +17,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -30,13 +30,16 @@ from stgraph.errors import DataFormatError
 from stgraph.utils.geo import EARTH_RADIUS_M, haversine_m
 from stgraph.utils.grid import NEIGHBOUR_OFFSETS, grid_edges
 
+if TYPE_CHECKING:
+    import xarray as xr
+
 __all__ = ["from_grid", "grid_edges", "open_raster"]
 
 _GRIB_SUFFIXES = (".grib", ".grib1", ".grib2", ".grb", ".grb2")
 _NETCDF_SUFFIXES = (".nc", ".nc4", ".netcdf", ".cdf", ".h5", ".hdf5")
 
 
-def open_raster(path: str | os.PathLike, *, engine: str | None = None) -> Any:
+def open_raster(path: str | os.PathLike, *, engine: str | None = None) -> xr.Dataset:
     """Open a netCDF, GRIB or zarr file as an :class:`xarray.Dataset` (lazily where possible).
 
     GRIB is read through cfgrib without writing an index file beside the data

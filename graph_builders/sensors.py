@@ -113,7 +113,13 @@ def snap_to_roads(
     """
     import shapely
 
-    from graph_builders.osm import edge_geometry, graph_crs, nearest_edges, nearest_nodes, project
+    from graph_builders.osm import (
+        edge_geometry,
+        graph_crs,
+        nearest_edges_all,
+        nearest_nodes,
+        project,
+    )
 
     lon = np.asarray(lon, dtype=np.float64)
     lat = np.asarray(lat, dtype=np.float64)
@@ -129,7 +135,7 @@ def snap_to_roads(
         }
     if snap != "edge":
         raise ValueError(f"snap: expected 'edge' or 'node', got {snap!r}")
-    pi, ei, dist = nearest_edges(road_graph, lon, lat, all_matches=True)
+    pi, ei, dist = nearest_edges_all(road_graph, lon, lat)
     best = np.full(lon.size, np.inf)
     np.minimum.at(best, pi, dist)
     # keep the ties (same distance up to 1 mm): the two directions of a street, or a node's edges

@@ -35,8 +35,9 @@ The road-graph contract (what sensors, trajectories, events and fusion rely on):
   strings), ``road_node``, ``network``, ``simplified``, ``bbox`` ``[w, s, e, n]``, ``dropped``
   (records removed, by reason), ``defaulted`` (values filled in, by reason) and ``counts``.
 
-Helpers for the other builders: :func:`nearest_nodes`, :func:`nearest_edges` (vectorised, projected
-coordinates), :func:`edge_geometry`, :func:`segment_geometry`, :func:`project`.
+Helpers for the other builders: :func:`nearest_nodes`, :func:`nearest_edges`,
+:func:`nearest_edges_all` (vectorised, projected coordinates), :func:`edge_geometry`,
+:func:`segment_geometry`, :func:`project`.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ from graph_builders.osm.spatial import (
     edge_geometry,
     graph_crs,
     nearest_edges,
+    nearest_edges_all,
     nearest_nodes,
     project,
     segment_geometry,
@@ -91,6 +93,7 @@ __all__ = [
     "helsinki_sample_path",
     "in_network",
     "nearest_edges",
+    "nearest_edges_all",
     "nearest_nodes",
     "parse_speed",
     "project",
@@ -131,7 +134,7 @@ def road_net(
     retain_all: bool = False,
     context: bool = True,
     speed_fallback: str = "impute",
-):
+) -> tuple[RoadNet, ContextPoints | None]:
     """The intermediate :class:`RoadNet` of a local file, and its context points (no STGraph).
 
     The steps of :func:`road_graph` before assembly; useful to compare with OSMnx.

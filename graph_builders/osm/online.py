@@ -8,7 +8,7 @@ reader produces, so both paths give the same STGraph contract. Context features 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -22,6 +22,10 @@ from graph_builders.osm.tags import (
     road_class,
 )
 from graph_builders.osm.topology import RoadNet, parallel_keys
+
+if TYPE_CHECKING:
+    import networkx as nx
+    from shapely.geometry.base import BaseGeometry
 
 #: Tags asked of Overpass for the context features (any value).
 CONTEXT_TAGS: dict[str, bool] = {
@@ -48,7 +52,14 @@ def _values(value: Any) -> list[str]:
     return [str(value)]
 
 
-def download_graph(place: str | None, bbox, network: str, *, simplify: bool, retain_all: bool):
+def download_graph(
+    place: str | None,
+    bbox: tuple[float, float, float, float] | None,
+    network: str,
+    *,
+    simplify: bool,
+    retain_all: bool,
+) -> tuple[nx.MultiDiGraph, BaseGeometry]:
     """OSMnx graph and area polygon for a place name or a ``(west, south, east, north)`` bbox."""
     import osmnx as ox
     from shapely.geometry import box

@@ -8,6 +8,8 @@ via pyproj): nearest nodes with a ``scipy.spatial.cKDTree``, nearest edges with 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Literal, overload
+
 import numpy as np
 import shapely
 import torch
@@ -15,6 +17,11 @@ from pyproj import CRS
 from scipy.spatial import cKDTree
 
 from stgraph.utils.geo import project, utm_crs
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
+
+    from stgraph.data import STGraph
 
 
 def graph_crs(graph) -> CRS:
@@ -66,7 +73,17 @@ def _lines(coords_xy: np.ndarray, ptr: np.ndarray) -> np.ndarray:
     return shapely.linestrings(coords_xy, indices=idx)
 
 
-def nearest_nodes(graph, lon, lat, *, return_dist: bool = False):
+@overload
+def nearest_nodes(
+    graph: STGraph, lon: ArrayLike, lat: ArrayLike, *, return_dist: Literal[False] = ...
+) -> np.ndarray: ...
+@overload
+def nearest_nodes(
+    graph: STGraph, lon: ArrayLike, lat: ArrayLike, *, return_dist: Literal[True]
+) -> tuple[np.ndarray, np.ndarray]: ...
+def nearest_nodes(
+    graph: STGraph, lon: ArrayLike, lat: ArrayLike, *, return_dist: bool = False
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """The node nearest to each point (vectorised).
 
     In intersection mode the nearest intersection (KD-tree on projected node positions); in
@@ -75,10 +92,10 @@ def nearest_nodes(graph, lon, lat, *, return_dist: bool = False):
     Args:
         graph: a road graph from :func:`~graph_builders.osm.road_graph`.
         lon, lat: arrays ``[M]`` of degrees.
-        return_dist: also return the distances in metres.
+        return_dist: also return the distances in metres (OSMnx's convention).
 
     Returns:
-        int64 ``[M]`` node indices (and float64 ``[M]`` metres).
+        int64 ``[M]`` node indices; with ``return_dist=True`` ``(indices, metres [M])``.
     """
     crs = graph_crs(graph)
     pts, _ = project(lon, lat, crs=crs)
@@ -93,33 +110,52 @@ def nearest_nodes(graph, lon, lat, *, return_dist: bool = False):
     return (idx, dist) if return_dist else idx
 
 
-def nearest_edges(graph, lon, lat, *, return_dist: bool = False, all_matches: bool = False):
+@overload
+def nearest_edges(
+    graph: STGraph, lon: ArrayLike, lat: ArrayLike, *, return_dist: Literal[False] = ...
+) -> np.ndarray: ...
+@overload
+def nearest_edges(
+    graph: STGraph, lon: ArrayLike, lat: ArrayLike, *, return_dist: Literal[True]
+) -> tuple[np.ndarray, np.ndarray]: ...
+def nearest_edges(
+    graph: STGraph, lon: ArrayLike, lat: ArrayLike, *, return_dist: bool = False
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """The edge nearest to each point, by exact distance to the edge polylines (vectorised).
 
     Args:
         graph: an intersection-mode road graph.
         lon, lat: arrays ``[M]`` of degrees.
-        return_dist: also return distances in metres.
-        all_matches: return every equally near edge (both directions of a two-way street) as
-            ``(point_index [K], edge_index [K], dist [K])`` instead of one edge per point.
+        return_dist: also return distances in metres (OSMnx's convention).
 
     Returns:
-        int64 ``[M]`` edge indices (into ``edge_index``), and float64 ``[M]`` metres when asked.
+        int64 ``[M]`` edge indices (into ``edge_index``); with ``return_dist=True``
+        ``(indices, metres [M])``. For every equally near edge use :func:`nearest_edges_all`.
     """
     if _is_segment_graph(graph):
         raise ValueError("nearest_edges: segment graphs have segments as nodes; use nearest_nodes")
     crs = graph_crs(graph)
     pts, _ = project(lon, lat, crs=crs)
-    if all_matches:
-        coords, ptr = segment_geometry(graph)
-        xy, _ = project(coords[:, 0], coords[:, 1], crs=crs)
-        tree = shapely.STRtree(_lines(xy, ptr))
-        (pi, ei), dist = tree.query_nearest(
-            shapely.points(pts), return_distance=True, all_matches=True
-        )
-        return pi.astype(np.int64), ei.astype(np.int64), dist
     idx, dist = _nearest_lines(graph, pts, crs)
     return (idx, dist) if return_dist else idx
+
+
+def nearest_edges_all(
+    graph: STGraph, lon: ArrayLike, lat: ArrayLike
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every equally near edge of each point (both directions of a two-way street, or all the
+    edges meeting at the nearest node): ``(point_index [K], edge_index [K], metres [K])``."""
+    if _is_segment_graph(graph):
+        raise ValueError(
+            "nearest_edges_all: segment graphs have segments as nodes; use nearest_nodes"
+        )
+    crs = graph_crs(graph)
+    pts, _ = project(lon, lat, crs=crs)
+    coords, ptr = segment_geometry(graph)
+    xy, _ = project(coords[:, 0], coords[:, 1], crs=crs)
+    tree = shapely.STRtree(_lines(xy, ptr))
+    (pi, ei), dist = tree.query_nearest(shapely.points(pts), return_distance=True, all_matches=True)
+    return pi.astype(np.int64), ei.astype(np.int64), dist
 
 
 def _nearest_lines(graph, pts: np.ndarray, crs: CRS) -> tuple[np.ndarray, np.ndarray]:

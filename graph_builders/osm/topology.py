@@ -86,7 +86,9 @@ _parse_speed = lru_cache(maxsize=4096)(parse_speed)
 _parse_lanes = lru_cache(maxsize=4096)(parse_lanes)
 
 
-def way_attributes(tags: list[dict[str, str]], direction: np.ndarray, *, speed_fallback: str):
+def way_attributes(
+    tags: list[dict[str, str]], direction: np.ndarray, *, speed_fallback: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, int]]:
     """Per way part, forward and backward speed (km/h) and lanes, class code and tag flags.
 
     Returns ``(cls [W], speed [W, 2], lanes [W, 2], speed_tagged [W, 2], lanes_tagged [W, 2],

@@ -288,7 +288,7 @@ def test_nearest_nodes_and_edges(graphs):
     same = {frozenset(p) for p in ei.T.tolist()}
     got = [frozenset(p) for p in ei[:, e_idx].T.tolist()]
     assert all(s in same for s in got)
-    p_i, m_i, _ = osm.nearest_edges(g, mid[:50, 0], mid[:50, 1], all_matches=True)
+    p_i, m_i, _ = osm.nearest_edges_all(g, mid[:50, 0], mid[:50, 1])
     assert (np.bincount(p_i, minlength=50) >= 1).all()
     # a segment graph answers nearest_nodes with segments, by distance to their polylines
     gs = graphs["monaco", "segment"]
