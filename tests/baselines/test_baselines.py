@@ -351,3 +351,21 @@ def test_masked_node_mean_convention_on_los_loop(los_loop):
     for model in (HistoricalAverage(12, 3, 3), LastValue(12, 3, 3), SeasonalNaive(12, 3, 3)):
         model.fit(g, (0, TRAIN_STEPS))
         torch.testing.assert_close(model.node_mean, got.float(), rtol=0, atol=0)
+
+
+def test_baselines_take_the_interval_of_the_graph(los_loop):
+    """The sampling interval is STGraph's (declared, else the median step of the timestamps):
+    Los-loop without its declared 300 s gets the same seasonal table, season and time features."""
+    undeclared = los_loop.clone()
+    undeclared.meta = {k: v for k, v in (los_loop.meta or {}).items() if k != "interval"}
+    assert undeclared.interval == los_loop.interval == 300
+    train = (0, TRAIN_STEPS)
+    for name in ("historical_average", "seasonal_naive", "dcrnn"):
+        a = build_model(name, input_steps=12, horizon=12).fit(los_loop, train).state_dict()
+        b = build_model(name, input_steps=12, horizon=12).fit(undeclared, train).state_dict()
+        key = {"historical_average": "table", "seasonal_naive": "season", "dcrnn": "interval"}[name]
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
+    assert (
+        int(build_model("seasonal_naive", input_steps=12, horizon=12).fit(los_loop, train).season)
+        == 288
+    )
