@@ -202,7 +202,7 @@ class ProximityEdges(NamedTuple):
     summary: dict[str, Any]
 
 
-@renamed_options(radius="radius_m")
+@renamed_options(radius="radius_m", sigma="sigma_m")
 def connect(
     pos: np.ndarray | torch.Tensor | None = None,
     *,
@@ -210,7 +210,7 @@ def connect(
     distances: Any = None,
     node_ids: Sequence | None = None,
     metric: str = "haversine",
-    sigma: float | None = None,
+    sigma_m: float | None = None,
     threshold: float = 0.1,
     k: int = 8,
     radius_m: float = 1000.0,
@@ -231,7 +231,8 @@ def connect(
             unknown (then ``pos`` may be ``None`` except for ``delaunay``).
         node_ids: node ids, in node order, matching the table's from/to columns.
         metric: ``"haversine"`` (the only geometric metric; lon/lat in, metres out).
-        sigma: kernel width in metres (``None``: the std of the finite distances, as DCRNN).
+        sigma_m: kernel width in metres (``None``: the std of the finite distances, as DCRNN;
+            was ``sigma``).
         threshold: Gaussian weights below it are dropped (DCRNN's ``normalized_k`` = 0.1).
         k: neighbours per node for ``knn``.
         radius_m: metres for ``radius`` (formerly ``radius``, still accepted with a warning).
@@ -268,7 +269,7 @@ def connect(
         src, dst, ww, sigma_used = _gaussian_edges(
             p,
             dmat,
-            sigma=sigma,
+            sigma=sigma_m,
             threshold=threshold,
             include_self=include_self,
             directed=directed,
@@ -281,7 +282,7 @@ def connect(
             src, dst, dist = _symmetrise(src, dst, dist)
         if include_self:
             src, dst, dist = _with_self_loops(src, dst, dist, len(dmat if dmat is not None else p))
-        ww = _weights(dist, weight, sigma)
+        ww = _weights(dist, weight, sigma_m)
     if not include_self:
         off = src != dst
         src, dst, ww = src[off], dst[off], ww[off]

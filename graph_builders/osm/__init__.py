@@ -25,7 +25,7 @@ The road-graph contract (what sensors, trajectories, events and fusion rely on):
   value came from a tag). Segment mode: ``length_m`` and ``turn_deg`` (signed turn, -180..180).
 * ``node_attr``: float32 ``[N, F_s]`` named in ``meta["node_attr_names"]``: ``street_count``
   (intersection mode) or the segment's own seven attributes above (segment mode), then the
-  counts of POIs (``poi_*``) and land-use areas (``landuse_*``) within ``context_radius`` metres,
+  counts of POIs (``poi_*``) and land-use areas (``landuse_*``) within ``context_radius_m`` metres,
   from the same extract (``context=False`` leaves them out).
 * ``road_geom`` float64 ``[P, 2]`` + ``road_geom_ptr`` int64 ``[S + 1]``: the polyline of each road
   segment (the edges; segment mode: the nodes) — use :func:`segment_geometry` / :func:`edge_geometry`.
@@ -46,6 +46,7 @@ import importlib.util
 import os
 from pathlib import Path
 
+from graph_builders._inputs import renamed_options
 from graph_builders.osm.build import SEGMENT_EDGE_ATTR_NAMES, assemble, sha256_file
 from graph_builders.osm.context import CONTEXT_NAMES, LANDUSE_CATEGORIES, POI_CATEGORIES
 from graph_builders.osm.reader import OSM_SUFFIXES, ContextPoints, check_osm_path, read_osm
@@ -163,6 +164,7 @@ def _check_bbox(bbox) -> tuple[float, float, float, float]:
     return w, s, e, n
 
 
+@renamed_options(context_radius="context_radius_m")
 def road_graph(
     path_or_place: str | os.PathLike | None = None,
     *,
@@ -172,7 +174,7 @@ def road_graph(
     simplify: bool = True,
     retain_all: bool = False,
     context: bool = True,
-    context_radius: float = 250.0,
+    context_radius_m: float = 250.0,
     speed_fallback: str = "impute",
     u_turns: bool = False,
     city: str | None = None,
@@ -192,7 +194,7 @@ def road_graph(
         simplify: merge chains of degree-2 nodes into single edges (OSMnx's rule).
         retain_all: keep every weakly connected component (default: only the largest, as OSMnx).
         context: add POI and land-use counts to ``node_attr``.
-        context_radius: radius of those counts, in metres.
+        context_radius_m: radius of those counts, in metres (was ``context_radius``).
         speed_fallback: ``"impute"`` (class mean of tagged ways in the extract, then the table) or
             ``"class"`` (always :data:`DEFAULT_SPEED_KPH`) for ways without a usable ``maxspeed``.
         u_turns: segment mode: allow moving from a segment straight back onto its reverse.
@@ -216,7 +218,7 @@ def road_graph(
         bbox = _check_bbox(bbox)
     options = (
         f"network={network}, node={node}, bbox={list(bbox) if bbox else None}, simplify={simplify}, "
-        f"retain_all={retain_all}, context={context}, context_radius={context_radius}, "
+        f"retain_all={retain_all}, context={context}, context_radius={context_radius_m}, "
         f"speed_fallback={speed_fallback}, u_turns={u_turns}"
     )
     kw = {"network": network, "bbox": bbox, "simplify": simplify, "retain_all": retain_all}
@@ -233,7 +235,7 @@ def road_graph(
         "simplified": bool(simplify),
     }
     return assemble(
-        net, ctx=ctx, node=node, context_radius=context_radius, u_turns=u_turns, meta=meta
+        net, ctx=ctx, node=node, context_radius=context_radius_m, u_turns=u_turns, meta=meta
     )
 
 

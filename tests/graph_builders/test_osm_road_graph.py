@@ -246,8 +246,8 @@ def test_simplification_removes_degree_two_chains(data_dir, name):
 
 def test_context_counts_grow_with_radius(data_dir):
     path = data_dir / EXTRACTS["helsinki"]
-    small = osm.road_graph(path, context_radius=150.0)
-    large = osm.road_graph(path, context_radius=400.0)
+    small = osm.road_graph(path, context_radius_m=150.0)
+    large = osm.road_graph(path, context_radius_m=400.0)
     names = small.meta["node_attr_names"]
     cols = [i for i, c in enumerate(names) if c.startswith(("poi_", "landuse_"))]
     a, b = small.node_attr[:, cols], large.node_attr[:, cols]
