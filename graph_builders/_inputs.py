@@ -334,3 +334,21 @@ def renamed_options(**old_to_new: str) -> Callable[[F], F]:
         return inner  # type: ignore[return-value]
 
     return wrap
+
+
+def node_positions(nodes: STGraph | np.ndarray, *, option: str) -> np.ndarray:
+    """``[M, 2]`` float64 lon/lat of target nodes given as an STGraph (its ``pos``) or an array.
+
+    Raises:
+        ValueError: naming ``option``: an STGraph without ``pos``, or an array not ``[M, 2]``.
+    """
+    from stgraph.data.stgraph import STGraph
+
+    if isinstance(nodes, STGraph):
+        if nodes.pos is None:
+            raise ValueError(f"{option}: the STGraph has no pos (node lon/lat)")
+        return nodes.pos.double().numpy()
+    pos = np.asarray(nodes, dtype=np.float64)
+    if pos.ndim != 2 or pos.shape[1] != 2:
+        raise ValueError(f"{option}: expected an STGraph or [M, 2] lon/lat, got shape {pos.shape}")
+    return pos

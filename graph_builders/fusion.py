@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from scipy.spatial import cKDTree
 
-from graph_builders._inputs import interval_seconds
+from graph_builders._inputs import interval_seconds, node_positions
 from graph_builders.mapmatch import MetricProjection
 from stgraph.data.stgraph import STGraph
 from stgraph.data.weights import DISTANCE_M
@@ -232,16 +232,7 @@ class _Target:
 
     @classmethod
     def of(cls, target: STGraph | np.ndarray) -> _Target:
-        if isinstance(target, STGraph):
-            if target.pos is None:
-                raise ValueError("on: the target STGraph has no pos")
-            tpos = target.pos.double().numpy()
-        else:
-            tpos = np.asarray(target, dtype=np.float64)
-            if tpos.ndim != 2 or tpos.shape[1] != 2:
-                raise ValueError(
-                    f"on: expected an STGraph or [M, 2] lon/lat, got shape {tpos.shape}"
-                )
+        tpos = node_positions(target, option="on")
         proj = MetricProjection.about(tpos[:, 0], tpos[:, 1])
         txy = proj(tpos[:, 0], tpos[:, 1])
         return cls(tpos, proj, txy, cKDTree(txy))

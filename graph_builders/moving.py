@@ -22,7 +22,7 @@ import pandas as pd
 import torch
 from scipy.spatial import cKDTree
 
-from graph_builders._inputs import interval_seconds
+from graph_builders._inputs import interval_seconds, node_positions
 from graph_builders.mapmatch import MetricProjection
 from graph_builders.trajectories import (
     point_speeds,
@@ -325,14 +325,7 @@ def _interpolate(
     meta: dict[str, Any],
     speed_outliers: int,
 ) -> STGraph:
-    if isinstance(nodes, STGraph):
-        if nodes.pos is None:
-            raise ValueError("nodes: the STGraph has no pos to interpolate onto")
-        target = nodes.pos.double().numpy()
-    else:
-        target = np.asarray(nodes, dtype=np.float64)
-        if target.ndim != 2 or target.shape[1] != 2:
-            raise ValueError(f"nodes: expected [M, 2] lon/lat, got shape {target.shape}")
+    target = node_positions(nodes, option="nodes")
     m, t = len(target), len(times)
     txy = proj(target[:, 0], target[:, 1])
     oxy = proj(binned["lon"].to_numpy(), binned["lat"].to_numpy())
