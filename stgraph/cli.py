@@ -1,14 +1,30 @@
-"""The ``stgraph`` command: parses arguments and calls the library (no logic of its own)."""
+"""The ``stgraph`` command: parses arguments and calls the library (no logic of its own).
+
+Conventions (every command):
+
+- results (tables, listings, paths asked for) go to stdout; progress and information go through
+  the ``stgraph`` :mod:`logging` logger to stderr (``-q``: warnings only, ``-v``: debug);
+- a failure the library reports (:class:`~stgraph.errors.STGraphError`, or a file that cannot be
+  read) is one line ``stgraph COMMAND: error: MESSAGE`` on stderr and exit status 1;
+  ``--debug`` or ``STGRAPH_DEBUG=1`` shows the traceback instead; a usage error is argparse's,
+  status 2;
+- a command that writes takes ``-o/--output``;
+- ``--help`` imports neither torch nor the builders: commands import the library when they run.
+"""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import json
+import logging
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
-from stgraph.errors import ConfigError, STGraphError
+from stgraph.errors import STGraphError
+
+log = logging.getLogger("stgraph")
 
 EXAMPLES = {
     "datasets": "stgraph datasets list\n  stgraph datasets info los-loop\n  stgraph datasets fetch chickenpox",
@@ -17,21 +33,64 @@ EXAMPLES = {
     "quickstart": "stgraph quickstart --output quickstart-output",
     "build": "stgraph build --config configs/build/helsinki-roads.yaml\n"
     "  stgraph build --config configs/build/liverpool-bus.yaml --set sources.0.options.grid.cell_m=500",
+    "pretrain": "stgraph pretrain --config configs/pretrain/small.yaml --set train.steps=200",
     "finetune": "stgraph finetune --checkpoint runs/pretrained --dataset chickenpox",
     "predict": "stgraph predict --checkpoint runs/los-loop-dcrnn --dataset los-loop",
 }
 
 
+def _add_common(p: argparse.ArgumentParser, *, top: bool) -> None:
+    """``-q``/``-v``/``--debug``: on the main parser with defaults, on each command suppressed
+    (so ``stgraph -v train`` and ``stgraph train -v`` both work and neither resets the other)."""
+
+    def default(value: object) -> object:
+        return value if top else argparse.SUPPRESS
+
+    g = p.add_argument_group("output and diagnostics")
+    g.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        default=default(False),
+        help="warnings and errors only",
+    )
+    g.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=default(0),
+        help="more detail (debug messages of the stgraph logger)",
+    )
+    g.add_argument(
+        "--debug",
+        action="store_true",
+        default=default(False),
+        help="show the full traceback of an error (also: STGRAPH_DEBUG=1)",
+    )
+
+
 def _parser_for(
     sub: argparse._SubParsersAction, name: str, help_text: str
 ) -> argparse.ArgumentParser:
-    return sub.add_parser(
+    p = sub.add_parser(
         name,
         help=help_text,
         description=help_text,
         epilog="example:\n  " + EXAMPLES[name],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    _add_common(p, top=False)
+    return p
+
+
+def _add_output(p: argparse.ArgumentParser, help_text: str, default: str | None = None) -> None:
+    p.add_argument("-o", "--output", default=default, metavar="DIR", help=help_text)
+
+
+def _version() -> str:
+    from stgraph import __version__
+
+    return f"stgraph {__version__}"
 
 
 def _add_set(p: argparse.ArgumentParser, example: str) -> None:
@@ -87,7 +146,7 @@ def add_build_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     parser.add_argument(
         "--bbox", help="grid extent W,S,E,N in degrees (default: the data's extent)"
     )
-    parser.add_argument("-o", "--output", help="output directory (graph/, map.png, summary.json)")
+    _add_output(parser, "output directory (graph/, map.png, summary.json)")
     parser.add_argument("--color-by", help="variable (or node attribute) colouring the map")
     parser.add_argument("--name", help="build name (default: from the config or 'build')")
     parser.add_argument("--city", help="city name for the metadata")
@@ -102,23 +161,31 @@ def build_parser() -> argparse.ArgumentParser:
         + "\n  ".join(EXAMPLES[k] for k in ("quickstart", "datasets", "train", "evaluate")),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=_version())
+    _add_common(parser, top=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = _parser_for(sub, "datasets", "List, describe and fetch the registered real data sets.")
     dsub = p.add_subparsers(dest="action", metavar="ACTION")
-    dsub.add_parser("list", help="one line per data set")
+    _add_common(dsub.add_parser("list", help="one line per data set"), top=False)
     pi = dsub.add_parser(
         "info", help="facts of one data set (N, T, interval, span, missing share, source)"
     )
     pi.add_argument("name")
+    _add_common(pi, top=False)
     pf = dsub.add_parser(
         "fetch", help="make sure the files are local (download if missing), verify sha256"
     )
     pf.add_argument("name")
+    _add_common(pf, top=False)
+    _add_output(
+        pf, "folder to download missing files into (default: $STGRAPH_CACHE or ~/.cache/stgraph)"
+    )
 
     p = _parser_for(sub, "train", "Train (and test) a model from a YAML config.")
     p.add_argument("--config", required=True, help="YAML training config")
     _add_set(p, "train.lr=0.01")
+    _add_output(p, "run directory (default: the config's output.dir); same as --set output.dir=DIR")
     p.add_argument(
         "--no-resume",
         action="store_true",
@@ -140,11 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
         "quickstart",
         "Train and evaluate a small model on real data, build a road graph, show results.",
     )
-    p.add_argument(
-        "--output",
-        default="quickstart-output",
-        help="directory for the report, plots and checkpoints",
-    )
+    _add_output(p, "directory for the report, plots and checkpoints", default="quickstart-output")
     p.add_argument(
         "--epochs", type=int, default=None, help="override the number of training epochs"
     )
@@ -155,6 +218,15 @@ def build_parser() -> argparse.ArgumentParser:
         "Build an STGraph from raw city data (roads, sensors, rasters, trajectories, events).",
     )
     add_build_arguments(p)
+
+    p = _parser_for(
+        sub, "pretrain", "Pretrain the foundation model on a corpus of graphs from a YAML config."
+    )
+    p.add_argument(
+        "--config", required=True, help="YAML pretraining config (configs/pretrain/NAME.yaml)"
+    )
+    _add_set(p, "train.steps=200")
+    _add_output(p, "run directory (default: the config's output.dir); same as --set output.dir=DIR")
 
     p = _parser_for(
         sub, "finetune", "Fine-tune a pretrained model on a new data set (not available yet)."
@@ -176,20 +248,27 @@ def _cmd_datasets(args: argparse.Namespace) -> int:
     if args.action == "info":
         print(json.dumps(datasets.info(args.name), indent=2, default=str))
         return 0
-    paths = datasets.fetch(args.name)
+    location = {} if args.output is None else {"cache_dir": args.output}
+    paths = datasets.fetch(args.name, **location)
     for path in paths:
         print(path)
+    log.info("%s: %d file(s) local, sha256 verified", args.name, len(paths))
     return 0
+
+
+def _with_output(overrides: list[str], output: str | None) -> list[str]:
+    """``-o DIR`` as the last ``--set output.dir=DIR`` (it wins over the config and ``--set``)."""
+    return list(overrides) if output is None else [*overrides, f"output.dir={output}"]
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from stgraph.train import load_config, metrics_table, train
 
-    cfg = load_config(args.config, overrides=args.overrides)
+    cfg = load_config(args.config, overrides=_with_output(args.overrides, args.output))
     result = train(cfg, resume=not args.no_resume)
     print()
     print(metrics_table([result.metrics]))
-    print(f"checkpoint and metrics: {result.run_dir}")
+    log.info("checkpoint and metrics: %s", result.run_dir)
     return 0
 
 
@@ -199,7 +278,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     result = evaluate_checkpoint(args.checkpoint, dataset=args.dataset)
     print(metrics_table([result]))
     for kind, path in result["files"].items():
-        print(f"{kind}: {path}")
+        log.info("%s: %s", kind, path)
     return 0
 
 
@@ -209,20 +288,32 @@ def _cmd_quickstart(args: argparse.Namespace) -> int:
     return run_quickstart(args.output, epochs=args.epochs)
 
 
+def _cmd_pretrain(args: argparse.Namespace) -> int:
+    from stgraph.train.pretrainer import load_pretrain_config, pretrain
+
+    cfg = load_pretrain_config(args.config, overrides=_with_output(args.overrides, args.output))
+    result = pretrain(cfg)
+    print(f"pretrained {result.steps} steps in {result.seconds:.1f} s: {result.run_dir}")
+    for source in result.sources:
+        log.info("source: %s", json.dumps(source, default=str))
+    return 0
+
+
 def build_from_args(args: argparse.Namespace) -> int:
-    """Run ``stgraph build`` from parsed arguments; a config error is one line and status 2."""
+    """Run ``stgraph build`` from parsed arguments.
+
+    Errors (:class:`~stgraph.errors.ConfigError` for a bad config or flags, other
+    :class:`~stgraph.errors.STGraphError` for bad input files) propagate: :func:`main` prints them
+    as one line and returns 1. Missing builders are one line and status 2.
+    """
     try:
         from graph_builders.build import BuildFlags, config_from_flags, run_build
     except ImportError as exc:
-        print(f"stgraph build: graph builders are not installed ({exc})", file=sys.stderr)
+        print(f"stgraph build: error: graph builders are not installed ({exc})", file=sys.stderr)
         return 2
     flags = BuildFlags(**{f.name: getattr(args, f.name) for f in dataclasses.fields(BuildFlags)})
-    try:
-        config = config_from_flags(args.config, flags, overrides=args.overrides)
-        run_build(config, output=args.output, color_by=args.color_by)
-    except ConfigError as exc:
-        print(f"stgraph build: {exc}", file=sys.stderr)
-        return 2
+    config = config_from_flags(args.config, flags, overrides=args.overrides)
+    run_build(config, output=args.output, color_by=args.color_by)
     return 0
 
 
@@ -233,29 +324,97 @@ def _cmd_later(args: argparse.Namespace) -> int:
     return 2
 
 
-COMMANDS = {
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "datasets": _cmd_datasets,
     "train": _cmd_train,
     "evaluate": _cmd_evaluate,
     "quickstart": _cmd_quickstart,
     "build": build_from_args,
+    "pretrain": _cmd_pretrain,
     "finetune": _cmd_later,
     "predict": _cmd_later,
 }
 
+#: Errors shown as one line: the library's own, and what a bad path or file raises on the way
+#: (a missing file, a directory given for a file, a file that is not text). Anything else is a
+#: bug and keeps its traceback.
+USER_ERRORS = (STGraphError, OSError, KeyError, ValueError)
+
+
+def configure_logging(*, quiet: bool = False, verbose: int = 0) -> logging.Logger:
+    """Send the ``stgraph`` logger to stderr: INFO by default, WARNING with ``quiet``, DEBUG with
+    ``verbose``; messages as they are (``-v``: with level and logger name)."""
+    level = logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO
+    handler = logging.StreamHandler(sys.stderr)
+    fmt = "%(levelname)s %(name)s: %(message)s" if verbose else "%(message)s"
+    handler.setFormatter(logging.Formatter(fmt))
+    for old in [h for h in log.handlers if getattr(h, "_stgraph_cli", False)]:
+        log.removeHandler(old)
+    handler._stgraph_cli = True  # type: ignore[attr-defined]
+    log.addHandler(handler)
+    log.setLevel(level)
+    log.propagate = False
+    return log
+
+
+def error_message(exc: BaseException) -> str:
+    """The one-line message of a user-facing error (a ``KeyError`` without its quotes; an
+    ``OSError`` with its file name)."""
+    if isinstance(exc, KeyError) and exc.args:
+        return str(exc.args[0])
+    if isinstance(exc, OSError) and exc.filename is not None and str(exc.filename) not in str(exc):
+        return f"{exc.filename}: {exc.strerror or exc}"
+    text = str(exc).strip() or type(exc).__name__
+    return " ".join(text.splitlines()) if "\n" in text and len(text) < 400 else text
+
+
+def _debug_requested() -> bool:
+    return os.environ.get("STGRAPH_DEBUG", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def _exit_on_broken_pipe() -> int:
+    """stdout's reader went away (``stgraph datasets list | head -1``): stop quietly, as the
+    Python docs advise (signal module, "Note on SIGPIPE"): point stdout at devnull so that the
+    interpreter's final flush cannot raise again, and exit 1."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout without a file descriptor (captured in a test)
+        pass
+    return 1
+
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help()
-        return 0
+    """Run the ``stgraph`` command line; returns the exit status."""
     try:
-        return COMMANDS[args.command](args)
-    except (STGraphError, FileNotFoundError, KeyError, ValueError) as exc:
-        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-        print(f"stgraph {args.command}: error: {msg}", file=sys.stderr)
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        configure_logging(quiet=args.quiet, verbose=args.verbose)
+        if args.command is None:
+            parser.print_help()
+            return 0
+        return _run(args, debug=args.debug or _debug_requested())
+    except BrokenPipeError:
+        return _exit_on_broken_pipe()
+
+
+def _run(args: argparse.Namespace, *, debug: bool) -> int:
+    try:
+        status = COMMANDS[args.command](args)
+        sys.stdout.flush()  # a closed pipe surfaces here, inside the handler, not at exit
+        return status
+    except BrokenPipeError:
+        raise
+    except USER_ERRORS as exc:
+        if debug:
+            raise
+        print(f"stgraph {args.command}: error: {error_message(exc)}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print(f"stgraph {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":
