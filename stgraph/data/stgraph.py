@@ -8,7 +8,6 @@ NaN in ``x``: ``mask`` (``[N, T, V]``, bool) says which entries were observed.
 from __future__ import annotations
 
 import copy
-import math
 import os
 from collections.abc import Sequence
 from datetime import datetime, timezone
@@ -22,7 +21,7 @@ from torch_geometric.data import Batch, Data
 
 from stgraph.data.serialization import read_graph_dir, write_graph_dir
 from stgraph.errors import STGraphValidationError
-from stgraph.utils.geo import EARTH_RADIUS_M
+from stgraph.utils.geo import project
 
 #: Attributes stacked along a new batch dimension instead of being concatenated (one per graph).
 _STACKED_KEYS = ("time", "y_time")
@@ -551,18 +550,18 @@ class STGraph(Data):
 
     # ------------------------------------------------------------------ conversions
     def pos_metres(self) -> Tensor:
-        """Node coordinates in metres on a local equirectangular projection about the centroid.
+        """Node coordinates in metres about their centroid, ``[N, 2]`` float64.
 
-        Accurate to well under 1 % within a city (tens of km); use pyproj for larger extents.
+        Lon/lat (``meta["crs"]`` EPSG:4326) go through :func:`stgraph.utils.geo.project`, the one
+        metric projection (pyproj, the UTM zone of the nodes' median position); coordinates in
+        another ``crs`` are taken as metres already.
         """
         if self.pos is None:
             raise ValueError("pos_metres: this graph has no pos")
-        pos = self.pos.double()
-        lon0, lat0 = pos[:, 0].mean(), pos[:, 1].mean()
-        r = EARTH_RADIUS_M
-        xs = torch.deg2rad(pos[:, 0] - lon0) * r * math.cos(math.radians(float(lat0)))
-        ys = torch.deg2rad(pos[:, 1] - lat0) * r
-        return torch.stack([xs, ys], 1)
+        pos = self.pos.detach().cpu().double()
+        if (self.meta or {}).get("crs", "EPSG:4326") in ("EPSG:4326", "epsg:4326", None):
+            pos = torch.from_numpy(project(pos[:, 0].numpy(), pos[:, 1].numpy())[0])
+        return pos - pos.mean(0, keepdim=True)
 
     def to_networkx(self, *, dynamic: bool = False) -> Any:
         """A ``networkx.DiGraph`` with ``pos``, ``node_attr`` and edge weights/attributes.

@@ -10,8 +10,9 @@ a series carry it and a PyG batch concatenates it with the cell ids offset per l
   (Dwivedi et al., "Graph Neural Networks with Learnable Structural and Positional
   Representations", ICLR 2022). Unlike Laplacian eigenvectors they need no sign or basis choice,
   so they transfer across graphs as they are.
-- :func:`relative_coordinates` -- node coordinates in metres about the graph centroid, divided by
-  the graph's RMS radius, so a city of any size and place maps to the same range.
+- :func:`relative_coordinates` -- node coordinates in metres (:func:`stgraph.utils.geo.project`,
+  the one metric projection of stgraph) about the graph centroid, divided by the graph's RMS
+  radius, so a city of any size and place maps to the same range.
 - :func:`kd_partition` / :func:`coarsen` -- a KD-tree hierarchy: median splits along the wider axis
   until every cell holds at most ``cluster_size`` items; cells become the nodes of the next level
   (at their centroid) and are split again, up to a single root. Written with numpy because the
@@ -35,8 +36,7 @@ from torch_geometric.transforms import BaseTransform
 
 from stgraph.data.weights import AddEdgeAffinity
 from stgraph.nn.sparse import SparseOperator
-
-_EARTH_M_PER_DEG = 111_320.0
+from stgraph.utils.geo import project
 
 
 @dataclass
@@ -198,13 +198,11 @@ def random_walk_encoding(edge_index: Tensor, num_nodes: int, steps: int) -> Tens
 
 
 def metric_coordinates(pos: Tensor, *, crs: str | None = "EPSG:4326") -> np.ndarray:
-    """Coordinates in metres: a local equirectangular projection for lon/lat, as-is otherwise."""
+    """Coordinates in metres: lon/lat through :func:`stgraph.utils.geo.project` (pyproj, the UTM
+    zone of the points' median), any other ``crs`` taken as metres already."""
     p = pos.detach().cpu().double().numpy()
-    if crs in (None, "EPSG:4326", "epsg:4326"):
-        lat0 = math.radians(float(p[:, 1].mean())) if len(p) else 0.0
-        return np.stack(
-            [p[:, 0] * _EARTH_M_PER_DEG * math.cos(lat0), p[:, 1] * _EARTH_M_PER_DEG], axis=1
-        )
+    if crs in (None, "EPSG:4326", "epsg:4326") and len(p):
+        return project(p[:, 0], p[:, 1])[0]
     return p
 
 

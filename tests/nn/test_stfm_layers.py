@@ -431,3 +431,23 @@ def test_forecast_head_graph_hops_diffuse_between_neighbouring_nodes():
         fh(x, query, var_emb)
     with pytest.raises(ValueError, match="graph_hops=-1"):
         ForecastHead(c, graph_hops=-1)
+
+
+def test_relative_coordinates_use_the_one_metric_projection():
+    """Lon/lat go through stgraph.utils.geo.project (UTM), then about the centroid in units of
+    the RMS radius; projected coordinates are taken as metres."""
+    from stgraph.nn.structure import relative_coordinates
+    from stgraph.utils.geo import project
+
+    rng = np.random.default_rng(0)
+    pos = torch.tensor(np.stack([-97 + 8 * rng.random(50), 35 + 6 * rng.random(50)], 1))
+    xy = project(pos[:, 0].numpy(), pos[:, 1].numpy())[0]
+    c = xy - xy.mean(0)
+    want = c / np.sqrt((c**2).sum(1).mean())
+    torch.testing.assert_close(
+        relative_coordinates(pos).double(), torch.from_numpy(want), atol=1e-6, rtol=0
+    )
+    metres = torch.tensor(xy)
+    torch.testing.assert_close(
+        relative_coordinates(metres, crs="EPSG:32614"), relative_coordinates(pos), atol=1e-6, rtol=0
+    )
