@@ -12,7 +12,7 @@ import os
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -22,6 +22,10 @@ from torch_geometric.data import Batch, Data
 from stgraph.data.serialization import read_graph_dir, write_graph_dir
 from stgraph.errors import STGraphValidationError
 from stgraph.utils.geo import project
+
+if TYPE_CHECKING:  # heavy imports, only when the conversions are called
+    import networkx as nx
+    import pandas as pd
 
 #: Attributes stacked along a new batch dimension instead of being concatenated (one per graph).
 _STACKED_KEYS = ("time", "y_time")
@@ -563,7 +567,7 @@ class STGraph(Data):
             pos = torch.from_numpy(project(pos[:, 0].numpy(), pos[:, 1].numpy())[0])
         return pos - pos.mean(0, keepdim=True)
 
-    def to_networkx(self, *, dynamic: bool = False) -> Any:
+    def to_networkx(self, *, dynamic: bool = False) -> nx.DiGraph:
         """A ``networkx.DiGraph`` with ``pos``, ``node_attr`` and edge weights/attributes.
 
         With ``dynamic=True`` a ``MultiDiGraph`` that also holds the dynamic edges, each with its
@@ -602,7 +606,7 @@ class STGraph(Data):
                 g.add_edge(s, d, **attrs)
         return g
 
-    def to_pandas(self, *, observed_only: bool = False) -> Any:
+    def to_pandas(self, *, observed_only: bool = False) -> pd.DataFrame:
         """A long table: one row per (node, time, variable) with ``value`` and ``observed``.
 
         Columns: ``node`` (index), ``node_id`` (if known), ``step``, ``time`` (UTC timestamps, if

@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 from torch import Tensor
+from torch_geometric.data import Data
 from torch_geometric.transforms import BaseTransform
 
 #: ``meta["edge_weight"]`` / ``meta["dyn_edge_weight"]`` of weights that are distances in metres.
@@ -71,7 +72,7 @@ class AddEdgeAffinity(BaseTransform):
     was; ``transform.forward(graph)`` writes onto ``graph`` itself.
     """
 
-    def forward(self, data: Any) -> Any:
+    def forward(self, data: Data) -> Data:
         """``data`` with the affinity attributes set (see the class docstring)."""
         meta = getattr(data, "meta", None)
         for key in ("edge_weight", "dyn_edge_weight"):

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -34,6 +33,7 @@ from torch import Tensor
 from torch_geometric.data import Batch
 from torch_geometric.transforms import BaseTransform
 
+from stgraph.data.stgraph import STGraph
 from stgraph.data.weights import AddEdgeAffinity
 from stgraph.nn.sparse import SparseOperator
 from stgraph.utils.geo import project
@@ -105,7 +105,7 @@ class GraphStructure:
 
     @classmethod
     def from_data(
-        cls, data: Any, adj: tuple[SparseOperator, SparseOperator] | None = None
+        cls, data: STGraph, adj: tuple[SparseOperator, SparseOperator] | None = None
     ) -> GraphStructure:
         """The tables of an STGraph (or PyG batch) that :class:`AddGraphStructure` transformed.
 
@@ -439,7 +439,7 @@ class AddGraphStructure(BaseTransform):
             )
         self.rwse_steps, self.cluster_size, self.kd_levels = rwse_steps, cluster_size, kd_levels
 
-    def forward(self, data: Any) -> Any:
+    def forward(self, data: STGraph) -> STGraph:
         """``data`` with the structure attributes set (see the class docstring)."""
         if isinstance(data, Batch):
             raise TypeError(
@@ -465,7 +465,7 @@ class AddGraphStructure(BaseTransform):
             data[key] = value.to(dev)
         return AddEdgeAffinity().forward(data)
 
-    def matches(self, data: Any) -> bool | None:
+    def matches(self, data: STGraph) -> bool | None:
         """``True`` if ``data`` carries structure built with these options, ``False`` if it
         carries another one, ``None`` if it carries none."""
         if data.get("kd_cell") is None or data.get("rwse") is None:
