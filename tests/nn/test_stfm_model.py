@@ -219,6 +219,14 @@ def test_structure_transform_once_per_graph_and_batched_with_offsets():
     torch.testing.assert_close(y, y_raw)
 
 
+def test_transformed_graph_saves_and_loads_with_its_structure(tmp_path, model):
+    g = model.transform(make_graph(40, 1, 300))
+    back = STGraph.load(g.save(tmp_path / "g"))
+    assert model.transform.matches(back)
+    with torch.no_grad():
+        assert torch.equal(model(window_batch(g, 2)), model(window_batch(back, 2)))
+
+
 def test_model_refuses_structure_of_other_options(model):
     g = AddGraphStructure(rwse_steps=3, cluster_size=16, kd_levels=4)(make_graph(30, 1, 300))
     with pytest.raises(ValueError, match="other options"):
