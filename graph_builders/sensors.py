@@ -611,7 +611,7 @@ def _snap(
         "to": snap,
         "median_m": float(np.median(sd)),
         "max_m": float(np.max(sd)),
-        "max_snap_m": float(max_dist_m),
+        "max_snap_m": float(max_dist_m),  # meta key kept as written before
         "above_max": int(far_mask.sum()),
         "policy": far,
     }
