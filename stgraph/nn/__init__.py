@@ -29,6 +29,14 @@ transform: applied once to the graph, every window and batch of it carries the r
 that was not transformed is transformed at every forward pass (correct, but slower).
 """
 
+from stgraph.nn.adapters import (
+    DEFAULT_TARGETS,
+    LoRA,
+    adapter_names,
+    adapter_parameters,
+    add_adapters,
+    merge_adapters,
+)
 from stgraph.nn.blocks.st_block import STBlock
 from stgraph.nn.heads.anomaly import AnomalyScoreHead
 from stgraph.nn.heads.classification import GraphClassificationHead, NodeClassificationHead
@@ -65,6 +73,12 @@ from stgraph.nn.structure import (
 )
 
 __all__ = [
+    "DEFAULT_TARGETS",
+    "LoRA",
+    "adapter_names",
+    "adapter_parameters",
+    "add_adapters",
+    "merge_adapters",
     "AddGraphStructure",
     "DCGRUCell",
     "DiffusionConv",

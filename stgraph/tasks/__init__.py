@@ -31,6 +31,7 @@ with the objectives that train them (the foundation issue). Beside the tasks:
 - :mod:`stgraph.tasks.stfm_forecaster`: the STFM backbone as a forecaster (``"stfm"``).
 """
 
+from stgraph.tasks.finetune import FINETUNE_MODES, Budget, configure_finetune, parse_budget
 from stgraph.tasks.forecast import LOSSES, ForecastMetrics, ForecastTask
 from stgraph.tasks.forecaster import MODELS, Forecaster
 from stgraph.tasks.metrics import (
@@ -43,11 +44,19 @@ from stgraph.tasks.metrics import (
     masked_mse,
     masked_rmse,
 )
+from stgraph.tasks.predict import FORECAST_COLUMNS, forecast_table, write_forecasts
 from stgraph.tasks.registry import build_model, get_task, model_names, task_names
 from stgraph.tasks.stfm_forecaster import STFMForecaster
 from stgraph.tasks.task import TASKS, Task, TaskMetrics
 
 __all__ = [
+    "FINETUNE_MODES",
+    "FORECAST_COLUMNS",
+    "Budget",
+    "configure_finetune",
+    "forecast_table",
+    "parse_budget",
+    "write_forecasts",
     "LOSSES",
     "METRICS",
     "MODELS",

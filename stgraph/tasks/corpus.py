@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -219,6 +219,8 @@ class Corpus:
         node_budget: windows per batch are ``max(1, min(batch_size, node_budget // N))``.
         batch_size: the most windows per batch.
         graphs: already loaded graphs by source name (tests, or a caller that loaded them).
+        transform: applied once to each training slice (e.g. the backbone's
+            :class:`~stgraph.nn.AddGraphStructure`, so no batch recomputes the structure).
 
     Raises:
         ConfigError: a source overlaps a held-out entry, no source is given, or a graph's training
@@ -234,6 +236,7 @@ class Corpus:
         node_budget: int = 8192,
         batch_size: int = 32,
         graphs: dict[str, STGraph] | None = None,
+        transform: Callable[[STGraph], STGraph] | None = None,
     ) -> None:
         if not sources:
             raise ConfigError("corpus: no sources to draw from")
@@ -252,6 +255,9 @@ class Corpus:
         self.node_budget, self.batch_size = int(node_budget), int(batch_size)
         graphs = graphs or {}
         self.graphs = [prepare_source(s, graphs.get(s.name)) for s in sources]
+        if transform is not None:
+            for cg in self.graphs:
+                cg.graph = transform(cg.graph)
         for cg in self.graphs:
             if cg.train_steps < 3:
                 raise ConfigError(

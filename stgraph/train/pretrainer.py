@@ -350,6 +350,7 @@ def pretrain(cfg: PretrainConfig, *, graphs: dict | None = None) -> PretrainResu
         torch.set_num_threads(cfg.train.num_threads)
     seed_everything(cfg.seed)
     sources, held = specs(cfg)
+    model = build_backbone(cfg.model.options)
     corpus = Corpus(
         sources,
         held_out=held,
@@ -357,16 +358,14 @@ def pretrain(cfg: PretrainConfig, *, graphs: dict | None = None) -> PretrainResu
         node_budget=cfg.windows.node_budget,
         batch_size=cfg.windows.batch_size,
         graphs=graphs,
+        transform=model.transform,
     )
-    model = build_backbone(cfg.model.options)
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / ckpt.CONFIG_FILE, config_text)
     atomic_write_text(
         run_dir / MODEL_OPTIONS_FILE, yaml.safe_dump(cfg.model.options, sort_keys=False)
     )
     steps, drawn = _run_steps(cfg, corpus, model, run_dir, state)
-    from stgraph.train.trainer import WeightAverage  # noqa: F401  (type of the kept copy)
-
     kept = model
     ema_path = run_dir / ckpt.RESUME_DIR / ckpt.EMA_FILE
     if cfg.train.ema_decay and ema_path.is_file():
