@@ -50,6 +50,7 @@ from stgraph.datasets.files import (
     verify_file,
 )
 from stgraph.datasets.registry import REGISTRY, DatasetSpec, get_spec
+from stgraph.errors import DataFormatError, STGraphError
 
 __all__ = [
     "FILES",
@@ -170,7 +171,10 @@ def load(
         ChecksumError: a file's sha256 does not match (it was not read).
         DatasetNotFoundError: files missing and not downloadable (the message says which and
             where to put them).
-        DataFormatError: a file does not parse (only possible with ``verify=False``).
+        DataFormatError: a file does not parse, holds values out of range, or gives a graph of
+            another size than the registry's facts (only possible with ``verify=False``, where
+            the loader's own checks are all that stands between a modified file and a wrong
+            graph).
     """
     spec = get_spec(name)
     if spec.loader is None:
@@ -187,7 +191,51 @@ def load(
         verify=verify,
         timeout=timeout,
     )
-    return spec.loader(dict(zip(needed, local, strict=True)), **options)
+    paths = dict(zip(needed, local, strict=True))
+    if verify:  # the exact published bytes: any failure is a bug of the loader, shown as it is
+        graph = spec.loader(paths, **options)
+    else:
+        graph = _load_unverified(spec, paths, options)
+    _check_facts(spec, graph, options, local)
+    return graph
+
+
+#: What a loader's parsing raises on a file it was not written for (a modified file read with
+#: ``verify=False``) when no check of its own caught it first.
+_PARSE_ERRORS = (ValueError, TypeError, KeyError, IndexError, OverflowError, StopIteration)
+
+
+def _load_unverified(spec: DatasetSpec, paths: dict[str, Path], options: dict) -> STGraph:
+    """Run the loader on unverified files; any parse failure is a DataFormatError naming them."""
+    try:
+        return spec.loader(paths, **options)
+    except DataFormatError:
+        raise
+    except (STGraphError, *_PARSE_ERRORS) as exc:  # STGraphValidationError: names no file
+        files = ", ".join(str(p) for p in paths.values())
+        raise DataFormatError(
+            f"{spec.name}: the files ({files}; read with verify=False) do not give a valid graph: "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def _check_facts(spec: DatasetSpec, graph: STGraph, options: dict, local: list[Path]) -> None:
+    """With the loader's default options the graph has the registry's N, T and V."""
+    if any(options.get(k, v) != v for k, v in spec.options.items()):
+        return  # options may select other nodes or steps
+    found = {"N": graph.num_nodes, "T": graph.num_steps, "V": graph.num_variables}
+    wrong = {
+        k: (spec.facts[k], v)
+        for k, v in found.items()
+        if isinstance(spec.facts.get(k), int) and spec.facts[k] != v
+    }
+    if wrong:
+        what = ", ".join(f"{k} = {got} (expected {want})" for k, (want, got) in wrong.items())
+        raise DataFormatError(
+            f"{spec.name}: {', '.join(str(p) for p in local)}: the graph has {what}; a file is "
+            "cut short or modified (compare its sha256 with `stgraph datasets info "
+            f"{spec.name}`)"
+        )
 
 
 def load_table(name: str, **location: Any) -> pd.DataFrame:

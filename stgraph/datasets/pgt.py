@@ -8,7 +8,14 @@ import numpy as np
 
 from stgraph.data.stgraph import STGraph
 from stgraph.data.weights import DISTANCE_M
-from stgraph.datasets._common import as_matrix, read_json, sources, step_times
+from stgraph.datasets._common import (
+    as_matrix,
+    check_range,
+    numeric_columns,
+    read_json,
+    sources,
+    step_times,
+)
 from stgraph.datasets._graphs import median_neighbour_distance
 from stgraph.datasets.registry import register
 from stgraph.errors import DataFormatError
@@ -25,13 +32,37 @@ WEEK, DAY, HOUR = 7 * 86400, 86400, 3600
 
 
 def _edge_array(value: object, *, path: Path, key: str, n: int) -> np.ndarray:
+    """``[2, E]`` int64 node indices from a JSON list of ``[source, target]`` pairs in ``[0, n)``."""
     try:
-        arr = np.asarray(value, dtype=np.int64).reshape(-1, 2).T
-    except (ValueError, TypeError):
-        raise DataFormatError(f"{path}: {key} must be a list of [source, target] pairs") from None
-    if arr.size and (arr.min() < 0 or arr.max() >= n):
-        raise DataFormatError(f"{path}: {key} has node indices outside [0, {n})")
-    return arr
+        raw = np.asarray(value, dtype=np.float64)
+    except (ValueError, TypeError, OverflowError):
+        raw = None
+    if raw is None or (raw.size and (raw.ndim != 2 or raw.shape[1] != 2)):
+        raise DataFormatError(
+            f"{path}: {key} must be a list of [source, target] pairs of node indices"
+        )
+    raw = raw.reshape(-1, 2)
+    with np.errstate(invalid="ignore"):
+        bad = ~np.isfinite(raw) | (raw != np.round(raw)) | (raw < 0) | (raw >= n)
+    if bad.any():
+        i, j = np.argwhere(bad)[0]
+        raise DataFormatError(
+            f"{path}: {key}[{i}][{j}] = {float(raw[i, j])!r} is not a node index in [0, {n}) "
+            f"({int(bad.any(axis=1).sum())} such pair(s))"
+        )
+    return raw.astype(np.int64).T
+
+
+def _weights(value: object, *, path: Path, key: str, count: int) -> np.ndarray:
+    """``count`` finite, non-negative float64 edge weights from a JSON list of numbers."""
+    try:
+        w = np.asarray(value, dtype=np.float64)
+    except (ValueError, TypeError, OverflowError):
+        raise DataFormatError(f"{path}: {key} must be a list of numbers") from None
+    if w.shape != (count,):
+        raise DataFormatError(f"{path}: {key} has {w.size} values for {count} edges")
+    check_range(w, path=path, what=lambda i: f"{key}[{i}]", lo=0.0)
+    return w
 
 
 def _drop_self_loops(edges: np.ndarray, *weights: np.ndarray | None) -> list:
@@ -167,9 +198,7 @@ def load_pedalme(paths: dict[str, Path]) -> STGraph:
     x = as_matrix(doc["X"], path=path, key="X", shape=(None, None))
     t, n = x.shape
     edges = _edge_array(doc["edges"], path=path, key="edges", n=n)
-    weights = np.asarray(doc["weights"], dtype=np.float64)
-    if weights.shape != (edges.shape[1],):
-        raise DataFormatError(f"{path}: {len(weights)} weights for {edges.shape[1]} edges")
+    weights = _weights(doc["weights"], path=path, key="weights", count=edges.shape[1])
     edge_index, edge_weight = _drop_self_loops(edges, weights)
     meta = {
         "variables": [{"name": "deliveries", "unit": "transformed count"}],
@@ -243,10 +272,14 @@ def load_england_covid(paths: dict[str, Path]) -> STGraph:
     doc = read_json(path, keys=("edge_mapping", "time_periods", "y"))
     y = as_matrix(doc["y"], path=path, key="y", shape=(None, None))
     t, n = y.shape
-    if int(doc["time_periods"]) != t:
+    if not isinstance(doc["time_periods"], int) or doc["time_periods"] != t:
         raise DataFormatError(f"{path}: time_periods = {doc['time_periods']} but y has {t} rows")
     mapping = doc["edge_mapping"]
-    if not isinstance(mapping, dict) or {"edge_index", "edge_weight"} - set(mapping):
+    if (
+        not isinstance(mapping, dict)
+        or {"edge_index", "edge_weight"} - set(mapping)
+        or not all(isinstance(mapping[k], dict) for k in ("edge_index", "edge_weight"))
+    ):
         raise DataFormatError(f"{path}: edge_mapping must hold edge_index and edge_weight")
     idx_parts, w_parts, t_parts = [], [], []
     for step in range(t):
@@ -254,11 +287,9 @@ def load_england_covid(paths: dict[str, Path]) -> STGraph:
         if key not in mapping["edge_index"] or key not in mapping["edge_weight"]:
             raise DataFormatError(f"{path}: edge_mapping has no graph for period {key!r}")
         e = _edge_array(mapping["edge_index"][key], path=path, key=f"edge_index[{key}]", n=n)
-        w = np.asarray(mapping["edge_weight"][key], dtype=np.float64)
-        if w.shape != (e.shape[1],):
-            raise DataFormatError(
-                f"{path}: edge_weight[{key}] has {w.size} values for {e.shape[1]} edges"
-            )
+        w = _weights(
+            mapping["edge_weight"][key], path=path, key=f"edge_weight[{key}]", count=e.shape[1]
+        )
         idx_parts.append(e)
         w_parts.append(w)
         t_parts.append(np.full(e.shape[1], step, dtype=np.int64))
@@ -358,13 +389,13 @@ def load_montevideo_bus(paths: dict[str, Path], *, crs: str = MONTEVIDEO_CRS) ->
     locations, readings, links = read_node_link(path, values_key="y")
     ids = locations["sensor_id"].tolist()
     n = len(ids)
-    xy = locations[["x", "y"]].to_numpy(np.float64)
+    xy = numeric_columns(locations, ["x", "y"], path=path)
     y = as_matrix(readings.to_numpy().T, path=path, key="nodes[*].y", shape=(n, None))
     index = {v: i for i, v in enumerate(ids)}
     try:
         src = [index[v] for v in normalize_ids(links["source"])]
         dst = [index[v] for v in normalize_ids(links["target"])]
-        w = links["weight"].to_numpy(np.float64)
+        w = _weights(links["weight"].tolist(), path=path, key="links[*].weight", count=len(src))
     except KeyError as exc:
         raise DataFormatError(
             f"{path}: a link refers to an unknown stop or lacks a field: {exc}"

@@ -5,10 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from stgraph.data.stgraph import STGraph
-from stgraph.datasets._common import read_numeric_csv, sources, step_times
+from stgraph.datasets._common import (
+    check_range,
+    numeric_columns,
+    read_csv,
+    read_numeric_csv,
+    sources,
+    step_times,
+)
 from stgraph.datasets._graphs import dense_to_edges, median_neighbour_distance
 from stgraph.datasets._pickle import load_verified_pickle
 from stgraph.datasets.registry import register
@@ -34,6 +40,9 @@ def _los_adjacency(
         _, adj = read_numeric_csv(paths[LOS_ADJ], header=False)
         if adj.shape != (n, n):
             raise DataFormatError(f"{paths[LOS_ADJ]}: shape {adj.shape}; expected ({n}, {n})")
+        check_range(
+            adj, path=paths[LOS_ADJ], what=lambda i, j: f"line {i + 1}, field {j + 1}", lo=0, hi=1
+        )
         adj_desc = "los_adj.csv (T-GCN), symmetric"
     else:
         obj = load_verified_pickle(paths[METR_ADJ], source=str(paths[METR_ADJ]), encoding="latin1")
@@ -47,9 +56,39 @@ def _los_adjacency(
         if absent:
             raise DataFormatError(f"{paths[METR_ADJ]}: sensors missing from adj_mx: {absent[:10]}")
         perm = np.array([id_to_ind[s] for s in ids])
-        adj = np.asarray(adj_all, dtype=np.float64)[np.ix_(perm, perm)]
+        try:
+            adj = np.asarray(adj_all, dtype=np.float64)[np.ix_(perm, perm)]
+        except (ValueError, TypeError, IndexError):
+            raise DataFormatError(f"{paths[METR_ADJ]}: adj_mx is not an N x N matrix") from None
+        check_range(adj, path=paths[METR_ADJ], what=lambda i, j: f"adj_mx[{i}][{j}]", lo=0, hi=1)
         adj_desc = "adj_mx.pkl (DCRNN), directed, row = source"
     return adj, adj_desc
+
+
+def _los_locations(path: Path, ids: list[str], *, speed_name: str) -> np.ndarray:
+    """``[N, 2]`` lon/lat of the sensors ``ids`` from METR-LA's ``graph_sensor_locations.csv``."""
+    loc = read_csv(path, dtype={"sensor_id": str})
+    need = ["sensor_id", "latitude", "longitude"]
+    if not set(need) <= set(loc.columns):
+        raise DataFormatError(f"{path}: columns {need} expected, got {list(loc.columns)}")
+    lonlat = numeric_columns(loc, ["longitude", "latitude"], path=path)
+    for j, (name, limit) in enumerate((("longitude", 180.0), ("latitude", 90.0))):
+        check_range(
+            lonlat[:, j],
+            path=path,
+            what=lambda i, c=name: f"line {i + 2}, {c}",
+            lo=-limit,
+            hi=limit,
+        )
+    first = ~loc["sensor_id"].duplicated().to_numpy()
+    row = dict(zip(loc["sensor_id"][first], np.flatnonzero(first), strict=True))
+    absent = [s for s in ids if s not in row]
+    if absent:
+        raise DataFormatError(
+            f"{path}: {len(absent)} of the {len(ids)} sensors of {speed_name} have no "
+            f"location: {absent[:10]}"
+        )
+    return lonlat[[row[s] for s in ids]]
 
 
 @register(
@@ -121,21 +160,7 @@ def load_los_loop(paths: dict[str, Path], *, adjacency: str = "tgcn") -> STGraph
             f"{speed_path}: line {i + 2}, sensor {ids[j]}: speed {speed[i, j]} <= 0"
         )
 
-    loc = pd.read_csv(paths[METR_LOC], dtype={"sensor_id": str})
-    need = {"sensor_id", "latitude", "longitude"}
-    if not need <= set(loc.columns):
-        raise DataFormatError(
-            f"{paths[METR_LOC]}: columns {sorted(need)} expected, got {list(loc.columns)}"
-        )
-    loc = loc.drop_duplicates("sensor_id").set_index("sensor_id")
-    absent = [s for s in ids if s not in loc.index]
-    if absent:
-        raise DataFormatError(
-            f"{paths[METR_LOC]}: {len(absent)} of the {n} sensors of {speed_path.name} have no "
-            f"location: {absent[:10]}"
-        )
-    lonlat = loc.loc[ids, ["longitude", "latitude"]].to_numpy(np.float64)
-
+    lonlat = _los_locations(paths[METR_LOC], ids, speed_name=speed_path.name)
     adj, adj_desc = _los_adjacency(paths, ids, adjacency)
     edge_index, edge_weight = dense_to_edges(adj, self_loops=False)
 

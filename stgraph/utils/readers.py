@@ -245,42 +245,69 @@ def read_uctb(
     data = _uctb_pickle(path, sha256)
     try:
         node = data["Node"]
-        counts = np.asarray(node["TrafficNode"])
-        stations = node["StationInfo"]
+        counts = np.asarray(node["TrafficNode"], dtype=np.float64)
+        stations = list(node["StationInfo"])
         t0, _t1 = data["TimeRange"]
         minutes = int(data["TimeFitness"])
     except (KeyError, TypeError, ValueError) as exc:
         raise DataFormatError(
             f"{path}: not a UCTB node data set (expected TimeRange, TimeFitness, "
-            f"Node.TrafficNode, Node.StationInfo; missing {exc})"
+            f"Node.TrafficNode, Node.StationInfo; {type(exc).__name__}: {exc})"
         ) from None
     if counts.ndim != 2 or counts.shape[1] != len(stations):
         raise DataFormatError(
             f"{path}: TrafficNode has shape {counts.shape} for {len(stations)} stations in "
             "StationInfo"
         )
-    if (counts < -1).any():
-        raise DataFormatError(f"{path}: counts below -1 (only -1 may mark a missing value)")
-    locations = pd.DataFrame(
-        {
-            "sensor_id": normalize_ids(s[0] for s in stations),
-            "install_date": [s[1] for s in stations],
-            "latitude": [float(s[2]) for s in stations],
-            "longitude": [float(s[3]) for s in stations],
-            "name": [str(s[4]) for s in stations],
-        }
-    )
-    values = counts.astype(np.float64)
+    if not np.isfinite(counts).all() or (counts < -1).any():
+        raise DataFormatError(
+            f"{path}: TrafficNode holds non-finite counts or counts below -1 (only -1 may mark "
+            "a missing value)"
+        )
+    locations = _uctb_stations(path, stations)
+    values = counts.copy()
     missing = values == -1
     values[missing] = np.nan
     readings = pd.DataFrame(values, columns=locations["sensor_id"].tolist())
-    readings.insert(0, "time", pd.date_range(t0, periods=len(values), freq=f"{minutes}min"))
+    readings.insert(0, "time", _uctb_times(path, t0, minutes, len(values)))
     info = {
         "time_range": [str(t) for t in data["TimeRange"]],
         "interval_min": minutes,
         "missing_marked": int(missing.sum()),
     }
     return locations, readings, info
+
+
+def _uctb_stations(path: Path, stations: list) -> pd.DataFrame:
+    """UCTB ``StationInfo`` rows ``[id, install_date, lat, lon, name]`` as a table (checked)."""
+    try:
+        rows = [(s[0], s[1], float(s[2]), float(s[3]), str(s[4])) for s in stations]
+    except (IndexError, KeyError, TypeError, ValueError) as exc:
+        raise DataFormatError(
+            f"{path}: StationInfo rows must be [id, install_date, latitude, longitude, name] "
+            f"({type(exc).__name__}: {exc})"
+        ) from None
+    table = pd.DataFrame(
+        rows, columns=["sensor_id", "install_date", "latitude", "longitude", "name"]
+    )
+    lat, lon = table["latitude"].to_numpy(), table["longitude"].to_numpy()
+    bad = ~(np.isfinite(lat) & np.isfinite(lon) & (np.abs(lat) <= 90) & (np.abs(lon) <= 180))
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise DataFormatError(
+            f"{path}: StationInfo[{i}] has latitude {lat[i]}, longitude {lon[i]}: not a position"
+        )
+    table["sensor_id"] = normalize_ids(table["sensor_id"])
+    return table
+
+
+def _uctb_times(path: Path, t0: object, minutes: int, steps: int) -> pd.DatetimeIndex:
+    if minutes < 1:
+        raise DataFormatError(f"{path}: TimeFitness = {minutes}; expected minutes >= 1")
+    try:
+        return pd.date_range(pd.Timestamp(t0), periods=steps, freq=f"{minutes}min")
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise DataFormatError(f"{path}: TimeRange[0] = {t0!r} is not a time ({exc})") from None
 
 
 def read_node_link(

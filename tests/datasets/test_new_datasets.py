@@ -207,9 +207,10 @@ def test_noaa_tampered_file_is_refused(data_dir, tmp_path):
     target.write_bytes(raw)
     with pytest.raises(ChecksumError, match=r"Tmin_1990\.dat"):
         datasets.load(NOAA, root=tmp_path, download=False)
-    # without checks the file parses: the edited entry now counts as a (bogus) reading
-    g = datasets.load(NOAA, root=tmp_path, download=False, verify=False)
-    assert float(g.x[:, :, 1].min()) == -9990.0
+    # without the sha256 check the loader's own checks still hold: the edited entry would count
+    # as a (bogus) reading and keep a station the registry's graph does not have
+    with pytest.raises(DataFormatError, match=r"N = 138 \(expected 137\)"):
+        datasets.load(NOAA, root=tmp_path, download=False, verify=False)
 
 
 # ---------------------------------------------------------------------------------- Ireland
