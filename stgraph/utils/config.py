@@ -8,8 +8,8 @@ this module turns a raw mapping into one of them, with the same rules everywhere
   by a config); an unknown key or a missing required one is a :class:`~stgraph.errors.ConfigError`
   naming the key's full path (``train.epoch``, ``sources[0].option``) and the file;
 - values are checked against the field's type hint: ``int``, ``float`` (an ``int`` is accepted and
-  converted), ``str``, ``bool``, ``X | None``, unions, ``list[X]``, ``dict[...]`` and nested
-  dataclasses; ``Any`` accepts anything;
+  converted; NaN refused), ``str``, ``bool``, ``X | None``, unions, ``list[X]``, ``dict[K, V]``
+  (keys and values) and nested dataclasses; ``Any`` accepts anything;
 - ``--set key.sub=value`` overrides (values parsed as YAML) are applied to the raw mapping before
   validation, so they are checked exactly like the file; a numeric part indexes a list
   (``sources.0.options.k=4``).
@@ -59,11 +59,22 @@ def check_type(value: object, tp: object, where: str, source: str) -> object:
     if origin is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{source}: {where}: expected a mapping, got {type(value).__name__}")
-        return dict(value)
+        key_tp, item_tp = typing.get_args(tp) or (Any, Any)
+        return {
+            check_type(k, key_tp, f"{where} key {k!r}", source): check_type(
+                v, item_tp, _join(where, str(k)), source
+            )
+            for k, v in value.items()
+        }
     if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         return from_dict(tp, value, where=where, source=source)
     if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
+        if value != value:  # NaN (YAML .nan) passes every range check and breaks training quietly
+            raise ConfigError(f"{source}: {where} = nan: expected a number")
+        try:
+            return float(value)
+        except OverflowError:  # an int beyond float's range
+            raise ConfigError(f"{source}: {where} = {value}: beyond the float range") from None
     if tp is int and isinstance(value, bool):
         raise ConfigError(f"{source}: {where} = {value!r}: expected int")
     if isinstance(tp, type) and not isinstance(value, tp):
@@ -129,8 +140,8 @@ def apply_overrides(raw: dict[str, Any], overrides: Sequence[str] | None) -> dic
     Missing sections are created; a numeric part indexes a list (``sources.0.path=x.csv``).
 
     Raises:
-        ConfigError: an item is not ``key=value``, or its path runs through a value that is not a
-            section (or an index beyond a list).
+        ConfigError: an item is not ``key=value``, its value is not valid YAML, or its path runs
+            through a value that is not a section (or an index beyond a list).
     """
     for item in overrides or []:
         if "=" not in item:
@@ -141,7 +152,14 @@ def apply_overrides(raw: dict[str, Any], overrides: Sequence[str] | None) -> dic
         for p in parts[:-1]:
             node = _child(node, p, item)
         last = parts[-1]
-        value = yaml.safe_load(text)
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            problem = getattr(exc, "problem", None) or type(exc).__name__
+            raise ConfigError(
+                f"--set {item!r}: the value is not valid YAML ({problem}); quote it, e.g. "
+                f"--set '{key}=\"{text}\"'"
+            ) from None
         if isinstance(node, list):
             node[_index(node, last, item)] = value
         else:

@@ -16,14 +16,20 @@ def read_yaml_mapping(path: str | os.PathLike) -> dict[str, Any]:
     """The top-level mapping of a YAML file (an empty file is ``{}``).
 
     Raises:
-        ConfigError: the file is missing, is not valid YAML, or does not hold a mapping.
+        ConfigError: the file is missing, is not UTF-8 or not valid YAML, or does not hold a
+            mapping.
     """
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: no such config file")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte {exc.object[exc.start : exc.start + 1]!r} at offset "
+            f"{exc.start})"
+        ) from None
+    except (yaml.YAMLError, RecursionError) as exc:
         raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
     if data is None:
         return {}
