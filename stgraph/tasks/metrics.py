@@ -179,17 +179,26 @@ class MetricAccumulator:
                 raise ValueError(f"horizon step {s} outside 1..{self.horizon}")
         return {s: {k: per[k][s - 1] for k in METRICS} for s in steps}
 
-    def average(self) -> dict[str, float]:
-        """Metrics over all horizon steps together (RMSE from the pooled squared error)."""
-        n = float(self._n.sum())
+    def pooled(self, steps: Sequence[int]) -> dict[int, dict[str, float]]:
+        """Metrics pooled over steps ``1..s`` for each ``s`` in ``steps``: the convention of
+        T-GCN's published table, whose "15 min" RMSE is over output steps 1..3 together."""
+        return {s: self.average(upto=s) for s in steps}
+
+    def average(self, upto: int | None = None) -> dict[str, float]:
+        """Metrics over all horizon steps together, or steps ``1..upto`` (RMSE from the pooled
+        squared error)."""
+        if upto is not None and not 1 <= upto <= self.horizon:
+            raise ValueError(f"horizon step {upto} outside 1..{self.horizon}")
+        k = self.horizon if upto is None else upto
+        n = float(self._n[:k].sum())
         if n == 0:
             return dict.fromkeys(METRICS, float("nan"))
-        mse = float(self._sq.sum()) / n
-        npct = float(self._n_pct.sum())
+        mse = float(self._sq[:k].sum()) / n
+        npct = float(self._n_pct[:k].sum())
         return {
-            "mae": float(self._abs.sum()) / n,
+            "mae": float(self._abs[:k].sum()) / n,
             "rmse": math.sqrt(mse),
-            "mape": 100.0 * float(self._pct.sum()) / npct if npct else float("nan"),
+            "mape": 100.0 * float(self._pct[:k].sum()) / npct if npct else float("nan"),
             "mse": mse,
         }
 

@@ -25,7 +25,8 @@ class STFMForecaster(Forecaster):
     Args:
         input_steps: ``L``.
         horizon: ``H`` (the backbone itself can forecast any horizon).
-        num_variables: ``V`` (the backbone itself runs on any number of variables).
+        num_variables: ``V`` of the graph it is built for; informational only: the backbone runs
+            on any number of variables and nothing is bound to it.
         **options: keyword options of :class:`stgraph.nn.STFM` (``channels``, ``depth``,
             ``heads``, ``patch_len``, ``levels``, ``cluster_size``, ``rwse_steps``,
             ``ffn_ratio``, ``dropout``, ``norm_eps``, ``tasks``, ...).
@@ -49,11 +50,8 @@ class STFMForecaster(Forecaster):
             raise ValueError(
                 f"train_range [{a}, {b}) is not inside the series [0, {graph.num_steps})"
             )
-        if graph.num_variables != self.num_variables:
-            raise ValueError(
-                f"the model was built for {self.num_variables} variables, the graph has "
-                f"{graph.num_variables} ({graph.variables})"
-            )
+        # No check of graph.num_variables: the backbone merges any set of variables by their
+        # names, so the same weights run on a graph with other variables than it trained on.
         transform = self.backbone.transform
         if not transform.matches(graph):
             transform.forward(graph)  # in place: the windows over graph see it

@@ -18,7 +18,11 @@ from stgraph.train.protocols import Protocol, get_protocol
 
 
 def load_graph(cfg: TrainConfig) -> STGraph:
-    """The data set named by the config, through the registry."""
+    """The data set of the config: a registry name, or a saved graph directory."""
+    if cfg.dataset.graph is not None:
+        from stgraph.data.io import load
+
+        return load(cfg.dataset.graph)
     from stgraph import datasets
 
     return datasets.load(cfg.dataset.name, **cfg.dataset.options)
@@ -63,6 +67,8 @@ def make_model(cfg: TrainConfig, graph: STGraph, protocol: Protocol) -> Forecast
     Raises:
         ConfigError: for an unknown model name or options the model does not take.
     """
+    if cfg.finetune is not None:
+        return pretrained_forecaster(cfg.finetune.checkpoint, protocol, graph)
     options = dict(cfg.model.options)
     cls = MODELS.get(cfg.model.name)
     if cls is not None and "scaler" in inspect.signature(cls.__init__).parameters:
@@ -79,3 +85,56 @@ def make_model(cfg: TrainConfig, graph: STGraph, protocol: Protocol) -> Forecast
         raise ConfigError(f"model.name: {exc}") from exc
     except TypeError as exc:
         raise ConfigError(f"model.options for {cfg.model.name!r}: {exc}") from exc
+
+
+def pretrained_forecaster(checkpoint: str, protocol: Protocol, graph: STGraph) -> Forecaster:
+    """The STFM forecaster of a pretrained checkpoint (its options and weights) for ``protocol``.
+
+    Raises:
+        CheckpointError: the checkpoint is missing or its tensors do not match its options.
+    """
+    from stgraph.pretrained import from_pretrained, read_options, resolve_pretrained
+    from stgraph.tasks.stfm_forecaster import STFMForecaster
+
+    directory = resolve_pretrained(checkpoint)
+    model = STFMForecaster(
+        protocol.input_steps, protocol.horizon, graph.num_variables, **read_options(directory)
+    )
+    model.backbone.load_state_dict(from_pretrained(directory).state_dict())
+    return model
+
+
+def prepare_finetune(cfg: TrainConfig, model: Forecaster) -> None:
+    """Freeze ``model`` for the config's fine-tuning mode (adapters attached in ``adapter`` mode),
+    before any weights of the run are loaded into it. Nothing without a ``finetune`` section."""
+    if cfg.finetune is None:
+        return
+    from stgraph.tasks.finetune import configure_finetune
+
+    try:
+        configure_finetune(
+            model, cfg.finetune.mode, rank=cfg.finetune.rank, alpha=cfg.finetune.alpha
+        )
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"finetune: {exc}") from exc
+
+
+def budget_windows(cfg: TrainConfig, graph: STGraph, protocol: Protocol, split, windows: dict):
+    """``windows`` with the training part cut to the config's few-shot budget (unchanged without
+    one), and the number of optimiser steps the budget allows (``None``: the schedule's)."""
+    if cfg.finetune is None or cfg.finetune.budget is None:
+        return windows, None, None
+    from stgraph.data.windows import SlidingWindows
+    from stgraph.tasks.finetune import parse_budget
+
+    span = protocol.input_steps + protocol.horizon
+    try:
+        budget = parse_budget(cfg.finetune.budget, graph, split.train, window=span)
+    except ValueError as exc:
+        raise ConfigError(f"finetune.budget: {exc}") from exc
+    a, b = budget.train_range(split.train)
+    out = dict(windows)
+    out["train"] = SlidingWindows(
+        graph, protocol.input_steps, protocol.horizon, stride=protocol.stride, start=a, stop=b
+    )
+    return out, budget.max_steps, budget.description

@@ -36,10 +36,43 @@ MONITORS = ("mae", "rmse")
 
 @dataclass
 class DatasetConfig:
-    name: str = field(metadata={"help": "registered data set name (stgraph datasets list)"})
+    name: str | None = field(
+        default=None, metadata={"help": "registered data set name (stgraph datasets list)"}
+    )
+    graph: str | None = field(
+        default=None,
+        metadata={
+            "help": "a saved graph directory (stgraph build / STGraph.save) instead of a name"
+        },
+    )
     options: dict[str, Any] = field(
         default_factory=dict, metadata={"help": "loader keyword options"}
     )
+
+    @property
+    def label(self) -> str:
+        """The data set's name in results: the registry name or the graph directory's name."""
+        if self.name is not None:
+            return self.name
+        from pathlib import Path as _Path
+
+        p = _Path(str(self.graph))
+        return p.parent.name if p.name == "graph" else p.name
+
+
+@dataclass
+class FinetuneConfig:
+    checkpoint: str | None = field(
+        default=None,
+        metadata={"help": "pretrained checkpoint (directory or shipped name) to start from"},
+    )
+    mode: str = field(default="full", metadata={"help": "full, head or adapter"})
+    budget: str | None = field(
+        default=None,
+        metadata={"help": "few-shot budget: 1d, 12h, 1w, 10%, '500 steps' (null: all)"},
+    )
+    rank: int = field(default=8, metadata={"help": "adapter rank (mode adapter)"})
+    alpha: float = field(default=16.0, metadata={"help": "adapter scale alpha (mode adapter)"})
 
 
 @dataclass
@@ -132,6 +165,9 @@ class TrainConfig:
     train: TrainSettings = field(default_factory=TrainSettings)
     output: OutputConfig = field(default_factory=OutputConfig)
     seed: int = field(default=0, metadata={"help": "seed for Python, NumPy and torch"})
+    finetune: FinetuneConfig | None = field(
+        default=None, metadata={"help": "start from a pretrained checkpoint (stgraph finetune)"}
+    )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -174,7 +210,55 @@ def load_config(
     for name in ("epochs", "batch_size", "eval_batch_size"):
         if getattr(cfg.train, name) < 1:
             raise ConfigError(f"{source}: train.{name} must be >= 1")
+    _check_ranges(cfg, source)
+    _check_dataset_and_finetune(cfg, source)
     return cfg
+
+
+def _check_ranges(cfg: TrainConfig, source: str) -> None:
+    """Numeric fields whose values outside their range would train quietly wrong."""
+    ts = cfg.train
+    checks = [
+        ("lr", ts.lr > 0, "> 0"),
+        ("weight_decay", ts.weight_decay >= 0, ">= 0"),
+        ("lr_gamma", 0 < ts.lr_gamma <= 1, "in (0, 1]"),
+        ("patience", ts.patience >= 1, ">= 1"),
+        ("grad_clip", ts.grad_clip is None or ts.grad_clip > 0, "> 0 or null"),
+        (
+            "max_batches_per_epoch",
+            ts.max_batches_per_epoch is None or ts.max_batches_per_epoch >= 1,
+            ">= 1 or null",
+        ),
+        ("num_threads", ts.num_threads is None or ts.num_threads >= 1, ">= 1 or null"),
+        ("lr_milestones", all(m >= 0 for m in ts.lr_milestones), "epochs >= 0"),
+    ]
+    for name, ok, expected in checks:
+        if not ok:
+            raise ConfigError(
+                f"{source}: train.{name} = {getattr(ts, name)!r}: expected {expected}"
+            )
+
+
+def _check_dataset_and_finetune(cfg: TrainConfig, source: str) -> None:
+    if (cfg.dataset.name is None) == (cfg.dataset.graph is None):
+        raise ConfigError(
+            f"{source}: dataset: give exactly one of name (a registry data set) or graph "
+            "(a saved graph directory)"
+        )
+    ft = cfg.finetune
+    if ft is None:
+        return
+    if ft.mode not in ("full", "head", "adapter"):
+        raise ConfigError(f"{source}: finetune.mode = {ft.mode!r}: expected full, head or adapter")
+    if ft.checkpoint is None:
+        raise ConfigError(f"{source}: finetune.checkpoint: the pretrained checkpoint is required")
+    if cfg.model.name != "stfm":
+        raise ConfigError(
+            f"{source}: finetune needs model.name stfm (the pretrained backbone), got "
+            f"{cfg.model.name!r}"
+        )
+    if ft.rank < 1 or not ft.alpha > 0:
+        raise ConfigError(f"{source}: finetune.rank must be >= 1 and finetune.alpha > 0")
 
 
 def dump_config(cfg: TrainConfig) -> str:

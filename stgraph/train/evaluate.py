@@ -14,7 +14,13 @@ from stgraph.tasks.forecast import ForecastTask
 from stgraph.tasks.forecaster import Forecaster
 from stgraph.tasks.task import Task
 from stgraph.train import checkpoint as ckpt
-from stgraph.train.assemble import load_graph, make_model, make_protocol, make_task
+from stgraph.train.assemble import (
+    load_graph,
+    make_model,
+    make_protocol,
+    make_task,
+    prepare_finetune,
+)
 from stgraph.train.config import load_config
 from stgraph.train.protocols import Protocol
 from stgraph.train.reports import write_metrics
@@ -29,6 +35,7 @@ def evaluate_model(
     batch_size: int = 256,
     progress: bool = True,
     node_errors: bool = False,
+    dataset: str | None = None,
 ) -> dict[str, Any]:
     """Masked MAE/RMSE/MAPE/MSE of ``model`` on ``windows``, per horizon step and averaged.
 
@@ -41,6 +48,8 @@ def evaluate_model(
         batch_size: windows per batch.
         progress: show a progress bar.
         node_errors: also keep each node's MAE.
+        dataset: the evaluated data set's name: references of the protocol are reported only on
+            their own data set; units always come from ``windows.graph``.
 
     Raises:
         TypeError: if ``task`` is not a forecasting task (this report is per horizon step).
@@ -61,9 +70,10 @@ def evaluate_model(
     acc = task.metrics(windows.graph.num_nodes if node_errors else None)
     task.score(model, batches, acc)
     out: dict[str, Any] = {
-        "protocol": protocol.describe(),
+        "protocol": protocol.for_graph(windows.graph, dataset).describe(),
         "horizons": {str(s): v for s, v in acc.at(protocol.report_steps).items()},
         "average": acc.summary(),
+        "pooled": {str(s): v for s, v in acc.steps.pooled(protocol.report_steps).items()},
         "per_step": acc.steps.per_step(),
         "num_windows": len(windows),
         "num_values": acc.steps.count,
@@ -93,12 +103,16 @@ def evaluate_checkpoint(
             )
     cfg = load_config(cfg_path)
     if dataset is not None:
-        cfg.dataset.name, cfg.dataset.options = dataset, {}
+        as_dir = Path(dataset).is_dir()
+        cfg.dataset.name = None if as_dir else dataset
+        cfg.dataset.graph = dataset if as_dir else None
+        cfg.dataset.options = {}
     graph = load_graph(cfg)
     protocol = make_protocol(cfg)
     split, windows = protocol.windows(graph)
     model = make_model(cfg, graph, protocol)
     model.fit(graph, split.train)
+    prepare_finetune(cfg, model)
     # On another data set the statistics fitted just now (scalers, tables) are that data set's;
     # only the learned parameters come from the checkpoint.
     ckpt.load_weights(model, weights, params_only=dataset is not None)
@@ -110,14 +124,15 @@ def evaluate_checkpoint(
         batch_size=cfg.train.eval_batch_size,
         progress=progress,
         node_errors=True,
+        dataset=cfg.dataset.label,
     )
     result.update(
-        dataset=cfg.dataset.name,
+        dataset=cfg.dataset.label,
         model=cfg.model.name,
         split=split.as_dict(),
         checkpoint=str(run_dir),
     )
-    name = "metrics" if dataset is None else f"metrics-{dataset}"
+    name = "metrics" if dataset is None else f"metrics-{cfg.dataset.label}"
     result["files"] = {
         k: str(v) for k, v in write_metrics(run_dir, result, graph=graph, name=name).items()
     }

@@ -37,6 +37,8 @@ class Protocol:
             selection, early stopping); the test part stays exactly as the published protocol's.
         units: what the metric values are measured in.
         reference: published figures to compare with, e.g. ``{"T-GCN rmse@3": 5.1264}``.
+        reference_dataset: the data set the reference figures were published on; on any other
+            graph they are left out of the report (:meth:`for_graph`).
     """
 
     name: str
@@ -52,6 +54,7 @@ class Protocol:
     val_from_train: float = 0.0
     units: str = "data units"
     reference: dict[str, float] = field(default_factory=dict)
+    reference_dataset: str | None = None
 
     def __post_init__(self) -> None:
         if self.split_on not in ("steps", "windows"):
@@ -112,6 +115,15 @@ class Protocol:
                 changes[key] = tuple(changes[key])
         return replace(self, **changes)
 
+    def for_graph(self, graph: STGraph, dataset: str | None) -> Protocol:
+        """This protocol as reported on ``graph``: metrics in the graph's own units (never the
+        units of the data a model was trained on), references only on their own data set."""
+        units = sorted({u for u in graph.units if u}) if graph.meta is not None else []
+        changes: dict[str, Any] = {"units": ", ".join(units) if units else "data units"}
+        if self.reference and dataset != self.reference_dataset:
+            changes["reference"] = {}
+        return replace(self, **changes)
+
     def describe(self) -> dict[str, Any]:
         """The protocol as a JSON-ready dict, written next to every metric."""
         d = asdict(self)
@@ -132,6 +144,7 @@ PROTOCOLS: dict[str, Protocol] = {
             report_steps=(3, 6, 9, 12),
             units="mph",
             reference={"T-GCN rmse@3 (15 min), published": 5.1264},
+            reference_dataset="los-loop",
         ),
         Protocol(
             name="tgcn-val",
@@ -144,6 +157,7 @@ PROTOCOLS: dict[str, Protocol] = {
             report_steps=(3, 6, 9, 12),
             units="mph",
             reference={"T-GCN rmse@3 (15 min), published": 5.1264},
+            reference_dataset="los-loop",
         ),
         Protocol(
             name="pgt",
@@ -157,6 +171,7 @@ PROTOCOLS: dict[str, Protocol] = {
             scaler="none",
             units="standardised cases",
             reference={"PGT DCRNN mse, published": 0.7418},
+            reference_dataset="chickenpox",
         ),
         Protocol(
             name="pgt-val",
@@ -171,6 +186,7 @@ PROTOCOLS: dict[str, Protocol] = {
             val_from_train=0.2,
             units="standardised cases",
             reference={"PGT DCRNN mse, published": 0.7418},
+            reference_dataset="chickenpox",
         ),
         Protocol(
             name="pgt-80-20",

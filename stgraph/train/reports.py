@@ -55,7 +55,22 @@ def metrics_table(rows: list[dict[str, Any]]) -> str:
     )
     for k, v in (p.get("reference") or {}).items():
         lines.append(f"Reference: {k} = {v}.")
+    if p.get("reference") and all("pooled" in r for r in rows):
+        lines += _pooled_table(rows, steps, interval)
     return "\n".join(lines) + "\n"
+
+
+def _pooled_table(rows: list[dict[str, Any]], steps: list[str], interval: int | None) -> list[str]:
+    """RMSE pooled over steps 1..s beside RMSE at step s: a published reference such as T-GCN's
+    pools its outputs, so it compares with the pooled column."""
+    head = ["model"] + [f"RMSE 1..{s} / @{_minutes(int(s), interval)}" for s in steps]
+    out = ["", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [r.get("model", "?")] + [
+            f"{_fmt(r['pooled'][s]['rmse'])} / {_fmt(r['horizons'][s]['rmse'])}" for s in steps
+        ]
+        out.append("| " + " | ".join(cells) + " |")
+    return out
 
 
 def _fmt(v: float | None) -> str:

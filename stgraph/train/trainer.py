@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import dataclasses
 import io
 import math
 import time
@@ -30,7 +31,14 @@ from stgraph.errors import ConfigError
 from stgraph.tasks.forecaster import Forecaster
 from stgraph.tasks.task import Task
 from stgraph.train import checkpoint as ckpt
-from stgraph.train.assemble import load_graph, make_model, make_protocol, make_task
+from stgraph.train.assemble import (
+    budget_windows,
+    load_graph,
+    make_model,
+    make_protocol,
+    make_task,
+    prepare_finetune,
+)
 from stgraph.train.config import TrainConfig, TrainSettings, dump_config
 from stgraph.train.evaluate import evaluate_model
 from stgraph.train.reports import write_metrics
@@ -117,6 +125,13 @@ def train(cfg: TrainConfig, *, resume: bool = True, graph: STGraph | None = None
     task = make_task(cfg, protocol)
     model = make_model(cfg, graph, protocol)
     model.fit(graph, split.train)
+    prepare_finetune(cfg, model)
+    windows, max_steps, budget_text = budget_windows(cfg, graph, protocol, split, windows)
+    if max_steps is not None:  # the budget's optimiser steps, spread over the epochs
+        per_epoch = math.ceil(max_steps / cfg.train.epochs)
+        cfg = dataclasses.replace(
+            cfg, train=dataclasses.replace(cfg.train, max_batches_per_epoch=per_epoch)
+        )
 
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / ckpt.CONFIG_FILE, config_text)
@@ -139,15 +154,23 @@ def train(cfg: TrainConfig, *, resume: bool = True, graph: STGraph | None = None
         batch_size=cfg.train.eval_batch_size,
         progress=cfg.output.progress,
         node_errors=True,
+        dataset=cfg.dataset.label,
     )
     result.update(
-        dataset=cfg.dataset.name,
-        model=cfg.model.name,
+        dataset=cfg.dataset.label,
+        model=cfg.model.name if cfg.finetune is None else f"stfm-{cfg.finetune.mode}",
         split=split.as_dict(),
         epochs=epochs_done,
         train_seconds=round(time.perf_counter() - start, 2),
         num_parameters=sum(p.numel() for p in model.parameters()),
     )
+    if cfg.finetune is not None:
+        result["finetune"] = {
+            "checkpoint": cfg.finetune.checkpoint,
+            "mode": cfg.finetune.mode,
+            "budget": budget_text or "the whole training part",
+            "trained_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        }
     write_metrics(run_dir, result, graph=graph)
     return RunResult(run_dir, result, epochs_done, time.perf_counter() - start, model)
 
