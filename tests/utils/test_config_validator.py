@@ -91,3 +91,39 @@ def test_expand_env(monkeypatch):
     monkeypatch.delenv("STG_TEST_ROOT")
     with pytest.raises(ConfigError, match=r"w: environment variable STG_TEST_ROOT is not set"):
         expand_env("$STG_TEST_ROOT/x", "w")
+
+
+# ------------------------------------------------------------- faults found by tests/fuzz
+
+
+@dataclass
+class Typed:
+    weights: dict[str, float] = field(default_factory=dict)
+    rate: float = 0.5
+
+
+def test_dict_fields_check_their_keys_and_values():
+    assert from_dict(Typed, {"weights": {"a": 1}}).weights == {"a": 1.0}
+    with pytest.raises(ConfigError, match=r"weights key 1 = 1: expected str"):
+        from_dict(Typed, {"weights": {1: 0.5}})
+    with pytest.raises(ConfigError, match=r"weights\.a = 'x': expected float"):
+        from_dict(Typed, {"weights": {"a": "x"}})
+
+
+def test_nan_and_huge_ints_in_float_fields_are_config_errors():
+    with pytest.raises(ConfigError, match=r"rate = nan: expected a number"):
+        from_dict(Typed, {"rate": float("nan")})
+    with pytest.raises(ConfigError, match=r"rate = 1{400}: beyond the float range"):
+        from_dict(Typed, {"rate": int("1" * 400)})
+
+
+def test_set_value_that_is_not_yaml_is_a_config_error():
+    with pytest.raises(ConfigError, match=r"--set 'rate=\[1': the value is not valid YAML"):
+        apply_overrides({}, ["rate=[1"])
+
+
+def test_non_utf8_config_file_is_a_config_error(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_bytes(b"\xeename: demo\n")
+    with pytest.raises(ConfigError, match=r"c\.yaml: not UTF-8 text \(byte b'\\xee' at offset 0\)"):
+        read_config(Outer, path)
