@@ -41,3 +41,27 @@ def _isolated_environment(tmp_path_factory, monkeypatch):
         monkeypatch.setenv("STGRAPH_DATA", str(d))
     if not os.environ.get("STGRAPH_MIRROR"):
         monkeypatch.setenv("STGRAPH_MIRROR", "http://127.0.0.1:9")
+
+
+@pytest.fixture(scope="session")
+def tiny_pretrained(tmp_path_factory) -> Path:
+    """A pretraining run of the tiny backbone on chickenpox and PedalMe (6 steps): a real
+    checkpoint directory for the transfer tests, made once per session."""
+    from stgraph.train.pretrainer import load_pretrain_config, pretrain
+
+    out = tmp_path_factory.mktemp("pretrained") / "run"
+    raw = {
+        "corpus": {"sources": [{"dataset": "chickenpox"}, {"dataset": "pedalme"}]},
+        "windows": {"input_steps": [6, 8], "horizon": [1, 3], "batch_size": 4},
+        "model": {"config": str(REPO / "configs/model/tiny.yaml")},
+        "train": {
+            "steps": 6,
+            "checkpoint_every": 3,
+            "log_every": 3,
+            "warmup_steps": 1,
+            "num_threads": 1,
+        },
+        "output": {"dir": str(out), "tensorboard": False, "progress": False},
+    }
+    pretrain(load_pretrain_config(raw=raw))
+    return out

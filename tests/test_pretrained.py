@@ -13,29 +13,13 @@ from stgraph import datasets
 from stgraph.data import SlidingWindows
 from stgraph.errors import CheckpointError
 from stgraph.pretrained import from_pretrained
-from stgraph.train.pretrainer import load_pretrain_config, pretrain
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    out = tmp_path_factory.mktemp("pre") / "run"
-    raw = {
-        "corpus": {"sources": [{"dataset": "chickenpox"}, {"dataset": "pedalme"}]},
-        "windows": {"input_steps": [6, 8], "horizon": [1, 3], "batch_size": 4},
-        "model": {"config": str(REPO / "configs/model/tiny.yaml")},
-        "train": {
-            "steps": 6,
-            "checkpoint_every": 3,
-            "log_every": 3,
-            "warmup_steps": 1,
-            "num_threads": 1,
-        },
-        "output": {"dir": str(out), "tensorboard": False, "progress": False},
-    }
-    pretrain(load_pretrain_config(raw=raw))
-    return out
+def run_dir(tiny_pretrained):
+    return tiny_pretrained
 
 
 def test_loads_and_runs_on_a_graph_it_never_saw(run_dir):

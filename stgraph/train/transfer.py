@@ -1,0 +1,189 @@
+"""Zero-shot transfer: a pretrained backbone on a graph it never saw, with no gradient step.
+
+``zero_shot(checkpoint, graph, ...)`` splits the target chronologically (default 70/10/20), runs
+the pretrained weights on its test windows as they are, and scores historical average and last
+value fitted on the target's training part in the same run and on the same windows, so every
+figure of the report has its baselines beside it. The output directory holds::
+
+    zero-shot.json      one result per model (per-horizon metrics, protocol, per-node MAE)
+    zero-shot.md        the table
+    zero-shot-horizon.png   MAE per horizon step, every model on one plot
+    <model>-map.png     per-node MAE on the graph's coordinates (one colour scale for all)
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from stgraph.data.stgraph import STGraph
+from stgraph.tasks.registry import build_model
+from stgraph.train import checkpoint as ckpt
+from stgraph.train.assemble import pretrained_forecaster
+from stgraph.train.evaluate import evaluate_model
+from stgraph.train.protocols import Protocol, get_protocol
+from stgraph.train.reports import metrics_table
+from stgraph.utils.atomic import atomic_path, atomic_write_text
+
+#: Baselines run beside every transfer result.
+TRANSFER_BASELINES = ("historical_average", "last_value")
+
+
+def transfer_protocol(
+    name: str = "default",
+    *,
+    input_steps: int | None = None,
+    horizon: int | None = None,
+    ratios: tuple[float, float, float] | None = None,
+) -> Protocol:
+    """A registered protocol with the input length, horizon or split changed."""
+    changes: dict[str, Any] = {}
+    if input_steps is not None:
+        changes["input_steps"] = input_steps
+    if horizon is not None:
+        changes["horizon"] = horizon
+        base = get_protocol(name)
+        keep = tuple(s for s in base.report_steps if s <= horizon)
+        changes["report_steps"] = keep if keep else (horizon,)
+    if ratios is not None:
+        changes["ratios"] = tuple(ratios)
+    return get_protocol(name, **changes)
+
+
+def zero_shot(
+    checkpoint: str | os.PathLike,
+    graph: STGraph,
+    *,
+    dataset: str,
+    protocol: Protocol,
+    output: str | os.PathLike,
+    baselines: tuple[str, ...] = TRANSFER_BASELINES,
+    batch_size: int = 64,
+    progress: bool = False,
+) -> list[dict[str, Any]]:
+    """Score the pretrained ``checkpoint`` on ``graph``'s test part with no gradient step.
+
+    Returns:
+        One result dict per model (the pretrained one first, then ``baselines``), as written
+        to ``zero-shot.json``.
+    """
+    split, windows = protocol.windows(graph)
+    if windows["train"] is None or windows["test"] is None:
+        raise ValueError(
+            f"{dataset}: protocol {protocol.name} leaves no training or test windows "
+            f"({graph.num_steps} steps, {protocol.input_steps} in + {protocol.horizon} out)"
+        )
+    model = pretrained_forecaster(str(checkpoint), protocol, graph)
+    model.fit(graph, split.train)  # writes the graph structure only: no readings, no gradient
+    models: list[tuple[str, torch.nn.Module]] = [("stfm zero-shot", model)]
+    for name in baselines:
+        b = build_model(
+            name,
+            input_steps=protocol.input_steps,
+            horizon=protocol.horizon,
+            num_variables=graph.num_variables,
+        )
+        models.append((name, b.fit(graph, split.train)))
+    results = []
+    for label, m in models:
+        with torch.no_grad():
+            r = evaluate_model(
+                m,
+                windows["test"],
+                protocol,
+                batch_size=batch_size,
+                progress=progress,
+                node_errors=True,
+                dataset=dataset,
+            )
+        r.update(model=label, dataset=dataset, split=split.as_dict(), checkpoint=str(checkpoint))
+        results.append(r)
+    out = Path(output)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt.write_json(out / "zero-shot.json", results)
+    atomic_write_text(
+        out / "zero-shot.md", f"# Zero-shot on `{dataset}`\n\n" + metrics_table(results)
+    )
+    plot_horizons(results, out / "zero-shot-horizon.png")
+    plot_node_maps(results, graph, out)
+    return results
+
+
+def plot_horizons(results: list[dict[str, Any]], path: Path) -> Path:
+    """MAE per horizon step of several models on one plot, the x axis in minutes or hours."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    interval = results[0].get("interval_s") or 0
+    n = len(results[0]["per_step"]["mae"])
+    hours = interval * n >= 3 * 3600
+    x = (
+        [(s + 1) * interval / (3600 if hours else 60) for s in range(n)]
+        if interval
+        else list(range(1, n + 1))
+    )
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for r in results:
+        ax.plot(x, r["per_step"]["mae"], marker="o", markersize=3, label=r["model"])
+    unit = "hours" if hours else "minutes"
+    ax.set_xlabel(f"lead time ({unit})" if interval else "horizon step")
+    ax.set_ylabel(f"MAE ({results[0]['protocol']['units']})")
+    ax.set_title(f"{results[0].get('dataset', '')}: test MAE by lead time")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_node_maps(results: list[dict[str, Any]], graph: STGraph, out: Path) -> list[Path]:
+    """Per-node MAE of each model on the graph's coordinates, one colour scale shared by all."""
+    if graph.pos is None:
+        return []
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    errs = [
+        torch.tensor([float("nan") if v is None else v for v in r["node_mae"]]) for r in results
+    ]
+    finite = torch.cat([e[torch.isfinite(e)] for e in errs])
+    if finite.numel() == 0:
+        return []
+    vmin, vmax = float(finite.quantile(0.02)), float(finite.quantile(0.98))
+    pos = graph.pos.double().numpy()
+    paths = []
+    for r, e in zip(results, errs, strict=True):
+        fig, ax = plt.subplots(figsize=(5.5, 4.5))
+        sc = ax.scatter(
+            pos[:, 0], pos[:, 1], c=e.numpy(), s=14, cmap="viridis", vmin=vmin, vmax=vmax
+        )
+        fig.colorbar(sc, ax=ax, label=f"MAE ({r['protocol']['units']})")
+        ax.set_title(f"{r['model']} on {r.get('dataset', '')}")
+        ax.set_xlabel("longitude")
+        ax.set_ylabel("latitude")
+        ax.tick_params(labelsize=7)
+        fig.tight_layout()
+        path = out / f"{r['model'].replace(' ', '-')}-map.png"
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=110)
+        plt.close(fig)
+        paths.append(path)
+    return paths
+
+
+__all__ = [
+    "TRANSFER_BASELINES",
+    "plot_horizons",
+    "plot_node_maps",
+    "transfer_protocol",
+    "zero_shot",
+]
