@@ -352,6 +352,6 @@ def read_node_link(
         )
     try:
         series = np.array([n[values_key] for n in nodes], dtype=np.float64)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:
         raise DataFormatError(f"{path}: nodes[*].{values_key} are not numbers ({exc})") from None
     return locations, pd.DataFrame(series.T, columns=ids), pd.DataFrame(links)

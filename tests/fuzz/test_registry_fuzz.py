@@ -237,8 +237,7 @@ def node_link_head(data_dir) -> bytes:
     nodes = doc["nodes"][:3]
     ids = {n["id"] for n in nodes}
     links = [e for e in doc["links"] if e["source"] in ids and e["target"] in ids]
-    for n in nodes:
-        n["y"] = n["y"][:24]
+    nodes = [{k: n[k] for k in ("id", "lon", "lat")} | {"y": n["y"][:24]} for n in nodes]
     return json.dumps({"nodes": nodes, "links": links}, indent=1).encode()
 
 

@@ -165,3 +165,15 @@ def test_normalize_ids():
         "1.5",
         "nan",
     ]
+
+
+def test_node_link_value_beyond_float_range_is_a_format_error(tmp_path):
+    """Found by tests/fuzz: an integer too large for a float gave a bare OverflowError."""
+    from stgraph.errors import DataFormatError
+    from stgraph.utils.readers import read_node_link
+
+    path = tmp_path / "g.json"
+    doc = {"nodes": [{"id": 1, "lon": 0, "lat": 0, "y": [int("1" * 400), 0]}], "links": []}
+    path.write_text(json.dumps(doc))
+    with pytest.raises(DataFormatError, match=r"g\.json: nodes\[\*\]\.y are not numbers"):
+        read_node_link(path)
