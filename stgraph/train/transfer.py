@@ -187,3 +187,112 @@ __all__ = [
     "transfer_protocol",
     "zero_shot",
 ]
+
+
+def resolve_data(dataset: str | None = None, graph: str | os.PathLike | None = None):
+    """``(graph, label, config section)`` of a registry name or a saved graph directory.
+
+    A ``dataset`` that names an existing directory is read as a graph directory too, so every
+    command that takes a registry name takes a built graph.
+    """
+    from stgraph.errors import ConfigError
+
+    if (dataset is None) == (graph is None):
+        raise ConfigError("give exactly one of a data set name or a graph directory")
+    if graph is None and Path(str(dataset)).is_dir():
+        dataset, graph = None, dataset
+    if graph is not None:
+        from stgraph.data.io import load
+        from stgraph.train.config import DatasetConfig
+
+        section = DatasetConfig(graph=str(graph))
+        return load(graph), section.label, {"graph": str(graph)}
+    from stgraph import datasets
+
+    return datasets.load(str(dataset)), str(dataset), {"name": str(dataset)}
+
+
+def finetune_raw(
+    checkpoint: str,
+    data: dict[str, str],
+    *,
+    mode: str = "full",
+    budget: str | None = None,
+    protocol: str = "default",
+    input_steps: int = 12,
+    horizon: int = 12,
+    output: str = "runs/finetune",
+    epochs: int = 10,
+    lr: float = 5e-4,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """The training config of ``stgraph finetune`` (a plain mapping, validated by
+    :func:`~stgraph.train.config.load_config` like any config file)."""
+    base = get_protocol(protocol)
+    report = [s for s in base.report_steps if s <= horizon] or [horizon]
+    return {
+        "seed": seed,
+        "dataset": data,
+        "model": {"name": "stfm"},
+        "protocol": {
+            "name": protocol,
+            "overrides": {"input_steps": input_steps, "horizon": horizon, "report_steps": report},
+        },
+        "finetune": {"checkpoint": str(checkpoint), "mode": mode, "budget": budget},
+        "train": {
+            "epochs": epochs,
+            "batch_size": 32,
+            "lr": lr,
+            "patience": 3,
+            "loss": "huber",
+            "ema_decay": None,
+        },
+        "output": {"dir": str(output)},
+    }
+
+
+def load_forecaster(
+    checkpoint: str | os.PathLike, graph: STGraph, *, input_steps: int, horizon: int
+) -> torch.nn.Module:
+    """A model ready to forecast ``graph`` from any checkpoint: a pretrained one (directory
+    with ``model.yaml`` or a shipped name), or a ``stgraph train`` / ``stgraph finetune`` run
+    directory (rebuilt from its ``config.yaml``, statistics fitted on the graph's training part
+    of that run's protocol, then its weights loaded)."""
+    from stgraph.train.assemble import make_model, make_protocol, prepare_finetune
+    from stgraph.train.config import load_config
+
+    run = Path(checkpoint)
+    if (run / ckpt.CONFIG_FILE).is_file() and not (run / "model.yaml").is_file():
+        cfg = load_config(run / ckpt.CONFIG_FILE)
+        protocol = make_protocol(cfg)
+        model = make_model(cfg, graph, protocol)
+        model.fit(graph, protocol.split(graph).train)
+        prepare_finetune(cfg, model)
+        ckpt.load_weights(model, run / ckpt.MODEL_FILE)
+        if (model.horizon, model.input_steps) != (horizon, input_steps):
+            from stgraph.errors import ConfigError
+            from stgraph.tasks.stfm_forecaster import STFMForecaster
+
+            if not isinstance(model, STFMForecaster):  # only the backbone takes any lengths
+                raise ConfigError(
+                    f"{run}: {cfg.model.name} was trained for {model.input_steps} input steps "
+                    f"and horizon {model.horizon}; got {input_steps} and {horizon}"
+                )
+            model.horizon, model.input_steps = horizon, input_steps
+        return model.eval()
+    protocol = transfer_protocol(input_steps=input_steps, horizon=horizon)
+    model = pretrained_forecaster(str(checkpoint), protocol, graph)
+    model.fit(graph, (0, graph.num_steps))
+    return model.eval()
+
+
+__all__ = [
+    "TRANSFER_BASELINES",
+    "finetune_raw",
+    "load_forecaster",
+    "plot_horizons",
+    "plot_node_maps",
+    "resolve_data",
+    "transfer_protocol",
+    "zero_shot",
+]
