@@ -24,7 +24,7 @@ from stgraph.pretrained import CHECKPOINTS_DIR, from_pretrained
 from stgraph.utils.atomic import atomic_write_text
 
 
-def _card(run: Path, name: str, command: str) -> str:
+def _card(run: Path, name: str, command: str, run_label: str) -> str:
     cfg = yaml.safe_load((run / "config.yaml").read_text())
     sources = json.loads((run / "sources.json").read_text())
     state = json.loads((run / "resume" / "trainer_state.json").read_text())
@@ -103,7 +103,7 @@ def _card(run: Path, name: str, command: str) -> str:
         "",
         "```bash",
         command,
-        f"python experiments/ship_checkpoint.py {cfg['output']['dir']} --name {name}",
+        f"python experiments/ship_checkpoint.py {run_label} --name {name}",
         "```",
         "",
         "Training is deterministic on CPU under the seed: the same command gives the same weights.",
@@ -122,12 +122,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("run", type=Path, help="a finished `stgraph pretrain` run directory")
     ap.add_argument("--name", default="stgraph-small")
-    ap.add_argument("--command", default="stgraph pretrain --config configs/pretrain/small.yaml")
+    ap.add_argument(
+        "--command",
+        default="stgraph pretrain --config configs/pretrain/small.yaml -o runs/pretrain-small",
+    )
     args = ap.parse_args(argv)
     state = json.loads((args.run / "resume" / "trainer_state.json").read_text())
     if not state.get("finished"):
         raise SystemExit(f"{args.run}: the run has not finished (step {state.get('step')})")
-    card = _card(args.run, args.name, args.command)
+    card = _card(args.run, args.name, args.command, str(args.run))
     target = CHECKPOINTS_DIR / args.name
     target.mkdir(parents=True, exist_ok=True)
     for f in ("model.yaml", "model.safetensors", "loss_curves.png", "sources.json"):

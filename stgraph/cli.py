@@ -29,13 +29,13 @@ log = logging.getLogger("stgraph")
 EXAMPLES = {
     "datasets": "stgraph datasets list\n  stgraph datasets info los-loop\n  stgraph datasets fetch chickenpox",
     "train": "stgraph train --config configs/train/forecast/los-loop-dcrnn.yaml --set train.epochs=5",
-    "evaluate": "stgraph evaluate --checkpoint runs/los-loop-dcrnn\n  stgraph evaluate --checkpoint runs/los-loop-dcrnn --dataset los-loop",
+    "evaluate": "stgraph evaluate --checkpoint runs/los-loop-dcrnn\n  stgraph evaluate --checkpoint stgraph-small --dataset melbourne-pedestrian   # zero-shot\n  stgraph evaluate --checkpoint stgraph-small --graph build-output/mine/graph --horizon 6",
     "quickstart": "stgraph quickstart --output quickstart-output",
     "build": "stgraph build --config configs/build/helsinki-roads.yaml\n"
     "  stgraph build --config configs/build/liverpool-bus.yaml --set sources.0.options.grid.cell_m=500",
     "pretrain": "stgraph pretrain --config configs/pretrain/small.yaml --set train.steps=200",
-    "finetune": "stgraph finetune --checkpoint runs/pretrained --dataset chickenpox",
-    "predict": "stgraph predict --checkpoint runs/los-loop-dcrnn --dataset los-loop",
+    "finetune": "stgraph finetune --checkpoint stgraph-small --dataset melbourne-pedestrian --mode adapter --budget 1d --epochs 3",
+    "predict": "stgraph predict --checkpoint stgraph-small --dataset melbourne-pedestrian --horizon 6 -o forecasts.parquet",
 }
 
 
@@ -197,10 +197,15 @@ def build_parser() -> argparse.ArgumentParser:
         "evaluate",
         "Evaluate a checkpoint directory; writes metrics.json and a per-horizon table.",
     )
-    p.add_argument("--checkpoint", required=True, help="run directory written by `stgraph train`")
     p.add_argument(
-        "--dataset", default=None, help="evaluate on another registered data set (same protocol)"
+        "--checkpoint",
+        required=True,
+        help="a `stgraph train`/`finetune` run directory, or a pretrained checkpoint (directory "
+        "or shipped name, e.g. stgraph-small): then zero-shot, with no gradient step",
     )
+    _add_data(p, required=False)
+    _add_lengths(p)
+    _add_output(p, "where a zero-shot report goes (default: zero-shot/<data set>)")
 
     p = _parser_for(
         sub,
@@ -229,12 +234,44 @@ def build_parser() -> argparse.ArgumentParser:
     _add_output(p, "run directory (default: the config's output.dir); same as --set output.dir=DIR")
 
     p = _parser_for(
-        sub, "finetune", "Fine-tune a pretrained model on a new data set (not available yet)."
+        sub, "finetune", "Fine-tune a pretrained checkpoint on a data set or a built graph."
     )
-    p.add_argument("args", nargs=argparse.REMAINDER)
-    p = _parser_for(sub, "predict", "Predict with a checkpoint on new data (not available yet).")
-    p.add_argument("args", nargs=argparse.REMAINDER)
+    p.add_argument("--checkpoint", required=True, help="pretrained checkpoint (dir or name)")
+    _add_data(p, required=True)
+    p.add_argument("--mode", choices=("full", "head", "adapter"), default="adapter")
+    p.add_argument(
+        "--budget",
+        default=None,
+        help="training data or steps: 1d, 12h, 1w (first span of the training part), 10%%, "
+        "'500 steps' (default: the whole training part)",
+    )
+    p.add_argument("--epochs", type=int, default=10, help="most epochs (default 10)")
+    p.add_argument("--lr", type=float, default=5e-4, help="learning rate (default 5e-4)")
+    p.add_argument("--seed", type=int, default=0)
+    _add_lengths(p)
+    _add_set(p, "train.batch_size=16")
+    _add_output(p, "run directory (default: runs/finetune-<data set>)")
+
+    p = _parser_for(sub, "predict", "Write forecasts after a graph's last observation (parquet).")
+    p.add_argument("--checkpoint", required=True, help="pretrained checkpoint or run directory")
+    _add_data(p, required=True)
+    p.add_argument(
+        "--start", default=None, help="forecast from this time instead (e.g. 2012-03-07T08:00)"
+    )
+    _add_lengths(p)
+    _add_output(p, "parquet file (default: forecasts.parquet)", default="forecasts.parquet")
     return parser
+
+
+def _add_data(p: argparse.ArgumentParser, *, required: bool) -> None:
+    g = p.add_mutually_exclusive_group(required=required)
+    g.add_argument("--dataset", default=None, help="registry name (or a graph directory)")
+    g.add_argument("--graph", default=None, help="a graph directory (stgraph build / STGraph.save)")
+
+
+def _add_lengths(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--input-steps", type=int, default=12, help="input steps (default 12)")
+    p.add_argument("--horizon", type=int, default=12, help="steps ahead (default 12)")
 
 
 def _cmd_datasets(args: argparse.Namespace) -> int:
@@ -273,12 +310,78 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from stgraph.train import evaluate_checkpoint, metrics_table
 
-    result = evaluate_checkpoint(args.checkpoint, dataset=args.dataset)
-    print(metrics_table([result]))
-    for kind, path in result["files"].items():
-        log.info("%s: %s", kind, path)
+    run = Path(args.checkpoint)
+    if (run / "config.yaml").is_file() and not (run / "model.yaml").is_file():
+        data = args.graph if args.graph is not None else args.dataset
+        result = evaluate_checkpoint(args.checkpoint, dataset=data)
+        print(metrics_table([result]))
+        for kind, path in result["files"].items():
+            log.info("%s: %s", kind, path)
+        return 0
+    from stgraph.pretrained import resolve_pretrained
+    from stgraph.train.transfer import resolve_data, transfer_protocol, zero_shot
+
+    resolve_pretrained(args.checkpoint)  # neither a run nor a pretrained checkpoint: say so
+    if args.dataset is None and args.graph is None:
+        raise ValueError("a pretrained checkpoint needs --dataset NAME or --graph DIR to run on")
+    graph, label, _ = resolve_data(args.dataset, args.graph)
+    protocol = transfer_protocol(input_steps=args.input_steps, horizon=args.horizon)
+    out = args.output or str(Path("zero-shot") / label)
+    results = zero_shot(args.checkpoint, graph, dataset=label, protocol=protocol, output=out)
+    print(metrics_table(results))
+    log.info("zero-shot report, plots and maps: %s", out)
+    return 0
+
+
+def _cmd_finetune(args: argparse.Namespace) -> int:
+    from stgraph.train import load_config, metrics_table, train
+    from stgraph.train.transfer import finetune_raw, resolve_data
+
+    graph, label, data = resolve_data(args.dataset, args.graph)
+    raw = finetune_raw(
+        args.checkpoint,
+        data,
+        mode=args.mode,
+        budget=args.budget,
+        input_steps=args.input_steps,
+        horizon=args.horizon,
+        output=args.output or f"runs/finetune-{label}",
+        epochs=args.epochs,
+        lr=args.lr,
+        seed=args.seed,
+    )
+    cfg = load_config(raw=raw, overrides=args.overrides)
+    result = train(cfg, graph=graph)
+    print(metrics_table([result.metrics]))
+    log.info("fine-tuned run (resumable with the same command): %s", result.run_dir)
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from stgraph.tasks.predict import forecast_table, write_forecasts
+    from stgraph.train.transfer import load_forecaster, resolve_data
+
+    graph, _, _ = resolve_data(args.dataset, args.graph)
+    model = load_forecaster(
+        args.checkpoint, graph, input_steps=args.input_steps, horizon=args.horizon
+    )
+    table = forecast_table(
+        model, graph, input_steps=args.input_steps, horizon=args.horizon, start=args.start
+    )
+    write_forecasts(table, args.output)
+    print(table.head(10).to_string(index=False))
+    log.info(
+        "%d forecasts (%d nodes x %d steps x %d variables): %s",
+        len(table),
+        table["node"].nunique(),
+        args.horizon,
+        table["variable"].nunique(),
+        args.output,
+    )
     return 0
 
 
@@ -317,13 +420,6 @@ def build_from_args(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_later(args: argparse.Namespace) -> int:
-    print(
-        f"stgraph {args.command}: arrives with the foundation pretraining and transfer issue; not available yet."
-    )
-    return 2
-
-
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "datasets": _cmd_datasets,
     "train": _cmd_train,
@@ -331,8 +427,8 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "quickstart": _cmd_quickstart,
     "build": build_from_args,
     "pretrain": _cmd_pretrain,
-    "finetune": _cmd_later,
-    "predict": _cmd_later,
+    "finetune": _cmd_finetune,
+    "predict": _cmd_predict,
 }
 
 #: Errors shown as one line: the library's own, and what a bad path or file raises on the way

@@ -50,6 +50,12 @@ def transfer_protocol(
         changes["report_steps"] = keep if keep else (horizon,)
     if ratios is not None:
         changes["ratios"] = tuple(ratios)
+    base = get_protocol(name, **changes)
+    if changes and name == "default":
+        r = "/".join(str(round(100 * x)) for x in base.ratios)
+        changes["description"] = (
+            f"{r} chronological, {base.input_steps} -> {base.horizon}, masked metrics (mask only)"
+        )
     return get_protocol(name, **changes)
 
 
