@@ -24,6 +24,7 @@ import torch
 from scipy.spatial import Delaunay, cKDTree
 
 from graph_builders._inputs import renamed_options
+from stgraph.data.weights import gaussian_affinity
 from stgraph.errors import DataFormatError
 from stgraph.utils.geo import EARTH_RADIUS_M, project
 
@@ -179,6 +180,13 @@ def _symmetrise(src, dst, dist):
     return a[first], b[first], d[first]
 
 
+def _kernel(dist: np.ndarray, sigma: float) -> np.ndarray:
+    """The package's one Gaussian kernel (:func:`stgraph.data.weights.gaussian_affinity`) on a
+    NumPy array of distances with an explicit ``sigma`` (infinite distances give 0)."""
+    d = torch.from_numpy(np.asarray(dist, dtype=np.float64))
+    return gaussian_affinity(d, sigma).numpy()
+
+
 def _weights(dist: np.ndarray, weight: str, sigma: float | None) -> np.ndarray:
     if weight == "distance":
         return dist
@@ -186,7 +194,7 @@ def _weights(dist: np.ndarray, weight: str, sigma: float | None) -> np.ndarray:
         return np.ones_like(dist)
     if weight == "gaussian":
         s = sigma if sigma is not None else (float(dist.std()) if dist.size else 1.0)
-        return np.exp(-np.square(dist / (s if s > 0 else 1.0)))
+        return _kernel(dist, s if s > 0 else 1.0)
     raise ValueError(f"weight={weight!r}: expected 'distance', 'gaussian' or 'binary'")
 
 
@@ -354,7 +362,7 @@ def _gaussian_edges(
     """DCRNN's thresholded kernel: ``(src, dst, weight, sigma)`` (self-loops still included)."""
     if dmat is not None:
         s = sigma if sigma is not None else float(dmat[np.isfinite(dmat)].std())
-        w = np.exp(-np.square(dmat / s))
+        w = _kernel(dmat, s)
         w[w < threshold] = 0.0
         src, dst = np.nonzero(w)
         ww, dist = w[src, dst], dmat[src, dst]
@@ -363,7 +371,7 @@ def _gaussian_edges(
         s = sigma if sigma is not None else _haversine_std(p)
         cutoff = s * np.sqrt(-np.log(threshold)) if threshold > 0 else np.inf
         src, dst, dist = _pairs_within(p, cutoff)
-        ww = np.exp(-np.square(dist / s))
+        ww = _kernel(dist, s)
         keep = ww >= threshold
         src, dst, dist, ww = src[keep], dst[keep], dist[keep], ww[keep]
         if include_self:
