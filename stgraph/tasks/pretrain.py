@@ -31,6 +31,9 @@ from stgraph.tasks.masking import MASK_KINDS, hide, make_mask
 #: What a batch may be given instead of a mask: forecasting alone.
 NO_MASK = "none"
 
+#: The default weight of each strategy in the mix: every mask and forecasting alone equally.
+DEFAULT_MASKS: dict[str, float] = {**dict.fromkeys(MASK_KINDS, 1.0), NO_MASK: 1.0}
+
 
 @dataclass(frozen=True)
 class ObjectiveMix:
@@ -44,15 +47,7 @@ class ObjectiveMix:
         huber_delta: threshold of the Huber loss, in units of the per-variable scale.
     """
 
-    masks: dict[str, float] = field(
-        default_factory=lambda: {
-            "random": 1.0,
-            "block": 1.0,
-            "node": 1.0,
-            "future": 1.0,
-            NO_MASK: 1.0,
-        }
-    )
+    masks: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_MASKS))
     mask_ratio: tuple[float, float] = (0.15, 0.5)
     reconstruction_weight: float = 1.0
     forecast_weight: float = 1.0
@@ -152,4 +147,11 @@ def pretrain_loss(
     return loss, parts
 
 
-__all__ = ["NO_MASK", "ObjectiveMix", "masked_view", "pretrain_loss", "scaled_huber"]
+__all__ = [
+    "DEFAULT_MASKS",
+    "NO_MASK",
+    "ObjectiveMix",
+    "masked_view",
+    "pretrain_loss",
+    "scaled_huber",
+]

@@ -124,9 +124,11 @@ def save_resume(
     optimizer: torch.optim.Optimizer | None,
     state: dict[str, Any],
     averaged: torch.nn.Module | None = None,
+    extra: dict[str, bytes] | None = None,
 ) -> Path:
-    """Write ``resume/`` (weights, optimizer + RNG state, trainer state, and the moving average of
-    the weights when training keeps one) as one atomic swap."""
+    """Write ``resume/`` (weights, optimizer + RNG state, trainer state, the moving average of
+    the weights when training keeps one, and ``extra`` files by name, e.g. a sampler's state)
+    as one atomic swap."""
     target = Path(run_dir) / RESUME_DIR
     with atomic_dir(target) as tmp:
         save_weights(model, tmp / LAST_FILE)
@@ -134,6 +136,8 @@ def save_resume(
             save_weights(averaged, tmp / EMA_FILE)
         if optimizer is not None:
             save_optimizer(optimizer, tmp / OPTIM_FILE)
+        for name, data in (extra or {}).items():
+            (tmp / name).write_bytes(data)
         write_json(tmp / STATE_FILE, state)
     return target
 

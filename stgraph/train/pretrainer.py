@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 
 from stgraph.errors import ConfigError
 from stgraph.tasks.corpus import Corpus, WindowRange, parse_source
-from stgraph.tasks.pretrain import ObjectiveMix, pretrain_loss
+from stgraph.tasks.pretrain import DEFAULT_MASKS, ObjectiveMix, pretrain_loss
 from stgraph.train import checkpoint as ckpt
 from stgraph.utils.atomic import atomic_path, atomic_write_text
 from stgraph.utils.seed import seed_everything
@@ -80,13 +80,7 @@ class WindowSection:
 @dataclass
 class ObjectiveSection:
     masks: dict[str, float] = field(
-        default_factory=lambda: {
-            "random": 1.0,
-            "block": 1.0,
-            "node": 1.0,
-            "future": 1.0,
-            "none": 1.0,
-        },
+        default_factory=lambda: dict(DEFAULT_MASKS),
         metadata={"help": "weight of each masking strategy (none: forecasting only)"},
     )
     mask_ratio: list[float] = field(
@@ -269,16 +263,10 @@ def build_backbone(options: dict[str, Any]) -> torch.nn.Module:
 
 
 def _save_resume(run_dir: Path, model, opt, ema, gen: torch.Generator, state: dict) -> None:
-    with ckpt.atomic_dir(run_dir / ckpt.RESUME_DIR) as tmp:
-        ckpt.save_weights(model, tmp / ckpt.LAST_FILE)
-        if ema is not None:
-            ckpt.save_weights(ema.model, tmp / ckpt.EMA_FILE)
-        ckpt.save_optimizer(opt, tmp / ckpt.OPTIM_FILE)
-        buf = io.BytesIO()
-        torch.save({"generator": gen.get_state()}, buf)
-        with atomic_path(tmp / SAMPLER_FILE) as p:
-            p.write_bytes(buf.getvalue())
-        ckpt.write_json(tmp / ckpt.STATE_FILE, state)
+    buf = io.BytesIO()
+    torch.save({"generator": gen.get_state()}, buf)
+    averaged = None if ema is None else ema.model
+    ckpt.save_resume(run_dir, model, opt, state, averaged, extra={SAMPLER_FILE: buf.getvalue()})
 
 
 def _load_resume(run_dir: Path, model, opt, ema, gen: torch.Generator) -> dict[str, Any]:
@@ -388,7 +376,7 @@ def _asdict(cfg: PretrainConfig) -> dict[str, Any]:
 def _run_steps(
     cfg: PretrainConfig, corpus: Corpus, model, run_dir: Path, state: dict[str, Any] | None
 ) -> tuple[int, list[int]]:
-    from stgraph.train.trainer import WeightAverage
+    from stgraph.train.trainer import WeightAverage, optimizer_step
 
     ts = cfg.train
     opt = torch.optim.AdamW(model.parameters(), lr=ts.lr, weight_decay=ts.weight_decay)
@@ -428,12 +416,7 @@ def _run_steps(
                 raise FloatingPointError(
                     f"step {step} ({corpus.names[i]}, {parts['kind']}): loss is {float(loss)}"
                 )
-            loss.backward()
-            if ts.grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), ts.grad_clip)
-            opt.step()
-            if ema is not None:
-                ema.update(model)
+            optimizer_step(model, loss, opt, ts.grad_clip, ema)
             value = float(loss.detach())
             if step % ts.log_every == 0 or step == ts.steps:
                 row = _log_row(step, corpus.names[i], parts, value, lr, time.perf_counter() - t0)

@@ -97,6 +97,22 @@ class WeightAverage:
         return self.model
 
 
+def optimizer_step(
+    model: torch.nn.Module,
+    loss: torch.Tensor,
+    opt: torch.optim.Optimizer,
+    grad_clip: float | None,
+    ema: WeightAverage | None,
+) -> None:
+    """Backward, clip the gradient norm, step, update the weight average (trainer and pretrainer)."""
+    loss.backward()
+    if grad_clip:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    opt.step()
+    if ema is not None:
+        ema.update(model)
+
+
 def train(cfg: TrainConfig, *, resume: bool = True, graph: STGraph | None = None) -> RunResult:
     """Run the config end to end and return the test metrics; see the module docstring.
 
@@ -365,12 +381,7 @@ def _train_batches(
         loss = task.loss(model, batch)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"epoch {epoch}, batch {i}: loss is {float(loss)}")
-        loss.backward()
-        if ts.grad_clip:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), ts.grad_clip)
-        opt.step()
-        if ema is not None:
-            ema.update(model)
+        optimizer_step(model, loss, opt, ts.grad_clip, ema)
         total += float(loss.detach()) * batch.num_graphs
         count += batch.num_graphs
         bar.set_postfix(loss=f"{total / max(count, 1):.4f}")
