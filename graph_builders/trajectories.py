@@ -65,7 +65,6 @@ DROP_REASONS = (
     "missing_coordinates",
     "invalid_coordinates",
     "duplicate",
-    "non_monotone_time",
     "outside",
     "too_far",
 )
@@ -183,9 +182,11 @@ def read_points(
     taken as UTC), datetimes or unix seconds.
 
     Rows with an unparseable time, a missing coordinate or coordinates outside
-    ``|lon| <= 180, |lat| <= 90`` are dropped and counted. Within a track, rows keep their file
-    order; a row whose time equals the latest earlier time of its track is a ``duplicate``, one
-    that is earlier is ``non_monotone_time``: both are dropped and counted.
+    ``|lon| <= 180, |lat| <= 90`` are dropped and counted. Each track is sorted by time (stably:
+    rows with the same time keep their file order), so a file need not be in time order; the
+    number of rows that were out of order is ``points.attrs["reordered"]``. A row that repeats an
+    earlier row of its track exactly (same time, coordinates and values) is a ``duplicate``:
+    dropped and counted. Two different fixes at the same second are both kept.
 
     Args:
         table: a DataFrame, or a CSV (``,``/``;``/tab, optionally ``.gz``/``.bz2``) or Parquet path.
@@ -229,7 +230,7 @@ def read_points(
             )
 
     n_in = len(df)
-    dropped = dict.fromkeys(DROP_REASONS[:5], 0)
+    dropped = dict.fromkeys(DROP_REASONS[:4], 0)
     t = _parse_times(df[cols["time"]])
     lon = pd.to_numeric(df[cols["lon"]], errors="coerce").to_numpy(np.float64)
     lat = pd.to_numeric(df[cols["lat"]], errors="coerce").to_numpy(np.float64)
@@ -257,20 +258,21 @@ def read_points(
     for v in value_cols:
         out[v] = pd.to_numeric(df[v], errors="coerce").to_numpy(np.float64)
     out = out[keep]
-    # stable sort by track keeps the file order within each track
-    out = out.iloc[np.argsort(out["track"].to_numpy(), kind="stable")]
-    tt = out["time"].to_numpy()
+    # by track, then time; stable, so fixes of the same second keep their file order
+    order = np.lexsort((out["time"].to_numpy(), out["track"].to_numpy()))
+    out = out.iloc[order]
+    rows = out["row"].to_numpy()
     tr = out["track"].to_numpy()
-    prev_max = pd.Series(tt).groupby(tr).cummax().groupby(tr).shift(1).to_numpy()
-    has_prev = np.isfinite(prev_max)
-    dup = has_prev & (tt == prev_max)
-    back = has_prev & (tt < prev_max)
+    same_track = tr[1:] == tr[:-1]
+    reordered = int((same_track & (rows[1:] < rows[:-1])).sum())
+    exact = ["track", "time", "lon", "lat", *value_cols]
+    dup = out.duplicated(subset=exact, keep="first").to_numpy()
     dropped["duplicate"] = int(dup.sum())
-    dropped["non_monotone_time"] = int(back.sum())
-    out = out[~(dup | back)].reset_index(drop=True)
+    out = out[~dup].reset_index(drop=True)
     out.attrs["track_names"] = [str(v) for v in names]
     out.attrs["source"] = source
     out.attrs["n_input"] = n_in
+    out.attrs["reordered"] = reordered
     return out, dropped
 
 
@@ -411,6 +413,7 @@ def from_points(
         outliers,
         dyn,
     )
+    matching["rows_out_of_time_order"] = pts.attrs["reordered"]
     files = [pts.attrs["source"]] if pts.attrs["source"] != "table" else []
     meta = _trajectory_meta(m, matching, dropped, step_s, max_dist_m, name, city, files)
     out = m.nodes.graph(x, mask, times, dyn, meta)
