@@ -8,10 +8,11 @@ from __future__ import annotations
 import datetime
 import functools
 import io
+import logging
 import os
 import warnings
 import zipfile
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -26,6 +27,110 @@ if TYPE_CHECKING:
 
 TableLike = "pd.DataFrame | str | os.PathLike"
 F = TypeVar("F", bound=Callable[..., Any])
+
+#: The logger of the builders' reports (a child of ``stgraph``: the CLI sends it to stderr).
+log = logging.getLogger("stgraph.builders")
+
+#: Share of the input records a builder may drop before it warns (or, with ``strict=True``,
+#: refuses): one rule for every builder (:func:`report_dropped`).
+MAX_DROP_SHARE = 0.05
+
+
+class TooManyDroppedError(DataFormatError):
+    """A builder dropped more than the allowed share of its input records (``strict=True``)."""
+
+
+def report_dropped(
+    name: str,
+    dropped: Mapping[str, int],
+    total: int,
+    *,
+    what: str = "records",
+    strict: bool = False,
+    max_share: float = MAX_DROP_SHARE,
+    ignore: Iterable[str] = (),
+) -> float:
+    """The one drop-reporting rule of the builders: warn (or refuse) when much input is lost.
+
+    Each builder counts what it leaves out by reason (``meta["dropped"]``) and calls this once
+    per kind of record (events, points, sensors, readings). When the records dropped for the
+    reasons not in ``ignore`` are more than ``max_share`` of ``total``, a warning goes to the
+    ``stgraph.builders`` logger (stderr in the CLI) naming the source, the counts by reason and
+    what to do; with ``strict=True`` a :class:`TooManyDroppedError` is raised instead.
+
+    Args:
+        name: the source (file path or ``<DataFrame>``), named in the message.
+        dropped: count per reason (zeros allowed).
+        total: records in (the denominator of the share).
+        what: what a record is, in the user's words (``"events"``, ``"sensors"``, ...).
+        strict: refuse instead of warning.
+        max_share: the share above which the rule applies (0 <= share < 1; ``0``: any drop).
+        ignore: reasons the caller asked for (a ``bbox``, a time range, chosen categories): shown
+            in the counts, not held against the input.
+
+    Returns:
+        The share of ``total`` dropped for the reasons that count.
+
+    Raises:
+        TooManyDroppedError: ``strict=True`` and the share is above ``max_share``.
+        ValueError: ``max_share`` outside ``[0, 1)``.
+    """
+    if not 0.0 <= float(max_share) < 1.0:
+        raise ValueError(f"max_drop_share: expected a share in [0, 1), got {max_share!r}")
+    skip = set(ignore)
+    counted = {k: int(v) for k, v in dropped.items() if v and k not in skip}
+    n_drop = sum(counted.values())
+    share = n_drop / total if total > 0 else 0.0
+    if n_drop == 0 or share <= max_share:
+        return share
+    reasons = ", ".join(f"{k} {v:,}" for k, v in sorted(counted.items(), key=lambda kv: -kv[1]))
+    text = (
+        f"{name}: dropped {n_drop:,} of {total:,} {what} ({100 * share:.1f} %, more than "
+        f"{100 * max_share:g} %): {reasons}"
+    )
+    if strict:
+        raise TooManyDroppedError(f"{text}; refused (strict=True)")
+    log.warning("%s; check the input (strict=True refuses such input)", text)
+    return share
+
+
+def match_columns(
+    df: pd.DataFrame, wanted: Mapping[str, str | None], name: str
+) -> dict[str, str | None]:
+    """The columns of ``df`` named by ``wanted`` (option -> column name), matched ignoring case
+    and surrounding spaces when there is no exact match.
+
+    Returns:
+        option -> the column's actual name (``None`` stays ``None``).
+
+    Raises:
+        DataFormatError: naming the file, the options whose column is missing (or matches two
+            columns once case is ignored), the names expected and the columns found.
+    """
+    by_fold: dict[str, list[str]] = {}
+    for c in df.columns:
+        by_fold.setdefault(str(c).strip().casefold(), []).append(c)
+    out: dict[str, str | None] = {}
+    problems = []
+    for option, col in wanted.items():
+        if col is None or col in df.columns:
+            out[option] = col
+            continue
+        hits = by_fold.get(str(col).strip().casefold(), [])
+        if len(hits) == 1:
+            out[option] = hits[0]
+        else:
+            problems.append(
+                f"{option}={col!r}" + (f" (matches {hits} ignoring case)" if hits else "")
+            )
+    if problems:
+        found = [str(c) for c in df.columns[:30]]
+        more = "" if len(df.columns) <= 30 else f" ... ({len(df.columns)} in all)"
+        raise DataFormatError(
+            f"{name}: no column for {', '.join(problems)} (names are matched ignoring case); "
+            f"found columns {found}{more}; pass the option with one of these names"
+        )
+    return out
 
 
 def source_name(source: Any) -> str:
