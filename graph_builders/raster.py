@@ -26,14 +26,14 @@ import torch
 from graph_builders._inputs import source_name
 from graph_builders.regions import cell_ids
 from stgraph.data.stgraph import STGraph
-from stgraph.errors import DataFormatError
+from stgraph.errors import ChecksumError, DataFormatError
 from stgraph.utils.geo import EARTH_RADIUS_M, haversine_m
 from stgraph.utils.grid import NEIGHBOUR_OFFSETS, grid_edges
 
 if TYPE_CHECKING:
     import xarray as xr
 
-__all__ = ["from_grid", "grid_edges", "open_raster"]
+__all__ = ["check_grib", "from_grid", "grid_edges", "open_raster"]
 
 _GRIB_SUFFIXES = (".grib", ".grib1", ".grib2", ".grb", ".grb2")
 _NETCDF_SUFFIXES = (".nc", ".nc4", ".netcdf", ".cdf", ".h5", ".hdf5")
@@ -43,7 +43,15 @@ def open_raster(path: str | os.PathLike, *, engine: str | None = None) -> xr.Dat
     """Open a netCDF, GRIB or zarr file as an :class:`xarray.Dataset` (lazily where possible).
 
     GRIB is read through cfgrib without writing an index file beside the data
-    (``backend_kwargs={"indexpath": ""}``), so read-only data folders work.
+    (``backend_kwargs={"indexpath": ""}``), so read-only data folders work. A GRIB file is checked
+    first (:func:`check_grib`): a file that ends inside a message, or holds none, is refused
+    (cfgrib would skip the cut message and return the steps before it), and a ``.md5`` or
+    ``.sha256`` file beside it, when there is one, must match.
+
+    Raises:
+        FileNotFoundError: no such path.
+        DataFormatError: the file cannot be read as a raster, or a GRIB file is truncated.
+        ChecksumError: a GRIB file does not match the checksum file beside it.
     """
     import xarray as xr
 
@@ -51,14 +59,95 @@ def open_raster(path: str | os.PathLike, *, engine: str | None = None) -> xr.Dat
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file or directory")
     suffix = path.suffix.lower()
+    grib = engine == "cfgrib" or (engine is None and suffix in _GRIB_SUFFIXES)
+    if grib:
+        check_grib(path)
     try:
-        if engine == "cfgrib" or (engine is None and suffix in _GRIB_SUFFIXES):
+        if grib:
             return xr.open_dataset(path, engine="cfgrib", backend_kwargs={"indexpath": ""})
         if engine == "zarr" or (engine is None and (suffix == ".zarr" or path.is_dir())):
             return xr.open_zarr(path)
         return xr.open_dataset(path, engine=engine)
-    except (OSError, ValueError, KeyError) as exc:
+    except (OSError, ValueError, KeyError, EOFError) as exc:
         raise DataFormatError(f"{path}: cannot be opened as a raster ({exc})") from exc
+
+
+def _grib_message_length(head: bytes) -> int | None:
+    """Total length of the GRIB message whose first 16 bytes are ``head`` (``None``: a GRIB 1
+    message of ECMWF's large-message encoding, whose length needs its later sections)."""
+    edition = head[7]
+    if edition == 1:
+        length = int.from_bytes(head[4:7], "big")
+        return None if length & 0x800000 else length
+    if edition == 2:
+        return int.from_bytes(head[8:16], "big")
+    raise DataFormatError(f"GRIB edition {edition}")
+
+
+def check_grib(path: str | os.PathLike) -> int:
+    """Check that a GRIB file is whole: every message it starts ends inside the file with
+    ``7777``; and, when a ``<file>.md5`` or ``<file>.sha256`` sits beside it, that it matches.
+
+    A file cut exactly between two messages is a valid shorter GRIB file: only the checksum file
+    can tell it was cut.
+
+    Returns:
+        The number of messages (0 when a large GRIB 1 message stopped the count early).
+
+    Raises:
+        DataFormatError: no GRIB message, or a message cut short (with its number and offset).
+        ChecksumError: the checksum file beside it does not match.
+    """
+    import mmap
+
+    path = Path(path)
+    _check_sidecar_checksum(path)
+    n, pos = 0, 0
+    with path.open("rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if size == 0:
+            raise DataFormatError(f"{path}: empty file; expected GRIB messages")
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            while (start := data.find(b"GRIB", pos)) >= 0:
+                try:
+                    length = _grib_message_length(data[start : start + 16])
+                except (DataFormatError, IndexError):
+                    length = -1
+                if length is None:
+                    return 0  # cannot size it without decoding; eccodes will read the rest
+                end = start + length
+                if length < 16 or end > size or data[end - 4 : end] != b"7777":
+                    raise DataFormatError(
+                        f"{path}: truncated or corrupt GRIB file: message {n + 1} at byte "
+                        f"{start} declares {length} bytes but the file has {size - start} "
+                        f"from there{' ending without 7777' if end <= size else ''}; "
+                        f"the {n} messages before it are whole"
+                    )
+                n, pos = n + 1, end
+    if n == 0:
+        raise DataFormatError(f"{path}: no GRIB message found ({size} bytes)")
+    return n
+
+
+def _check_sidecar_checksum(path: Path) -> None:
+    import hashlib
+
+    for suffix, algo in ((".md5", "md5"), (".sha256", "sha256")):
+        side = path.with_name(path.name + suffix)
+        if not side.is_file():
+            continue
+        words = side.read_text(encoding="ascii", errors="replace").split()
+        if not words:
+            continue
+        digest = hashlib.new(algo)
+        with path.open("rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+        if digest.hexdigest() != words[0].lower():
+            raise ChecksumError(
+                f"{path}: {algo} {digest.hexdigest()} does not match {side.name} ({words[0]}); "
+                "the file is truncated or changed"
+            )
 
 
 def _as_dataarray(

@@ -1,0 +1,45 @@
+"""A GRIB file that was cut or changed is refused naming it, never read as fewer steps (issue 16)."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from graph_builders import raster
+from stgraph.errors import ChecksumError, DataFormatError
+
+pytest.importorskip("cfgrib")
+
+GRIB = "era5-uk-t2m/era5-2mt-2019-03-uk.grib"
+
+
+@pytest.fixture
+def grib_bytes(data_dir) -> bytes:
+    return (data_dir / GRIB).read_bytes()
+
+
+def test_cut_inside_a_message_is_an_error_naming_the_file(grib_bytes, tmp_path):
+    path = tmp_path / "cut.grib"
+    path.write_bytes(grib_bytes[: len(grib_bytes) // 3 + 720])  # ends inside message 249
+    with pytest.raises(DataFormatError, match=r"cut\.grib: truncated.*message 249"):
+        raster.from_grid(path)
+
+
+def test_cut_to_a_third_with_its_checksum_file_is_refused(grib_bytes, data_dir, tmp_path):
+    path = tmp_path / "era5.grib"
+    path.write_bytes(grib_bytes[: len(grib_bytes) // 3])  # 248 whole messages of 744
+    shutil.copy(data_dir / (GRIB + ".md5"), tmp_path / "era5.grib.md5")
+    with pytest.raises(ChecksumError, match=r"era5\.grib: md5 .* era5\.grib\.md5"):
+        raster.from_grid(path)
+    path.write_bytes(grib_bytes)
+    assert raster.check_grib(path) == 744
+    assert raster.from_grid(path).num_steps == 744
+
+
+@pytest.mark.parametrize("content", [b"", b"\x00garbage" * 600, b"GRIB\x00\x0d\x0e\x01"])
+def test_empty_or_garbage_grib_is_a_data_format_error(content, tmp_path):
+    path = tmp_path / "bad.grib"
+    path.write_bytes(content)
+    with pytest.raises(DataFormatError, match=r"bad\.grib"):
+        raster.from_grid(path)
