@@ -21,7 +21,7 @@ took the first line of the header-less CSV as the header — without it the firs
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,22 +31,33 @@ import torch
 from pyproj import CRS
 
 from graph_builders._inputs import (
+    MAX_DROP_SHARE,
     build_graph,
     check_lonlat,
+    log,
+    match_columns,
     parse_interval,
     parse_times,
     read_table,
     renamed_options,
+    report_dropped,
     source_name,
     to_lonlat,
-    wall_to_unix,
 )
 from graph_builders.regions import Grid, H3Cells, grid_nodes
 from stgraph.data.stgraph import STGraph
 from stgraph.errors import DataFormatError
 from stgraph.utils.geo import haversine_m, project, utm_crs
 
-__all__ = ["DROP_REASONS", "Grid", "H3Cells", "from_points", "read_events"]
+__all__ = [
+    "DROP_REASONS",
+    "TIME_PARTS",
+    "Grid",
+    "H3Cells",
+    "compose_times",
+    "from_points",
+    "read_events",
+]
 
 #: Reasons an event is not counted, in the order they are tested (an event gets the first).
 DROP_REASONS = (
@@ -59,7 +70,20 @@ DROP_REASONS = (
     "outside_bbox",
     "outside_time_range",
     "outside_regions",
+    "duplicate",
 )
+#: Reasons that are the user's choice (a bbox, a time range, the categories, ``duplicates="drop"``):
+#: counted, not held against the input by the drop rule (:func:`~graph_builders._inputs.report_dropped`).
+_CHOSEN = ("outside_bbox", "outside_time_range", "duplicate")
+#: The parts a time can be composed of (``time={...}``), in order; the defaults of those left out.
+TIME_PARTS = ("year", "month", "day", "hour", "minute", "second")
+_PART_DEFAULTS = {"month": 1, "day": 1, "hour": 0, "minute": 0, "second": 0}
+_MONTHS = {
+    m: i + 1
+    for i, m in enumerate(
+        ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+    )
+}
 
 #: Largest dense count tensor ``N · T · V`` built (4 GB of float32); a stray date usually explains more.
 _MAX_ENTRIES = 1_000_000_000
@@ -85,6 +109,7 @@ def from_points(
     lon_col: str = "longitude",
     lat_col: str = "latitude",
     time_col: str = "time",
+    time: Mapping[str, str | int] | None = None,
     time_format: str | None = None,
     tz: str | None = None,
     start: Any = None,
@@ -97,6 +122,9 @@ def from_points(
     names: Sequence[str] | None = None,
     header: int | None | str = "infer",
     max_invalid_share: float = 0.01,
+    duplicates: str = "keep",
+    strict: bool = False,
+    max_drop_share: float = MAX_DROP_SHARE,
     domain: str = "events",
     city: str | None = None,
 ) -> STGraph:
@@ -120,11 +148,21 @@ def from_points(
             it, one variable ``"count"``.
         categories (list, optional): the types to count, in this order (others are dropped as
             ``unknown_type``); default all types seen, sorted.
-        lon_col, lat_col, time_col (str): column names.
+        lon_col, lat_col, time_col (str): column names (as ``types``), matched ignoring case
+            (``Longitude`` is ``longitude``); a missing one is an error listing the columns
+            found.
+        time (dict, optional): the time composed from parts instead of ``time_col``: keys of
+            :data:`TIME_PARTS` (``year``, ``month``, ``day``, ``hour``, ``minute``, ``second``),
+            each a column name or a constant, e.g. ``{"year": 2017, "month": "Month", "day":
+            "Day", "hour": "Hour"}``. ``year`` is required; ``month``/``day`` default to 1, the
+            others to 0. Months may be numbers or names (``"October"``, ``"oct"``); a row whose
+            parts do not make a date is dropped as ``unparseable_time``.
         time_format (str, optional): strptime format of ``time_col`` (much faster than
             inference); unparseable values are dropped and counted.
         tz (str, optional): time zone of naive times (wall clock); bins are wall-clock bins in
-            ``tz`` and ``time`` holds their start in unix seconds. Default: UTC.
+            ``tz`` and ``time`` holds their start in unix seconds. Default: UTC. Bins shorter
+            than a day in a zone with daylight saving meet hours that are skipped or repeated:
+            an error says to give the times in UTC or in a fixed offset (``"Etc/GMT-1"``).
         start, end: bin range ``[start, end)``; default from the first event's bin to the last.
             Events outside are dropped and counted (``outside_time_range``).
         bbox: ``(min_lon, min_lat, max_lon, max_lat)``; events outside are dropped and counted.
@@ -132,6 +170,13 @@ def from_points(
         max_invalid_share (float): coordinates beyond ±180/±90 are dropped and counted
             (``invalid_coordinates``) while they are at most this share of the rows (default 1 %);
             beyond it the column is taken to be in another CRS: a :class:`DataFormatError`.
+        duplicates (str): ``"keep"`` (default) counts exact duplicate rows (every column equal
+            to an earlier row's) in ``meta["summary"]["duplicates"]``; ``"drop"`` also drops
+            them (reason ``duplicate``).
+        strict, max_drop_share: the builders' drop rule
+            (:func:`graph_builders._inputs.report_dropped`): more than ``max_drop_share`` of the
+            events dropped for reasons other than the options' own (``bbox``, ``start``/``end``,
+            ``duplicates="drop"``) is a warning on stderr, with ``strict=True`` an error.
         max_dist_m (float): road graphs only: farther events are dropped (was ``max_distance_m``).
         neighbourhood (int): grids only: 4 or 8 neighbours.
         region_id_col (str, optional): polygons only: column with region ids for
@@ -142,29 +187,39 @@ def from_points(
         STGraph with ``x`` ``[N, T, V]`` float counts (``mask`` all ``True``: zero is an observed
         count), ``time`` = bin starts, ``pos`` = region centres, ``meta["dropped"]`` = count per
         reason in :data:`DROP_REASONS` and ``meta["summary"]`` = ``{"events_in", "counted",
-        "dropped"}``.
+        "dropped", "duplicates"}``.
 
     Raises:
         DataFormatError: missing columns (naming them and the file), coordinates that are not
             degrees, no event left to count.
     """
     name = source_name(table)
-    df = read_table(table, names=names, header=header, required=[lon_col, lat_col, time_col, types])
+    df = read_table(table, names=names, header=header)
+    if duplicates not in ("keep", "drop"):
+        raise ValueError(f"duplicates: expected 'keep' or 'drop', got {duplicates!r}")
+    wanted = {"lon_col": lon_col, "lat_col": lat_col, "types": types}
+    if time is None:
+        wanted["time_col"] = time_col
+    cols = match_columns(df, wanted, name)
     td = parse_interval(interval)
     ev = _read_events(
         df,
-        lon_col=lon_col,
-        lat_col=lat_col,
-        time_col=time_col,
+        lon_col=cols["lon_col"],
+        lat_col=cols["lat_col"],
+        time_col=cols.get("time_col"),
+        time_parts=time,
         time_format=time_format,
         tz=tz,
         crs=crs,
-        types=types,
+        types=cols["types"],
         categories=categories,
         bbox=bbox,
         max_invalid_share=max_invalid_share,
         name=name,
     )
+    dup = df.duplicated(keep="first").to_numpy()
+    if duplicates == "drop":
+        ev.drop(dup, "duplicate")
     hint = regions.num_cells if isinstance(regions, Grid) else 1
     t0, n_bins = _time_bins(ev, td, start=start, end=end, tz=tz, n_nodes_hint=hint, name=name)
     assign = _assign(
@@ -180,9 +235,27 @@ def from_points(
     )
     ev.drop(ev.kept() & (assign.node < 0), "outside_regions")
     x = _count(ev, assign, t0, n_bins, td, name)
-    times = wall_to_unix(pd.DatetimeIndex(t0 + td * np.arange(n_bins)), tz)
+    times = _bin_times(t0, td, n_bins, tz, name)
     head = {"domain": domain, "city": city, "interval": interval, "types": types, "tz": tz}
     meta = _events_meta(ev, assign, td, name=name, **head)
+    meta["summary"]["duplicates"] = int(dup.sum())
+    if dup.any():
+        log.info(
+            "%s: %d rows repeat an earlier row exactly (%s)",
+            name,
+            int(dup.sum()),
+            "dropped" if duplicates == "drop" else "counted; duplicates='drop' drops them",
+        )
+    chosen = [*_CHOSEN, *(["unknown_type"] if categories is not None else [])]
+    report_dropped(
+        name,
+        meta["dropped"],
+        len(ev.reason),
+        what="events",
+        strict=strict,
+        max_share=max_drop_share,
+        ignore=chosen,
+    )
     return build_graph(
         torch.from_numpy(x),
         torch.ones(x.shape, dtype=torch.bool),
@@ -223,7 +296,8 @@ def _read_events(
     *,
     lon_col: str,
     lat_col: str,
-    time_col: str,
+    time_col: str | None,
+    time_parts: Mapping[str, str | int] | None,
     time_format: str | None,
     tz: str | None,
     crs: Any,
@@ -247,9 +321,12 @@ def _read_events(
         lon, lat, lon_col=lon_col, lat_col=lat_col, name=name, max_bad_share=max_invalid_share
     )
     ev.drop(invalid, "invalid_coordinates")
-    wall, t_missing, t_bad = parse_times(
-        df[time_col], time_format=time_format, tz=tz, name=name, col=time_col
-    )
+    if time_parts is not None:
+        wall, t_missing, t_bad = compose_times(df, time_parts, name=name)
+    else:
+        wall, t_missing, t_bad = parse_times(
+            df[time_col], time_format=time_format, tz=tz, name=name, col=time_col
+        )
     ev.wall = wall.to_numpy()
     ev.drop(t_missing, "missing_time")
     ev.drop(t_bad, "unparseable_time")
@@ -276,6 +353,95 @@ def _read_events(
         with np.errstate(invalid="ignore"):
             ev.drop(~((lon >= x0) & (lon <= x1) & (lat >= y0) & (lat <= y1)), "outside_bbox")
     return ev
+
+
+def compose_times(
+    df: pd.DataFrame, parts: Mapping[str, str | int], *, name: str = "<DataFrame>"
+) -> tuple[pd.Series, np.ndarray, np.ndarray]:
+    """Times composed from columns and constants (``{"year": 2017, "month": "Month", ...}``).
+
+    Args:
+        df: the table.
+        parts: keys of :data:`TIME_PARTS`, each a column of ``df`` (matched ignoring case) or a
+            constant (an int, or a string of digits). ``year`` is required; ``month`` and ``day``
+            default to 1, ``hour``, ``minute``, ``second`` to 0. A month column may hold names
+            (``"October"``, ``"Oct"``) or numbers.
+        name: the source, for errors.
+
+    Returns:
+        ``(wall, missing, unparseable)`` as :func:`graph_builders._inputs.parse_times`: naive
+        times (NaT where not composed), a part absent, parts present that make no date.
+
+    Raises:
+        DataFormatError: an unknown part, no ``year``, or a column that is not in ``df``.
+    """
+    if not isinstance(parts, Mapping):
+        raise DataFormatError(
+            f"time: expected a mapping of {list(TIME_PARTS)} to columns or constants, got {parts!r}"
+        )
+    unknown = sorted(set(parts) - set(TIME_PARTS))
+    if unknown or "year" not in parts:
+        raise DataFormatError(
+            f"time: parts are {list(TIME_PARTS)} (year required), each a column or a constant; "
+            f"got {sorted(parts)}"
+        )
+    n = len(df)
+    columns = {k: v for k, v in parts.items() if isinstance(v, str) and not v.strip().isdigit()}
+    found = match_columns(df, {f"time.{k}": v for k, v in columns.items()}, name)
+    missing = np.zeros(n, dtype=bool)
+    values: dict[str, pd.Series] = {}
+    for part in TIME_PARTS:
+        spec = parts.get(part, _PART_DEFAULTS.get(part))
+        if f"time.{part}" in found:
+            raw = df[found[f"time.{part}"]]
+            missing |= raw.isna().to_numpy()
+            num = pd.to_numeric(raw, errors="coerce")
+            if part == "month":  # names of months, as many tables write them
+                names = raw.astype("string").str.strip().str[:3].str.lower().map(_MONTHS)
+                num = num.fillna(pd.to_numeric(names, errors="coerce"))
+            values[part] = num
+        else:
+            if isinstance(spec, bool) or not isinstance(spec, (int, np.integer, str)):
+                raise DataFormatError(f"time.{part}: expected a column or an integer, got {spec!r}")
+            values[part] = pd.Series(int(spec), index=df.index, dtype="float64")
+    frame = pd.DataFrame(values)
+    whole = frame.notna().all(axis=1) & (frame.fillna(0) % 1 == 0).all(axis=1)
+    wall = pd.to_datetime(frame.where(whole), errors="coerce")
+    wall = wall.astype("datetime64[ns]")
+    unparseable = wall.isna().to_numpy() & ~missing
+    return wall, missing, unparseable
+
+
+def _bin_times(
+    t0: pd.Timestamp, td: pd.Timedelta, n_bins: int, tz: str | None, name: str
+) -> np.ndarray:
+    """Unix seconds of the bin starts (wall clock in ``tz``); a DST change is a plain error."""
+    wall = pd.DatetimeIndex(t0 + td * np.arange(n_bins))
+    if tz is None:
+        return wall.to_numpy().astype("datetime64[s]").astype(np.int64)
+    local = wall.tz_localize(tz, ambiguous="NaT", nonexistent="NaT")
+    if local.isna().any():
+        i = int(np.flatnonzero(local.isna())[0])
+        skipped = wall[i].tz_localize(tz, ambiguous="NaT", nonexistent="shift_forward")
+        what = (
+            "happens twice there (clocks go back)"
+            if pd.isna(skipped)
+            else "does not exist there (clocks go forward)"
+        )
+        raise DataFormatError(
+            f"{name}: bins of {td} in time zone {tz!r} cannot all be local clock times: "
+            f"{wall[i]} {what}, at a daylight-saving change. Give the times in a zone without "
+            "daylight saving: UTC (tz=None, or leave out --tz) if the times are UTC, or a fixed "
+            "offset if they are local standard time (e.g. tz='Etc/GMT-1' for UTC+1; the sign of "
+            "Etc/GMT is inverted); or count per day (interval='1D')"
+        )
+    return (
+        local.tz_convert("UTC")
+        .tz_localize(None)
+        .to_numpy()
+        .astype("datetime64[s]")
+        .astype(np.int64)
+    )
 
 
 def _time_bins(

@@ -25,12 +25,16 @@ import pandas as pd
 import torch
 
 from graph_builders._inputs import (
+    MAX_DROP_SHARE,
     build_graph,
     check_lonlat,
+    log,
+    match_columns,
     parse_interval,
     parse_times,
     read_table,
     renamed_options,
+    report_dropped,
     source_name,
     to_lonlat,
     wall_to_unix,
@@ -42,6 +46,19 @@ from stgraph.utils.readers import normalize_ids as _norm_ids
 from stgraph.utils.readers import read_node_link, read_uctb
 
 __all__ = ["from_table", "read_node_link", "read_uctb", "road_distances", "snap_to_roads"]
+
+#: Sensors left out, by reason (``meta["dropped"]``; their ids in ``meta["dropped_ids"]``).
+SENSOR_DROP_REASONS = (
+    "no_location",
+    "no_readings",
+    "no_coordinates",
+    "snap_too_far",
+    "non_numeric_sensor",
+)
+#: Readings of the kept sensors masked as not observed, by reason (also in ``meta["dropped"]``):
+#: not a number, ``±inf``, or beyond float32's range (``1e39`` would be stored as ``inf``).
+VALUE_DROP_REASONS = ("unparseable_values", "infinite_values", "overflow_values")
+_F32_MAX = float(np.finfo(np.float32).max)
 
 
 # ---------------------------------------------------------------------------------------- time axis
@@ -251,6 +268,8 @@ def from_table(
     method: str = "gaussian",
     domain: str | None = None,
     city: str | None = None,
+    strict: bool = False,
+    max_drop_share: float = MAX_DROP_SHARE,
     **proximity_kw: Any,
 ) -> STGraph:
     r"""A sensor graph from a table of locations and a table of readings (read, join, snap, edges).
@@ -266,12 +285,16 @@ def from_table(
             connected by directed road distance through the Gaussian kernel; without it they are
             connected by ``method`` on haversine distances.
         id_col, lon_col, lat_col (str): column names of ``locations`` (and ``id_col`` of long
-            readings).
+            readings), matched ignoring case. Ids are identifiers: read as text on both sides
+            of the join (``"001001"`` stays ``"001001"``).
         crs: CRS of the location coordinates when not lon/lat (e.g. ``"EPSG:32721"``).
             Coordinates beyond ±180/±90 count as missing (``no_coordinates``) for up to 10 % of
             the sensors; more mean another CRS: an error naming the column and the range.
-        time_col (str, optional): time column of the readings. Without it rows are steps
-            ``start + i · interval`` (``time`` is ``None`` when ``start`` is not given).
+        time_col (str, optional): time column of the readings. Without it and without
+            ``start``, a wide table's one non-numeric column that is not a located sensor and
+            holds times (e.g. ``datetime``) is taken as the time column
+            (``meta["time_col"]``); otherwise rows are steps ``start + i · interval`` (``time``
+            is ``None`` when ``start`` is not given). A time column is never a sensor.
         time_format, tz: how to parse ``time_col`` (naive times are wall clock in ``tz``; UTC
             when ``None``).
         start, interval: first step and step length (``"5min"``, ``"1h"``, seconds). With
@@ -281,8 +304,10 @@ def from_table(
         value_col, variable_col, variable, units: long format columns; ``variable`` names the
             single variable otherwise; ``units`` its unit or one per variable (was ``unit``).
         missing_value (float, optional): a sentinel meaning "no reading" (e.g. ``-1``); such
-            entries are masked and counted in ``meta["missing_marked"]``. NaN and non-numeric
-            entries (``meta["unparseable_values"]``) are masked too; ``meta["missing_values"]``
+            entries are masked and counted in ``meta["missing_marked"]``. NaN entries are masked
+            too; entries that are not numbers, ``±inf`` or beyond float32's range are masked and
+            counted in ``meta["dropped"]`` (:data:`VALUE_DROP_REASONS`); a wide column with no
+            number at all is no sensor (``non_numeric_sensor``). ``meta["missing_values"]``
             counts every masked entry of the kept sensors.
         max_dist_m (float): sensors farther from the road graph are dropped (``far="drop"``,
             counted as ``snap_too_far``) or kept (``far="keep"``); was ``max_snap_m``.
@@ -294,18 +319,23 @@ def from_table(
             ``threshold``, ``sigma_m``, ``radius_m``). ``distances=`` a ``from, to, distance``
             table (DataFrame or CSV, by sensor id; e.g. DCRNN's ``distances_*.csv`` or a PGT
             ``links`` table) uses those distances instead of haversine ones.
+        strict, max_drop_share: the builders' drop rule
+            (:func:`graph_builders._inputs.report_dropped`): more than ``max_drop_share`` of the
+            sensors, or of the readings of the kept sensors, dropped is a warning (stderr), or
+            with ``strict=True`` a :class:`~graph_builders._inputs.TooManyDroppedError`.
 
     Returns:
         STGraph ``x [N, T, V]`` (masked where missing), ``pos`` lon/lat, weighted directed
         ``edge_index``; ``meta["node_ids"]`` the sensor ids; ``meta["dropped"]`` sensors left out
-        by reason (``no_location``, ``no_readings``, ``no_coordinates``, ``snap_too_far``) and
-        ``meta["dropped_ids"]`` their ids; with a road graph ``node_attr = [snap_distance_m]``,
+        by reason (:data:`SENSOR_DROP_REASONS`; ``meta["dropped_ids"]`` their ids) and readings
+        masked by reason (:data:`VALUE_DROP_REASONS`); with a road graph ``node_attr = [snap_distance_m]``,
         ``meta["snap"]`` and ``edge_attr = [road_distance_m]``.
     """
     loc_name, read_name = source_name(locations), source_name(readings)
-    ids, lon, lat = _read_locations(locations, id_col, lon_col, lat_col, crs, loc_name)
+    ids, lon, lat, id_col = _read_locations(locations, id_col, lon_col, lat_col, crs, loc_name)
     rd = _read_readings(
         readings,
+        loc_ids=ids,
         id_col=id_col,
         value_col=value_col,
         variable_col=variable_col,
@@ -331,7 +361,7 @@ def from_table(
         max_dist_m=max_dist_m,
         names=(loc_name, read_name),
     )
-    return _assemble(
+    graph = _assemble(
         sel,
         rd,
         lon,
@@ -345,6 +375,14 @@ def from_table(
         proximity_kw=proximity_kw,
         files=[loc_name, read_name],
     )
+    dropped = graph.meta["dropped"]
+    rule = {"strict": strict, "max_share": max_drop_share}
+    n_sensors = len(set(ids) | set(rd.ids) | set(rd.non_numeric))
+    sensor_drops = {k: dropped[k] for k in SENSOR_DROP_REASONS}
+    report_dropped(f"{loc_name} + {read_name}", sensor_drops, n_sensors, what="sensors", **rule)
+    value_drops = {k: dropped[k] for k in VALUE_DROP_REASONS}
+    report_dropped(read_name, value_drops, int(graph.x.numel()), what="readings", **rule)
+    return graph
 
 
 @dataclass
@@ -375,6 +413,8 @@ def _select(
     from graph_builders import proximity
 
     keep, dropped_ids = _join(ids, lon, lat, rd.ids)
+    dropped_ids["non_numeric_sensor"] = list(rd.non_numeric)
+    _report_join(ids, rd.ids, len(set(ids) & set(rd.ids)), names)
     snapped = None
     dist_matrix = None
     if road_graph is not None:
@@ -402,9 +442,54 @@ def _select(
     if nodes.size == 0:
         raise DataFormatError(
             f"{names[0]} + {names[1]}: no sensor left after the join "
-            f"({ {k: len(v) for k, v in dropped_ids.items()} })"
+            f"({ {k: len(v) for k, v in dropped_ids.items() if v} }); "
+            + _id_examples(ids, rd.ids, names)
         )
     return _Selection(nodes, [ids[i] for i in nodes], dropped_ids, dist_matrix, snapped)
+
+
+def _id_examples(loc_ids: list[str], read_ids: list[str], names: tuple[str, str]) -> str:
+    """A few ids of each side of the join, and a hint when they differ only by leading zeros."""
+    text = (
+        f"sensor ids in {names[0]}: {loc_ids[:5]}{' ...' if len(loc_ids) > 5 else ''}; "
+        f"in {names[1]}: {read_ids[:5]}{' ...' if len(read_ids) > 5 else ''}"
+    )
+    strip = {s.lstrip("0") or "0" for s in loc_ids}
+    if any((r.lstrip("0") or "0") in strip for r in read_ids if r not in set(loc_ids)):
+        text += (
+            " (some match once leading zeros are ignored: give the ids as text on both sides, "
+            "e.g. read a DataFrame with dtype={'<id column>': str})"
+        )
+    return text
+
+
+def _report_join(
+    loc_ids: list[str], read_ids: list[str], n_joined: int, names: tuple[str, str]
+) -> None:
+    """Warn when the join keeps less than half of either side (ids that do not match)."""
+    if n_joined == 0 or not loc_ids or not read_ids:
+        return  # none: the caller's error; an empty side is an error of its own
+    if n_joined < 0.5 * len(loc_ids) or n_joined < 0.5 * len(read_ids):
+        log.warning(
+            "%s + %s: only %d of %d located sensors and %d sensors with readings match by id; %s",
+            *names,
+            n_joined,
+            len(loc_ids),
+            len(read_ids),
+            _id_examples(loc_ids, read_ids, names),
+        )
+
+
+def _value_drops(values: np.ndarray, unparseable: np.ndarray) -> dict[str, int]:
+    """Readings (float64, before the cast to float32) masked for a reason of their own."""
+    inf = np.isinf(values)
+    with np.errstate(invalid="ignore"):
+        over = np.isfinite(values) & (np.abs(values) > _F32_MAX)
+    return {
+        "unparseable_values": int(unparseable.sum()),
+        "infinite_values": int(inf.sum()),
+        "overflow_values": int(over.sum()),
+    }
 
 
 def _assemble(
@@ -428,7 +513,9 @@ def _assemble(
     read_pos = {sid: j for j, sid in enumerate(rd.ids)}
     cols = np.array([read_pos[sid] for sid in sel.node_ids], dtype=np.int64)
     x = np.ascontiguousarray(np.transpose(rd.values[:, cols, :], (1, 0, 2)))  # [N, T, V]
-    mask = np.isfinite(x)
+    value_drops = _value_drops(x, rd.unparseable[:, cols, :])
+    with np.errstate(invalid="ignore"):
+        mask = np.isfinite(x) & (np.abs(x) <= _F32_MAX)  # 1e39 would be stored as inf
     rd.info["missing_values"] = int((~mask).sum())  # of the kept sensors, whatever the reason
     x = np.where(mask, x, 0.0).astype(np.float32)
     pos = np.stack([lon[sel.nodes], lat[sel.nodes]], 1)
@@ -453,6 +540,7 @@ def _assemble(
         method=method,
         files=[f for f in files if f != "<DataFrame>"],
     )
+    meta["dropped"].update(value_drops)
     node_attr = None
     if sel.snapped is not None:
         meta["snap"] = sel.snapped.info
@@ -485,6 +573,8 @@ class _Readings:
     times: np.ndarray | None
     interval: pd.Timedelta | None
     info: dict[str, Any]
+    unparseable: np.ndarray  # [T, S, V] bool: present but not a number
+    non_numeric: list[str]  # wide columns with no number at all: not sensors
 
 
 @dataclass
@@ -499,8 +589,11 @@ class _Snapped:
 def _read_locations(
     locations: Any, id_col: str, lon_col: str, lat_col: str, crs: Any, name: str
 ) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """Sensor ids and lon/lat (NaN where missing or impossible) of the locations table."""
-    loc = read_table(locations, required=[id_col, lon_col, lat_col])
+    """Sensor ids, lon/lat (NaN where missing or impossible) of the locations table, and the id
+    column's name as found (names are matched ignoring case)."""
+    loc = read_table(locations, dtype=str)  # ids are text ("001001"); lon/lat parsed below
+    cols = match_columns(loc, {"id_col": id_col, "lon_col": lon_col, "lat_col": lat_col}, name)
+    id_col, lon_col, lat_col = cols["id_col"], cols["lon_col"], cols["lat_col"]
     ids = _norm_ids(loc[id_col].tolist())
     dup = pd.Series(ids).duplicated(keep=False)
     if dup.any():
@@ -512,12 +605,14 @@ def _read_locations(
     if crs is not None:
         lon, lat = to_lonlat(lon, lat, crs, x_col=lon_col, y_col=lat_col, name=name)
     invalid = check_lonlat(lon, lat, lon_col=lon_col, lat_col=lat_col, name=name, max_bad_share=0.1)
-    return ids, np.where(invalid, np.nan, lon), np.where(invalid, np.nan, lat)  # → no_coordinates
+    lon, lat = np.where(invalid, np.nan, lon), np.where(invalid, np.nan, lat)  # → no_coordinates
+    return ids, lon, lat, id_col
 
 
 def _read_readings(
     readings: Any,
     *,
+    loc_ids: list[str],
     id_col: str,
     value_col: str,
     variable_col: str | None,
@@ -532,7 +627,9 @@ def _read_readings(
     name: str,
 ) -> _Readings:
     """The readings table (wide or long) as values ``[T, S, V]`` on a regular time axis."""
-    raw = read_table(readings, required=[time_col] if time_col else [])
+    raw = read_table(readings, dtype={id_col: str})  # long format: ids are text
+    if time_col is not None:
+        time_col = match_columns(raw, {"time_col": time_col}, name)["time_col"]
     long_format = id_col in raw.columns and value_col in raw.columns
     if id_col in raw.columns and not long_format:
         raise DataFormatError(
@@ -552,6 +649,8 @@ def _read_readings(
             name=name,
         )
     else:
+        if time_col is None and start is None:
+            time_col = _detect_time_col(raw, loc_ids, name)
         parts = _wide_readings(
             raw,
             time_col=time_col,
@@ -564,6 +663,8 @@ def _read_readings(
             name=name,
         )
     rd = _Readings(*parts)
+    if time_col is not None:
+        rd.info["time_col"] = str(time_col)
     if missing_value is not None:
         marked = rd.values == float(missing_value)
         rd.info["missing_marked"] = int(marked.sum())
@@ -677,11 +778,32 @@ def _median_nn_m(pos: np.ndarray) -> float | None:
     return float(np.median(d.min(1)))
 
 
-def _numeric(frame: pd.DataFrame, name: str) -> tuple[np.ndarray, int]:
-    """Values as float64; non-numeric entries become NaN and are counted."""
+def _numeric(frame: pd.DataFrame, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Values as float64 and where an entry was present but not a number (now NaN)."""
     out = frame.apply(pd.to_numeric, errors="coerce")
-    bad = int((out.isna() & frame.notna()).to_numpy().sum())
+    bad = (out.isna() & frame.notna()).to_numpy()
     return out.to_numpy(np.float64), bad
+
+
+def _detect_time_col(raw: pd.DataFrame, loc_ids: list[str], name: str) -> str | None:
+    """The one column of a wide table that holds times and is no located sensor, or ``None``."""
+    known = set(loc_ids)
+    found = []
+    for col in raw.columns:
+        values = raw[col]
+        if _norm_ids([col])[0] in known or pd.api.types.is_numeric_dtype(values):
+            continue
+        sample = values.dropna().head(50)
+        if pd.api.types.is_datetime64_any_dtype(values):
+            found.append(col)
+        elif len(sample) and pd.to_numeric(sample, errors="coerce").isna().all():
+            parsed = pd.to_datetime(sample.astype(str), format="mixed", errors="coerce")
+            if parsed.notna().all():
+                found.append(col)
+    if len(found) == 1:
+        log.info("%s: column %r holds times: taken as the time column (time_col)", name, found[0])
+        return found[0]
+    return None
 
 
 def _wide_readings(
@@ -691,6 +813,15 @@ def _wide_readings(
     sensor_cols = [c for c in raw.columns if c != time_col]
     if not sensor_cols:
         raise DataFormatError(f"{name}: no sensor columns besides {time_col!r}")
+    # a column with entries but no number at all (a label, a second time column) is no sensor
+    num = raw[sensor_cols].apply(pd.to_numeric, errors="coerce")
+    non_numeric = [c for c in sensor_cols if num[c].isna().all() and raw[c].notna().any()]
+    sensor_cols = [c for c in sensor_cols if c not in set(non_numeric)]
+    if not sensor_cols:
+        raise DataFormatError(
+            f"{name}: no column of numbers (sensor readings); non-numeric columns "
+            f"{[str(c) for c in non_numeric[:10]]}"
+        )
     read_ids = _norm_ids(sensor_cols)
     dup = pd.Series(read_ids).duplicated(keep=False)
     if dup.any():
@@ -714,14 +845,15 @@ def _wide_readings(
         steps, td, t0, n_steps = _time_axis(
             wall, interval=interval, name=name, col=time_col, sort_time=sort_time, unique=True
         )
-        vals, n_bad = _numeric(raw[sensor_cols], name)
+        vals, bad_in = _numeric(raw[sensor_cols], name)
         values = np.full((n_steps, len(sensor_cols)), np.nan)
         values[steps] = vals
+        bad = np.zeros(values.shape, dtype=bool)
+        bad[steps] = bad_in
         info["missing_steps"] = int(n_steps - len(steps))
         times = wall_to_unix(pd.DatetimeIndex(t0 + td * np.arange(n_steps)), tz)
     else:
-        vals, n_bad = _numeric(raw[sensor_cols], name)
-        values = vals
+        values, bad = _numeric(raw[sensor_cols], name)
         if interval is not None:
             td = parse_interval(interval)
         times = None
@@ -730,8 +862,9 @@ def _wide_readings(
                 raise ValueError("start: needs interval=... when the readings have no time column")
             t0 = pd.Timestamp(start)
             times = wall_to_unix(pd.DatetimeIndex(t0 + td * np.arange(len(values))), tz)
-    info["unparseable_values"] = n_bad
-    return values[:, :, None], read_ids, [variable], times, td, info
+    info["unparseable_values"] = int(bad.sum())
+    extra = (bad[:, :, None], _norm_ids(non_numeric))
+    return values[:, :, None], read_ids, [variable], times, td, info, *extra
 
 
 def _long_readings(
@@ -784,10 +917,13 @@ def _long_readings(
             f"{', ' + variable_col if variable_col else ''}) key, e.g. row {i}: "
             f"{wall.iloc[i]}, {sid.iloc[i]}"
         )
-    vals, n_bad = _numeric(raw[[value_col]], name)
+    vals, bad_in = _numeric(raw[[value_col]], name)
     values = np.full((n_steps, len(read_ids), len(var_names)), np.nan)
-    values[key["t"].to_numpy(), key["s"].to_numpy(), key["v"].to_numpy()] = vals[:, 0]
-    info["unparseable_values"] = n_bad
+    at = (key["t"].to_numpy(), key["s"].to_numpy(), key["v"].to_numpy())
+    values[at] = vals[:, 0]
+    bad = np.zeros(values.shape, dtype=bool)
+    bad[at] = bad_in[:, 0]
+    info["unparseable_values"] = int(bad.sum())
     info["missing_steps"] = int(n_steps - np.unique(steps).size)
     times = wall_to_unix(pd.DatetimeIndex(t0 + td * np.arange(n_steps)), tz)
-    return values, read_ids, var_names, times, td, info
+    return values, read_ids, var_names, times, td, info, bad, []

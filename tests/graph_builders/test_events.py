@@ -66,6 +66,7 @@ def test_chicago_sthsl_grid_reproduced_exactly(data_dir, chicago, tmp_path):
         "events_in": 321_876,
         "counted": 321_876,
         "dropped": dict.fromkeys(events.DROP_REASONS, 0),
+        "duplicates": 916,  # rows repeating an earlier one exactly: counted, kept (as STHSL did)
     }
     # the file has no header: read as such it holds one more event, its first line, which the
     # published tensors do not count
@@ -129,6 +130,7 @@ def _messy(chicago: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:
         "outside_bbox": 25,
         "outside_time_range": 7,
         "outside_regions": 0,
+        "duplicate": 0,
     }
 
 

@@ -12,6 +12,13 @@ from stgraph.data import load
 from stgraph.errors import ChecksumError, DataFormatError
 from stgraph.utils.geo import haversine_m
 
+#: ``meta["dropped"]`` of sensors with readings that are all numbers, finite, in float32's range.
+NO_BAD_VALUES = {
+    "non_numeric_sensor": 0,
+    "unparseable_values": 0,
+    "infinite_values": 0,
+    "overflow_values": 0,
+}
 MELBOURNE_SHA = "d8c94234dd64ead84813e0cb6a5a99a785f898b0dacee8bbca77119ff757e32e"
 
 
@@ -59,6 +66,7 @@ def test_los_loop_proximity_graph(los_paths, data_dir):
         "no_readings": 0,
         "no_coordinates": 0,
         "snap_too_far": 0,
+        **NO_BAD_VALUES,
     }
     # the DCRNN kernel on great-circle distances: sigma = std of all N^2 distances, weights >= 0.1
     pos = g.pos.numpy()
@@ -88,6 +96,7 @@ def test_join_drops_are_counted_and_named(los_paths):
         "no_readings": 2,
         "no_coordinates": 1,
         "snap_too_far": 0,
+        **NO_BAD_VALUES,
     }
     assert g.meta["dropped_ids"]["no_location"] == no_loc
     assert g.meta["dropped_ids"]["no_readings"] == no_read
