@@ -14,7 +14,8 @@ class DataFormatError(STGraphError, ValueError):
 
 
 class ChecksumError(STGraphError):
-    """A file's sha256 does not match the registry; it was not read."""
+    """A file's sha256 does not match the registry or the checksum recorded with it; it was not
+    read."""
 
 
 class DatasetNotFoundError(STGraphError, FileNotFoundError):
