@@ -95,13 +95,15 @@ def report_dropped(
 
 
 def match_columns(
-    df: pd.DataFrame, wanted: Mapping[str, str | None], name: str
+    df: pd.DataFrame, wanted: Mapping[str, str | None], name: str, *, hint: str = ""
 ) -> dict[str, str | None]:
     """The columns of ``df`` named by ``wanted`` (option -> column name), matched ignoring case
     and surrounding spaces when there is no exact match.
 
     Returns:
         option -> the column's actual name (``None`` stays ``None``).
+
+    ``hint`` is appended to the error (e.g. another way to give the column).
 
     Raises:
         DataFormatError: naming the file, the options whose column is missing (or matches two
@@ -128,7 +130,7 @@ def match_columns(
         more = "" if len(df.columns) <= 30 else f" ... ({len(df.columns)} in all)"
         raise DataFormatError(
             f"{name}: no column for {', '.join(problems)} (names are matched ignoring case); "
-            f"found columns {found}{more}; pass the option with one of these names"
+            f"found columns {found}{more}; pass the option with one of these names{hint}"
         )
     return out
 
@@ -165,7 +167,9 @@ def read_table(
     **read_kw: Any,
 ) -> pd.DataFrame:
     """A DataFrame from a DataFrame, a CSV (optionally ``.gz``/``.bz2``), a ZIP holding one CSV,
-    or a Parquet file; checks that the ``required`` columns are present.
+    or a Parquet file; checks that the ``required`` columns are present. A GeoDataFrame of points
+    gives the coordinate columns from its geometry in EPSG:4326
+    (:func:`stgraph.data.interop.geodataframe_table`).
 
     Raises:
         FileNotFoundError: the path does not exist.
@@ -173,6 +177,10 @@ def read_table(
             names the file, the missing columns and the columns found).
     """
     name = source_name(source)
+    from stgraph.data.interop import geodataframe_table, is_point_geodataframe
+
+    if is_point_geodataframe(source):  # point geometry (any CRS) for the coordinate columns
+        source = geodataframe_table(source, required)
     if isinstance(source, pd.DataFrame):
         df = source
     elif isinstance(source, (str, os.PathLike)):

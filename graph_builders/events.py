@@ -200,7 +200,13 @@ def from_points(
     wanted = {"lon_col": lon_col, "lat_col": lat_col, "types": types}
     if time is None:
         wanted["time_col"] = time_col
-    cols = match_columns(df, wanted, name)
+    hint = (
+        " (a time spread over several columns: time={'year': 2017, 'month': 'Month', ...}, "
+        "in the CLI --time year=2017,month=Month,day=Day,hour=Hour)"
+        if time is None and time_col not in df.columns
+        else ""
+    )
+    cols = match_columns(df, wanted, name, hint=hint)
     td = parse_interval(interval)
     ev = _read_events(
         df,
@@ -412,6 +418,15 @@ def compose_times(
     return wall, missing, unparseable
 
 
+def _short(td: pd.Timedelta) -> str:
+    """``1h``, ``15min``, ``1D``: a bin width as the ``interval`` option writes it."""
+    sec = int(td.total_seconds())
+    for unit, n in (("D", 86400), ("h", 3600), ("min", 60)):
+        if sec % n == 0:
+            return f"{sec // n}{unit}"
+    return f"{sec}s"
+
+
 def _bin_times(
     t0: pd.Timestamp, td: pd.Timedelta, n_bins: int, tz: str | None, name: str
 ) -> np.ndarray:
@@ -429,7 +444,7 @@ def _bin_times(
             else "does not exist there (clocks go forward)"
         )
         raise DataFormatError(
-            f"{name}: bins of {td} in time zone {tz!r} cannot all be local clock times: "
+            f"{name}: {_short(td)} bins in time zone {tz!r} cannot all be local clock times: "
             f"{wall[i]} {what}, at a daylight-saving change. Give the times in a zone without "
             "daylight saving: UTC (tz=None, or leave out --tz) if the times are UTC, or a fixed "
             "offset if they are local standard time (e.g. tz='Etc/GMT-1' for UTC+1; the sign of "

@@ -413,6 +413,8 @@ def _select(
     from graph_builders import proximity
 
     keep, dropped_ids = _join(ids, lon, lat, rd.ids)
+    non_numeric = set(rd.non_numeric)  # a located sensor whose column holds no number
+    dropped_ids["no_readings"] = [i for i in dropped_ids["no_readings"] if i not in non_numeric]
     dropped_ids["non_numeric_sensor"] = list(rd.non_numeric)
     _report_join(ids, rd.ids, len(set(ids) & set(rd.ids)), names)
     snapped = None

@@ -109,7 +109,9 @@ def add_build_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     parser.add_argument("--config", help="YAML build config (configs/build/NAME.yaml)")
     _add_set(parser, "fuse.max_dist_m=300 or sources.0.options.k=4")
     parser.add_argument(
-        "--osm", help="OSM extract (.osm.pbf/.osm/.osm.bz2): the road graph sources are fused onto"
+        "--osm",
+        help="OSM extract (.osm.pbf, .osm, .osm.bz2, .osm.gz): the road graph sources are fused "
+        "onto",
     )
     parser.add_argument(
         "--node",
@@ -120,11 +122,17 @@ def add_build_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     sources = {
         "sensors": (
             "LOC.csv:READINGS.csv",
-            "sensor locations (sensor_id, latitude, longitude) and wide readings",
+            "sensor locations (sensor_id, latitude, longitude; names in any case; ids read as "
+            "text) and readings: wide (a column per sensor id, a time column found or given by "
+            "--time-col) or long (time, sensor_id, value)",
         ),
         "raster": ("PATH", "netCDF/GRIB/zarr raster"),
         "trajectories": ("PATH", "GPS points table"),
-        "events": ("PATH", "events table with longitude, latitude, time columns"),
+        "events": (
+            "PATH",
+            "events table with longitude, latitude and time columns (names in any case; the "
+            "time from --time-col or --time, the type from --event-type)",
+        ),
         "moving": (
             "PATH",
             "moving-sensor reports (track id, time, lon, lat; speed derived): a kNN "
@@ -136,6 +144,28 @@ def add_build_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
             f"--{flag}", action="append", default=[], metavar=metavar, help=help_text
         )
     parser.add_argument("--interval", help="time step, e.g. 15min, 1h, 1D")
+    parser.add_argument(
+        "--time-col",
+        metavar="COLUMN",
+        help="time column of --sensors readings and of --events (default: sensors: the wide "
+        "table's column of times, events: 'time')",
+    )
+    parser.add_argument(
+        "--time",
+        dest="time_parts",
+        metavar="PART=COL_OR_VALUE,...",
+        help="events: the time composed from columns and constants, e.g. "
+        "year=2017,month=Month,day=Day,hour=Hour (parts year, month, day, hour, minute, second)",
+    )
+    parser.add_argument(
+        "--event-type",
+        metavar="COLUMN",
+        help="events: column of the event type (one variable each)",
+    )
+    parser.add_argument(
+        "--tz",
+        help="time zone of naive times of --sensors/--events, e.g. Europe/Madrid (default UTC)",
+    )
     parser.add_argument("--start", help="first time of sensor readings without a time column")
     parser.add_argument(
         "--cell-m",
@@ -144,7 +174,10 @@ def add_build_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
         help="grid cell size (m) for trajectories/events/moving without --osm (default 500)",
     )
     parser.add_argument(
-        "--bbox", help="grid extent W,S,E,N in degrees (default: the data's extent)"
+        "--bbox",
+        help="grid extent W,S,E,N in degrees (default: the 0.5-99.5 %% extent of the data's "
+        "points, so that a few stray coordinates do not stretch the grid; the points outside "
+        "are dropped as outside_regions and counted in the summary)",
     )
     _add_output(parser, "output directory (graph/, map.png, summary.json)")
     parser.add_argument("--color-by", help="variable (or node attribute) colouring the map")

@@ -38,7 +38,7 @@ class RoadsConfig:
     """The OSM road graph every source is fused onto."""
 
     path: str = field(
-        metadata={"help": "local .osm.pbf/.osm/.osm.bz2 file, or a place name (online)"}
+        metadata={"help": "local .osm.pbf/.osm/.osm.bz2/.osm.gz file, or a place name (online)"}
     )
     options: dict[str, Any] = field(
         default_factory=dict, metadata={"help": "osm.road_graph keywords"}
@@ -166,6 +166,10 @@ class BuildFlags:
     events: list[str] = field(default_factory=list)
     moving: list[str] = field(default_factory=list)
     interval: str | None = None
+    time_col: str | None = None
+    time_parts: str | None = None
+    event_type: str | None = None
+    tz: str | None = None
     start: str | None = None
     cell_m: float | None = None
     bbox: str | None = None
@@ -192,14 +196,53 @@ def _flag_grid(flags: BuildFlags) -> dict[str, Any] | None:
     return grid
 
 
+def parse_time_parts(text: str) -> dict[str, str | int]:
+    """``--time year=2017,month=Month,day=Day,hour=Hour`` -> ``{"year": 2017, "month": "Month",
+    ...}`` (digits are constants, anything else a column name)."""
+    parts: dict[str, str | int] = {}
+    for item in text.split(","):
+        key, sep, value = item.partition("=")
+        key, value = key.strip().lower(), value.strip()
+        if not sep or not key or not value:
+            raise ConfigError(
+                f"--time {text!r}: expected PART=COLUMN_OR_VALUE,... e.g. "
+                "year=2017,month=Month,day=Day,hour=Hour"
+            )
+        parts[key] = int(value) if value.isdigit() else value
+    return parts
+
+
+def _time_options(flags: BuildFlags, kind: str) -> dict[str, Any]:
+    """The options the time flags give a sensors or events source."""
+    opts: dict[str, Any] = {}
+    if flags.time_col:
+        opts["time_col"] = flags.time_col
+    if flags.tz:
+        opts["tz"] = flags.tz
+    if kind == "sensors" and flags.start:
+        opts["start"] = flags.start
+    if kind == "events":
+        if flags.time_parts:
+            if flags.time_col:
+                raise ConfigError("--time and --time-col: give one (--time composes the time)")
+            opts["time"] = parse_time_parts(flags.time_parts)
+        if flags.event_type:
+            opts["types"] = flags.event_type
+    return opts
+
+
 def _flag_sources(flags: BuildFlags) -> list[dict[str, Any]]:
     grid = _flag_grid(flags)
     out: list[dict[str, Any]] = []
+    if flags.event_type and not flags.events:
+        raise ConfigError("--event-type applies to --events")
+    if flags.time_parts and not flags.events:
+        raise ConfigError("--time applies to --events (sensors take --time-col)")
     for i, spec in enumerate(flags.sensors):
         if spec.count(":") != 1:
             raise ConfigError(f"--sensors {spec!r}: expected LOCATIONS.csv:READINGS.csv")
         loc, rd = spec.split(":")
-        opts = {"start": flags.start} if flags.start else {}
+        opts = _time_options(flags, "sensors")
         out.append(
             {
                 "kind": "sensors",
@@ -214,6 +257,8 @@ def _flag_sources(flags: BuildFlags) -> list[dict[str, Any]]:
     for kind, key in (("trajectories", "grid"), ("events", "regions")):
         for i, p in enumerate(getattr(flags, kind)):
             opts = {key: grid} if grid else {}
+            if kind == "events":
+                opts.update(_time_options(flags, "events"))
             out.append({"kind": kind, "name": f"{kind}{i or ''}", "path": p, "options": opts})
     alone = not flags.osm and not out and len(flags.moving) == 1
     for i, p in enumerate(flags.moving):

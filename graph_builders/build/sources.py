@@ -59,8 +59,13 @@ def check_options(sc: SourceConfig, where: str, sec: str) -> None:
             )
 
 
-def _auto_bbox(lon: np.ndarray, lat: np.ndarray) -> list[float]:
-    """The 0.5-99.5 % extent of the valid points, padded by 0.1 % (W, S, E, N)."""
+#: What a grid without ``bbox`` covers (said in ``stgraph build --help`` and the summary).
+AUTO_EXTENT_RULE = "the 0.5-99.5 % extent of the points, padded 0.1 %"
+
+
+def _auto_bbox(lon: np.ndarray, lat: np.ndarray) -> tuple[list[float], np.ndarray]:
+    """The 0.5-99.5 % extent of the valid points, padded by 0.1 % (W, S, E, N), and which points
+    are valid."""
     ok = np.isfinite(lon) & np.isfinite(lat) & (np.abs(lon) <= 180) & (np.abs(lat) <= 90)
     if not ok.any():
         raise ConfigError("grid: no valid coordinates to take the extent from")
@@ -68,15 +73,18 @@ def _auto_bbox(lon: np.ndarray, lat: np.ndarray) -> list[float]:
     lo_lat, hi_lat = np.percentile(lat[ok], [0.5, 99.5])
     pad_lat = max((hi_lat - lo_lat) * 1e-3, 1e-5)
     pad_lon = max((hi_lon - lo_lon) * 1e-3, 1e-5)
-    return [lo_lon - pad_lon, lo_lat - pad_lat, hi_lon + pad_lon, hi_lat + pad_lat]
+    return [lo_lon - pad_lon, lo_lat - pad_lat, hi_lon + pad_lon, hi_lat + pad_lat], ok
 
 
-def _resolve_grid(spec: object, points: Points, where: str) -> Grid:
-    """A grid spec from the config (``{cell_m, bbox}``, ``{cell_m}``, ``{sthsl_km}``) -> a Grid."""
+def _resolve_grid(
+    spec: object, points: Points, where: str
+) -> tuple[Grid, dict[str, object] | None]:
+    """A grid spec from the config (``{cell_m, bbox}``, ``{cell_m}``, ``{sthsl_km}``) -> a Grid,
+    and the report of its automatic extent (``None`` when the bbox was given)."""
     from graph_builders.regions import Grid, as_grid
 
     if isinstance(spec, Grid):
-        return spec
+        return spec, None
     if not isinstance(spec, Mapping):
         raise ConfigError(
             f"{where}: a grid is {{cell_m, bbox}}, {{cell_m}} or {{sthsl_km}}, got {spec!r}"
@@ -90,18 +98,30 @@ def _resolve_grid(spec: object, points: Points, where: str) -> Grid:
 
         lon, lat = points()
         frame = pd.DataFrame({"longitude": lon, "latitude": lat})
-        return Grid.sthsl(frame, km=float(spec["sthsl_km"]))
+        return Grid.sthsl(frame, km=float(spec["sthsl_km"])), None
     unknown = set(spec) - {"cell_m", "bbox"}
     if unknown or "cell_m" not in spec:
         raise ConfigError(
             f"{where}: a grid is {{cell_m, bbox}} or {{cell_m}}; got keys {sorted(spec)}"
         )
-    if spec.get("bbox") is None:
-        spec["bbox"] = _auto_bbox(*points())
+    auto = spec.get("bbox") is None
+    if auto:
+        lon, lat = points()
+        spec["bbox"], ok = _auto_bbox(lon, lat)
     try:
-        return as_grid({"bbox": spec["bbox"], "cell_m": spec["cell_m"]})
+        grid = as_grid({"bbox": spec["bbox"], "cell_m": spec["cell_m"]})
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{where}: {exc}") from exc
+    if not auto:
+        return grid, None
+    outside = grid.cell_of(lon[ok], lat[ok]) < 0
+    extent = {
+        "rule": AUTO_EXTENT_RULE,
+        "bbox": [float(v) for v in spec["bbox"]],
+        "points": int(ok.sum()),
+        "outside": int(outside.sum()),
+    }
+    return grid, extent
 
 
 def _point_reader(sc: SourceConfig) -> Points:
@@ -110,11 +130,19 @@ def _point_reader(sc: SourceConfig) -> Points:
     def read() -> tuple[np.ndarray, np.ndarray]:
         opts = sc.options
         if sc.kind == "events":
+            import pandas as pd
+
+            from graph_builders._inputs import match_columns
             from graph_builders.events import read_events
 
             df = read_events(sc.path, names=opts.get("names"))
-            lon = df[opts.get("lon_col", "longitude")].to_numpy(np.float64, na_value=np.nan)
-            lat = df[opts.get("lat_col", "latitude")].to_numpy(np.float64, na_value=np.nan)
+            wanted = {
+                "lon_col": opts.get("lon_col", "longitude"),
+                "lat_col": opts.get("lat_col", "latitude"),
+            }
+            cols = match_columns(df, wanted, str(sc.path))
+            lon = pd.to_numeric(df[cols["lon_col"]], errors="coerce").to_numpy(np.float64)
+            lat = pd.to_numeric(df[cols["lat_col"]], errors="coerce").to_numpy(np.float64)
             return lon, lat
         from graph_builders.trajectories import read_points
 
@@ -169,12 +197,16 @@ def _gridded(
         from graph_builders.regions import H3Cells
 
         return fn(sc.path, regions=H3Cells(spec), **opts)
-    grid = _resolve_grid(spec, _point_reader(sc), where)
+    grid, extent = _resolve_grid(spec, _point_reader(sc), where)
     if sc.kind == "moving":
         from graph_builders.regions import grid_nodes
 
-        return fn(sc.path, nodes=grid_nodes(grid).pos, **opts)
-    return fn(sc.path, **{key: grid}, **opts)
+        graph = fn(sc.path, nodes=grid_nodes(grid).pos, **opts)
+    else:
+        graph = fn(sc.path, **{key: grid}, **opts)
+    if extent is not None:
+        graph.meta["grid_extent"] = extent  # the summary says what the default grid left out
+    return graph
 
 
 def build_source(

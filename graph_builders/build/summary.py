@@ -12,7 +12,16 @@ from stgraph.data.stgraph import STGraph
 __all__ = ["format_summary", "graph_summary", "source_reports", "write_map"]
 
 #: ``meta`` entries of a source graph copied into its row of ``summary.json``.
-REPORT_KEYS = ("matching", "moving", "fusion", "summary", "snap", "counts", "defaulted")
+REPORT_KEYS = (
+    "matching",
+    "moving",
+    "fusion",
+    "summary",
+    "snap",
+    "counts",
+    "defaulted",
+    "grid_extent",
+)
 
 
 def graph_summary(g: STGraph) -> dict[str, Any]:
@@ -63,6 +72,22 @@ def _source_lines(row: Mapping[str, Any]) -> list[str]:
             f"    matched {match['points_matched']:,} of {match['points_in']:,} points "
             f"({100 * match['share_matched']:.1f} %), distance median {d['median']:.1f} m, "
             f"p90 {d['p90']:.1f} m, max {d['max']:.1f} m"
+        )
+    extent = (row.get("report") or {}).get("grid_extent")
+    if extent:
+        w, s, e, n = extent["bbox"]
+        reason = "outside_regions" if row["kind"] == "events" else "outside the grid"
+        lines.append(
+            f"    grid: {extent['rule']} ({w:.5f}, {s:.5f}, {e:.5f}, {n:.5f}); "
+            f"{extent['outside']:,} of {extent['points']:,} points outside, dropped ({reason}); "
+            "--bbox or options bbox to choose it"
+        )
+    dups = ((row.get("report") or {}).get("summary") or {}).get("duplicates")
+    if dups:
+        kept = not (row.get("dropped") or {}).get("duplicate")
+        lines.append(
+            f"    duplicates: {dups:,} rows repeat an earlier row exactly "
+            + ("(counted as events; options duplicates: drop drops them)" if kept else "(dropped)")
         )
     return lines
 
