@@ -184,7 +184,8 @@ def road_graph(
     Args:
         path_or_place: a local ``.osm.pbf`` / ``.osm`` / ``.osm.bz2`` / ``.osm.gz`` file, or a place
             name for OSMnx (``"Monaco"``; needs an Overpass and a Nominatim server), or ``None``
-            with ``bbox`` to download that box through OSMnx.
+            with ``bbox`` to download that box through OSMnx, or an OSMnx ``MultiDiGraph``
+            already in memory (taken with its own ways, no context features, no download).
         network: ``"drive"``, ``"drive_service"``, ``"walk"``, ``"bike"``, ``"all_public"`` or
             ``"all"`` — OSMnx's way filters (``"walk"`` makes every way two-way).
         node: ``"intersection"`` (nodes are intersections and dead ends, edges road segments) or
@@ -223,7 +224,9 @@ def road_graph(
     )
     kw = {"network": network, "bbox": bbox, "simplify": simplify, "retain_all": retain_all}
     kw.update(context=context, speed_fallback=speed_fallback, options=options)
-    if path_or_place is not None and _is_local(path_or_place):
+    if _is_networkx(path_or_place):
+        net, ctx, sources, provenance, default_city = _from_graph(path_or_place, **kw)
+    elif path_or_place is not None and _is_local(path_or_place):
         net, ctx, sources, provenance, default_city = _read_local(path_or_place, **kw)
     else:
         net, ctx, sources, provenance, default_city = _download(path_or_place, **kw)
@@ -237,6 +240,70 @@ def road_graph(
     return assemble(
         net, ctx=ctx, node=node, context_radius=context_radius_m, u_turns=u_turns, meta=meta
     )
+
+
+def _is_networkx(value) -> bool:
+    import sys
+
+    nx = sys.modules.get("networkx")
+    return nx is not None and isinstance(value, nx.Graph)
+
+
+def _from_graph(
+    g,
+    *,
+    network: str,
+    bbox: tuple[float, float, float, float] | None,
+    simplify: bool,
+    retain_all: bool,
+    context: bool,
+    speed_fallback: str,
+    options: str,
+) -> tuple[RoadNet, ContextPoints | None, list[dict], list[str], str | None]:
+    """The road network of an OSMnx ``MultiDiGraph`` already in memory (no download).
+
+    The graph is taken with the ways it holds (its own network filter; ``network`` is not applied
+    again) and has no context features (``node_attr`` is ``street_count``); it is clipped to
+    ``bbox``, reduced to its largest component unless ``retain_all``, and simplified when asked
+    and not already (``g.graph["simplified"]``).
+    """
+    from graph_builders.osm.online import net_from_networkx
+
+    if not g.is_directed() or not g.is_multigraph():
+        raise TypeError(
+            f"road_graph: expected an OSMnx networkx.MultiDiGraph, got {type(g).__name__}"
+        )
+    if any("x" not in d or "y" not in d for _, d in g.nodes(data=True)):
+        raise ValueError("road_graph: every node of the OSMnx graph needs x/y (lon/lat)")
+    from stgraph.data.interop import _is_wgs84
+
+    if not _is_wgs84(g.graph.get("crs")):
+        raise ValueError(
+            f"road_graph: the graph is projected ({g.graph.get('crs')}); pass the unprojected "
+            "graph (osmnx.project_graph(G, to_latlong=True))"
+        )
+    net = net_from_networkx(g, speed_fallback=speed_fallback)
+    if bbox is not None:
+        net = clip_bbox(net, bbox)
+    if not retain_all:
+        net = largest_component(net)
+    if simplify and not g.graph.get("simplified", False):
+        from graph_builders.osm import topology
+
+        net = topology.simplify(net)
+    sources = [
+        {
+            "name": "OpenStreetMap via an OSMnx graph",
+            "url": "https://www.openstreetmap.org",
+            "license": "ODbL-1.0",
+            "created_with": str(g.graph.get("created_with", "")),
+        }
+    ]
+    provenance = [
+        f"graph_builders.osm.road_graph(<{type(g).__name__}: {g.number_of_nodes()} nodes, "
+        f"{g.number_of_edges()} edges>, {options}); no context features from a graph"
+    ]
+    return net, None, sources, provenance, g.graph.get("name")
 
 
 def _read_local(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,8 +24,12 @@ from stgraph.errors import STGraphValidationError
 from stgraph.utils.geo import project
 
 if TYPE_CHECKING:  # heavy imports, only when the conversions are called
+    import geopandas as gpd
     import networkx as nx
     import pandas as pd
+    import xarray as xr
+
+    from stgraph.data.views import TemporalSignal
 
 #: Attributes stacked along a new batch dimension instead of being concatenated (one per graph).
 _STACKED_KEYS = ("time", "y_time")
@@ -78,6 +82,37 @@ def _as_tensor(value: Any, dtype: torch.dtype | None = None) -> Tensor | None:
     arr = np.asarray(value)
     t = torch.from_numpy(np.ascontiguousarray(arr))
     return t.to(dtype) if dtype is not None else t
+
+
+def _time_tensor(value: Any) -> Tensor | None:
+    """``time`` as int64 unix seconds: tensors and integer arrays as they are; a pandas
+    ``DatetimeIndex``/``Series``, numpy ``datetime64`` or a sequence of strings/datetimes converted
+    (naive times are UTC, aware ones converted to UTC).
+
+    Raises:
+        STGraphValidationError: times finer than whole seconds, or values that are not times.
+    """
+    if value is None or isinstance(value, Tensor):
+        return _as_tensor(value, torch.long)
+    tz = getattr(value, "tz", None) or getattr(getattr(value, "dt", None), "tz", None)
+    if tz is not None:  # tz-aware pandas: numpy would give objects; take the UTC instants
+        value = getattr(value, "dt", value).tz_convert("UTC").tz_localize(None)
+    arr = np.asarray(value)
+    if arr.dtype == object or arr.dtype.kind in "UST":
+        try:
+            return torch.tensor([to_unix_seconds(v) for v in arr.ravel()], dtype=torch.long)
+        except (TypeError, ValueError) as exc:
+            raise STGraphValidationError(
+                f"time: cannot read {arr[:3]!r} as times ({exc})"
+            ) from None
+    if arr.dtype.kind == "M":
+        ns = arr.astype("datetime64[ns]").astype(np.int64)
+        if (ns % 1_000_000_000).any():
+            raise STGraphValidationError(
+                "time: steps finer than whole seconds; stgraph keeps unix seconds (round first)"
+            )
+        arr = ns // 1_000_000_000
+    return _as_tensor(arr, torch.long)
 
 
 def to_unix_seconds(value: Any) -> int:
@@ -141,12 +176,26 @@ class STGraph(Data):
     and :class:`~torch_geometric.loader.DataLoader` work unchanged. Graphs batched together are
     expected to have the same number of steps ``T`` (windows of a series do).
 
+    Layout: ``x`` is node-major, ``[N, T, V]`` (nodes, steps, variables), so that PyG batching
+    concatenates nodes. A stock PyG layer propagates along ``node_dim=-2``, which on ``[N, T, V]``
+    is the time axis: ``GCNConv(V, H)(g.x, g.edge_index)`` runs and is wrong. Use a view:
+    :meth:`snapshot` / :meth:`snapshots` (``x [N, V]`` per step), :meth:`temporal_signal` (PyG
+    Temporal-style windows, ``x [N, lags·V]``, ``y [N, horizon·V]``), :meth:`feature_view`
+    (``x [N, T·V]``, column ``t·V + v``) or :meth:`steps_first` (``[T, N, V]``, time as a batch
+    axis). Conversions: :meth:`from_networkx` / :meth:`to_networkx` (OSMnx-ready),
+    :meth:`from_numpy` / :meth:`to_numpy` (time-major ``[T, N, V]``), :meth:`from_pandas` /
+    :meth:`to_pandas`, :meth:`from_xarray` / :meth:`to_xarray`, :meth:`to_geopandas`
+    (:mod:`stgraph.data.interop`).
+
     Args:
         x (Tensor, optional): observations ``[N, T, V]``. NaN entries are treated as missing when
             ``mask`` is not given: they become ``0`` in ``x`` and ``False`` in ``mask``.
         mask (Tensor, optional): bool ``[N, T, V]``, ``True`` where observed. Defaults to
             ``isfinite(x)``.
-        time (Tensor, optional): int64 ``[T]``, unix seconds of each step, strictly increasing.
+        time (Tensor, optional): int64 ``[T]``, unix seconds of each step, strictly increasing;
+            also a pandas ``DatetimeIndex`` (aware ones converted to UTC), numpy ``datetime64``
+            or a sequence of times (naive = UTC). Without ``meta["interval"]`` the interval is
+            the median step of ``time``.
         pos (Tensor, optional): ``[N, 2]`` longitude, latitude in degrees (EPSG:4326).
         edge_index (Tensor, optional): static edges ``[2, E]`` (source, target).
         edge_weight (Tensor, optional): ``[E]``.
@@ -206,7 +255,7 @@ class STGraph(Data):
         super().__init__(
             x=x,
             mask=_as_tensor(mask, torch.bool),
-            time=_as_tensor(time, torch.long),
+            time=_time_tensor(time),
             pos=_as_tensor(pos),
             edge_index=_as_tensor(edge_index, torch.long),
             edge_weight=_as_tensor(edge_weight),
@@ -220,6 +269,8 @@ class STGraph(Data):
         if meta is not None or x is not None:
             full = copy.deepcopy(META_DEFAULTS)
             full.update(meta or {})
+            if full.get("interval") is None and self.time is not None and self.time.numel() > 1:
+                full["interval"] = resolve_interval(None, self.time)  # the median step
             self.meta = full
         if validate and x is not None:
             self.validate()
@@ -552,6 +603,13 @@ class STGraph(Data):
         ]
         return out
 
+    def subgraph(self, subset: Tensor) -> STGraph:
+        """PyG's ``Data.subgraph`` with the STGraph contract: :meth:`select_nodes`, so that
+        ``meta["node_ids"]``, road polylines and dynamic edges follow the kept nodes (PyG's own
+        would leave ``meta["node_ids"]`` at full length). PyG transforms that call ``subgraph``
+        (``LargestConnectedComponents``, ...) get the same."""
+        return self.select_nodes(subset)
+
     # ------------------------------------------------------------------ conversions
     def pos_metres(self) -> Tensor:
         """Node coordinates in metres about their centroid, ``[N, 2]`` float64.
@@ -567,52 +625,119 @@ class STGraph(Data):
             pos = torch.from_numpy(project(pos[:, 0].numpy(), pos[:, 1].numpy())[0])
         return pos - pos.mean(0, keepdim=True)
 
-    def to_networkx(self, *, dynamic: bool = False) -> nx.DiGraph:
-        """A ``networkx.DiGraph`` with ``pos``, ``node_attr`` and edge weights/attributes.
+    def to_networkx(self, *, dynamic: bool = False) -> nx.MultiDiGraph:
+        """An OSMnx-ready ``networkx.MultiDiGraph``: ``x``/``y`` node coordinates, named node and
+        edge attributes, ``length`` (m) and road ``geometry`` on the edges, ``crs`` in the graph
+        attributes (:func:`stgraph.data.interop.to_networkx`). With ``dynamic=True`` the dynamic
+        edges too, each with its ``step`` (and ``time`` when known)."""
+        from stgraph.data import interop
 
-        With ``dynamic=True`` a ``MultiDiGraph`` that also holds the dynamic edges, each with its
-        ``step`` (and ``time`` when known).
-        """
-        import networkx as nx
+        return interop.to_networkx(self, dynamic=dynamic)
 
-        g = nx.MultiDiGraph() if dynamic else nx.DiGraph()
-        g.graph.update({k: v for k, v in (self.meta or {}).items() if k != "node_ids"})
-        ids = (self.meta or {}).get("node_ids")
-        for i in range(self.num_nodes):
-            attrs: dict[str, Any] = {}
-            if ids is not None:
-                attrs["node_id"] = ids[i]
-            if self.pos is not None:
-                attrs["lon"], attrs["lat"] = (float(c) for c in self.pos[i])
-            if self.node_attr is not None:
-                attrs["node_attr"] = self.node_attr[i].tolist()
-            g.add_node(i, **attrs)
-        if self.edge_index is not None:
-            for e, (s, d) in enumerate(self.edge_index.t().tolist()):
-                attrs = {}
-                if self.edge_weight is not None:
-                    attrs["weight"] = float(self.edge_weight[e])
-                if self.edge_attr is not None:
-                    attrs["edge_attr"] = self.edge_attr[e].tolist()
-                g.add_edge(s, d, **attrs)
-        if dynamic and self.dyn_edge_index is not None:
-            for e, (s, d) in enumerate(self.dyn_edge_index.t().tolist()):
-                step = int(self.dyn_edge_time[e])
-                attrs = {"step": step}
-                if self.time is not None:
-                    attrs["time"] = int(self.time[step])
-                if self.dyn_edge_weight is not None:
-                    attrs["weight"] = float(self.dyn_edge_weight[e])
-                g.add_edge(s, d, **attrs)
-        return g
+    @classmethod
+    def from_networkx(cls, g: nx.Graph, **options: Any) -> STGraph:
+        """An STGraph from a networkx or OSMnx graph (:func:`stgraph.data.interop.from_networkx`:
+        ``weight``, ``node_attrs``, ``edge_attrs``, ``x``, ``mask``, ``time``, ``meta``)."""
+        from stgraph.data import interop
 
-    def to_pandas(self, *, observed_only: bool = False) -> pd.DataFrame:
+        return interop.from_networkx(g, **options)
+
+    @classmethod
+    def from_numpy(cls, x: Any, adjacency: Any = None, **options: Any) -> STGraph:
+        """An STGraph from time-major ``[T, N]``/``[T, N, V]`` readings and an adjacency (dense,
+        scipy sparse or ``(edge_index, edge_weight)``), as PyG Temporal and tsl hold them
+        (:func:`stgraph.data.interop.from_numpy`)."""
+        from stgraph.data import interop
+
+        return interop.from_numpy(x, adjacency, **options)
+
+    @classmethod
+    def from_pandas(cls, frame: pd.DataFrame, **options: Any) -> STGraph:
+        """An STGraph from a wide table with a ``DatetimeIndex`` and one column per node
+        (:func:`stgraph.data.interop.from_pandas`: ``pos``, ``adjacency``, ``variable``,
+        ``unit``, ``meta``)."""
+        from stgraph.data import interop
+
+        return interop.from_pandas(frame, **options)
+
+    @classmethod
+    def from_xarray(cls, ds: xr.Dataset, **options: Any) -> STGraph:
+        """An STGraph from a ``(node, time)`` xarray Dataset such as :meth:`to_xarray` writes
+        (:func:`stgraph.data.interop.from_xarray`)."""
+        from stgraph.data import interop
+
+        return interop.from_xarray(ds, **options)
+
+    def to_geopandas(self) -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame]:
+        """``(nodes, edges)`` GeoDataFrames: nodes as points with ``node_id`` and ``node_attr``
+        columns, edges as lines (road polylines where known) with ``weight`` and ``edge_attr``
+        columns (:func:`stgraph.data.interop.to_geopandas`)."""
+        from stgraph.data import interop
+
+        return interop.to_geopandas(self)
+
+    def to_xarray(self, *, grid: bool | None = None) -> xr.Dataset:
+        """An xarray Dataset with units and CRS: ``(time, latitude, longitude)`` for raster
+        graphs, ``(node, time)`` otherwise (:func:`stgraph.data.interop.to_xarray`)."""
+        from stgraph.data import interop
+
+        return interop.to_xarray(self, grid=grid)
+
+    def to_numpy(self) -> np.ndarray:
+        """Readings time-major, ``[T, N, V]`` float64 with NaN where not observed (the layout of
+        PyG Temporal and tsl; :meth:`from_numpy` reads it back)."""
+        values = self.x.detach().cpu().double().numpy().copy()
+        values[~self.mask.cpu().numpy()] = np.nan
+        return values.transpose(1, 0, 2)
+
+    # ------------------------------------------------------------------ PyG views
+    def snapshot(self, t: int, *, edges: str = "auto") -> Data:
+        """Step ``t`` as a PyG ``Data`` with ``x [N, V]`` (:func:`stgraph.data.views.snapshot`)."""
+        from stgraph.data import views
+
+        return views.snapshot(self, t, edges=edges)
+
+    def snapshots(self, *, edges: str = "auto") -> Iterator[Data]:
+        """Every step as a PyG ``Data`` with ``x [N, V]``, in order."""
+        from stgraph.data import views
+
+        return views.snapshots(self, edges=edges)
+
+    def temporal_signal(
+        self, *, lags: int = 1, horizon: int = 1, stride: int = 1, edges: str = "auto"
+    ) -> TemporalSignal:
+        """A PyG Temporal-style iterator of windows, ``x [N, lags·V]``, ``y [N, horizon·V]``
+        (:class:`stgraph.data.views.TemporalSignal`)."""
+        from stgraph.data import views
+
+        return views.TemporalSignal(self, lags=lags, horizon=horizon, stride=stride, edges=edges)
+
+    def feature_view(self) -> Data:
+        """The series as static node features, ``x [N, T·V]`` (column ``t·V + v``)."""
+        from stgraph.data import views
+
+        return views.feature_view(self)
+
+    def steps_first(self) -> Tensor:
+        """``x`` as ``[T, N, V]``, the layout stock PyG layers broadcast over."""
+        return self.x.transpose(0, 1)
+
+    def to_pandas(self, *, observed_only: bool = False, wide: bool = False) -> pd.DataFrame:
         """A long table: one row per (node, time, variable) with ``value`` and ``observed``.
 
         Columns: ``node`` (index), ``node_id`` (if known), ``step``, ``time`` (UTC timestamps, if
         known), ``variable``, ``unit``, ``value`` (NaN where not observed), ``observed``.
+
+        With ``wide=True`` a wide table instead: a UTC ``DatetimeIndex`` by one column per node id
+        (``(variable, node)`` columns for several variables), NaN where not observed, as
+        :meth:`from_pandas` reads (:func:`stgraph.data.interop.to_pandas_wide`).
         """
         import pandas as pd
+
+        if wide:
+            from stgraph.data import interop
+
+            return interop.to_pandas_wide(self)
 
         n, t, v = self.x.shape
         node, step, var = np.meshgrid(np.arange(n), np.arange(t), np.arange(v), indexing="ij")

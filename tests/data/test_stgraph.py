@@ -202,7 +202,7 @@ def test_to_networkx(los):
     g = los.to_networkx()
     assert g.number_of_nodes() == 207 and g.number_of_edges() == los.edge_index.size(1)
     s, d = los.edge_index[:, 0].tolist()
-    assert g.edges[s, d]["weight"] == pytest.approx(float(los.edge_weight[0]))
+    assert g.edges[s, d, 0]["weight"] == pytest.approx(float(los.edge_weight[0]))
     assert g.nodes[0]["node_id"] == los.meta["node_ids"][0]
     assert g.graph["city"] == "Los Angeles"
 
