@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime
 import functools
+import gzip
 import io
 import logging
 import os
@@ -213,6 +214,15 @@ def read_table(
             raise
         except (ValueError, pd.errors.ParserError, UnicodeDecodeError, zipfile.BadZipFile) as exc:
             raise DataFormatError(f"{path}: cannot be read as a table ({exc})") from exc
+        except (EOFError, OSError) as exc:  # a truncated or corrupt .gz/.bz2/.xz
+            if not isinstance(exc, (EOFError, gzip.BadGzipFile)) and not suffix.endswith(
+                (".gz", ".bz2", ".xz", ".zst")
+            ):
+                raise
+            raise DataFormatError(
+                f"{path}: cannot be read as a table ({type(exc).__name__}: {exc}); "
+                "the compressed file is truncated or damaged"
+            ) from exc
     else:
         raise TypeError(f"expected a DataFrame or a path, got {type(source).__name__}")
     require_columns(df, required, name)

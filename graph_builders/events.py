@@ -401,11 +401,12 @@ def compose_times(
         if f"time.{part}" in found:
             raw = df[found[f"time.{part}"]]
             missing |= raw.isna().to_numpy()
-            num = pd.to_numeric(raw, errors="coerce")
+            num = pd.to_numeric(raw, errors="coerce").to_numpy(np.float64, na_value=np.nan)
             if part == "month":  # names of months, as many tables write them
-                names = raw.astype("string").str.strip().str[:3].str.lower().map(_MONTHS)
-                num = num.fillna(pd.to_numeric(names, errors="coerce"))
-            values[part] = num
+                short = raw.astype(object).astype(str).str.strip().str[:3].str.lower()
+                names = short.map(_MONTHS).to_numpy(np.float64, na_value=np.nan)
+                num = np.where(np.isnan(num), names, num)
+            values[part] = pd.Series(num, index=df.index)
         else:
             if isinstance(spec, bool) or not isinstance(spec, (int, np.integer, str)):
                 raise DataFormatError(f"time.{part}: expected a column or an integer, got {spec!r}")
