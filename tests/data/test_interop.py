@@ -298,3 +298,33 @@ def test_subgraph_keeps_node_ids_in_step(los):
     assert len(lcc.meta["node_ids"]) == lcc.num_nodes < part.num_nodes
     kept = [los.meta["node_ids"].index(i) for i in lcc.meta["node_ids"]]
     assert torch.equal(lcc.x, los.x[kept])
+
+
+def test_events_from_a_geodataframe_of_points(data_dir):
+    """Chicago crimes as point geometry instead of latitude/longitude columns: the same counts."""
+    from graph_builders import events
+
+    df = events.read_events(
+        data_dir / "chicago-crime" / "CHI_Crime.zip",
+        names=["time", "type", "latitude", "longitude"],
+    ).iloc[:30000]
+    opts = {
+        "regions": events.Grid.sthsl(df, km=3),
+        "types": "type",
+        "categories": ["THEFT", "BATTERY", "ASSAULT", "CRIMINAL DAMAGE"],
+        "time_format": "%m/%d/%Y %I:%M:%S %p",
+        "interval": "1D",
+    }
+    ref = events.from_points(df, **opts)
+    points = gpd.GeoDataFrame(
+        df.drop(columns=["latitude", "longitude"]),
+        geometry=gpd.points_from_xy(df["longitude"], df["latitude"]),
+        crs=4326,
+    )
+    same = events.from_points(points, **opts)
+    assert torch.equal(same.x, ref.x) and torch.equal(same.time, ref.time)
+    # in metres (UTM 16N): reprojected back; only events on a cell edge may change cell
+    utm = events.from_points(points.to_crs(32616), **opts)
+    moved = float((utm.x - ref.x).abs().sum()) / 2
+    assert float(utm.x.sum()) + utm.meta["dropped"]["outside_regions"] == float(ref.x.sum())
+    assert moved <= 1e-3 * len(df)
