@@ -28,3 +28,7 @@ class ConfigError(STGraphError, ValueError):
 
 class CheckpointError(STGraphError, ValueError):
     """A checkpoint directory is incomplete, or its tensors do not match its config."""
+
+
+class RunLockedError(STGraphError):
+    """A run directory is being written by another live process (one writer per directory)."""

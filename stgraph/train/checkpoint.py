@@ -13,20 +13,35 @@ Layout of a run directory (every file written atomically)::
       trainer_state.json   epoch, best validation score, epochs without improvement, finished
     log.csv              one row per epoch
     metrics.json         test metrics with the protocol, written by evaluation
+    .stgraph.lock        while a run writes the directory: its pid (:mod:`stgraph.utils.lock`)
+
+A run holds the directory's lock from start to end (:func:`open_run`), which also puts back a
+``resume/`` that a crash left moved aside and deletes the temp files of interrupted writes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
 
-from stgraph.utils.atomic import atomic_dir, atomic_path, atomic_write_text
+from stgraph.errors import CheckpointError
+from stgraph.utils.atomic import (
+    atomic_dir,
+    atomic_path,
+    atomic_write_text,
+    recover_dir,
+    remove_stale,
+)
+from stgraph.utils.lock import RunLock
 
 MODEL_FILE = "model.safetensors"
 LAST_FILE = "last.safetensors"
@@ -67,7 +82,7 @@ def load_weights(
     the learned parameters are loaded and the module keeps the statistics it was fitted with (a
     model moved to another data set keeps that data set's scaler).
     """
-    state = load_file(str(path))
+    state = read_weights(path)
     if params_only:
         names = dict(module.named_parameters())
         missing = sorted(set(names) - set(state))
@@ -75,15 +90,40 @@ def load_weights(
             raise KeyError(
                 f"{path}: parameters {missing[:5]} missing; was it saved from this model?"
             )
-        module.load_state_dict({k: v for k, v in state.items() if k in names}, strict=False)
+        try:
+            module.load_state_dict({k: v for k, v in state.items() if k in names}, strict=False)
+        except RuntimeError as exc:
+            raise CheckpointError(f"{path}: weights do not fit this model ({exc})") from None
         return module
     params = dict(module.named_parameters())
     for name, buf in list(module.named_buffers()):
         if name in state and name not in params and tuple(buf.shape) != tuple(state[name].shape):
             owner = module.get_submodule(name.rsplit(".", 1)[0]) if "." in name else module
             setattr(owner, name.rsplit(".", 1)[-1], torch.empty_like(state[name]))
-    module.load_state_dict(state, strict=strict)
+    try:
+        module.load_state_dict(state, strict=strict)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()
+        raise CheckpointError(
+            f"{path}: weights do not fit this model (saved from another model or config?): "
+            f"{' '.join(line.strip() for line in first[:3])[:400]}"
+        ) from None
     return module
+
+
+def read_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors weights file.
+
+    Raises:
+        FileNotFoundError: no such file.
+        CheckpointError: the file is truncated or not safetensors.
+    """
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{path}: no such weights file")
+    try:
+        return load_file(str(path))
+    except Exception as exc:  # safetensors raises its own error types
+        raise CheckpointError(f"{path}: cannot be read as safetensors weights ({exc})") from exc
 
 
 def save_optimizer(optimizer: torch.optim.Optimizer, path: str | os.PathLike) -> Path:
@@ -98,7 +138,10 @@ def save_optimizer(optimizer: torch.optim.Optimizer, path: str | os.PathLike) ->
 
 def load_optimizer(optimizer: torch.optim.Optimizer, path: str | os.PathLike) -> None:
     """Restore what :func:`save_optimizer` wrote (``torch.load(weights_only=True)``)."""
-    payload = torch.load(path, weights_only=True, map_location="cpu")
+    try:
+        payload = torch.load(path, weights_only=True, map_location="cpu")
+    except (RuntimeError, EOFError, OSError) as exc:
+        raise CheckpointError(f"{path}: cannot be read as an optimizer state ({exc})") from exc
     optimizer.load_state_dict(payload["optimizer"])
     torch.set_rng_state(payload["torch_rng"])
 
@@ -166,4 +209,45 @@ def read_state(run_dir: str | os.PathLike) -> dict[str, Any] | None:
     p = Path(run_dir) / RESUME_DIR / STATE_FILE
     if not p.is_file():
         return None
-    return json.loads(p.read_text(encoding="utf-8"))
+    try:
+        state = json.loads(p.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{p}: not a JSON trainer state ({exc})") from exc
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{p}: expected a JSON object, got {type(state).__name__}")
+    return state
+
+
+@contextlib.contextmanager
+def open_run(run_dir: str | os.PathLike, command: str) -> Iterator[Path]:
+    """Hold ``run_dir`` for one run: take its lock (a second live writer is refused with
+    :class:`~stgraph.errors.RunLockedError`), put back a ``resume/`` a crash left moved aside,
+    and delete temp files interrupted writes left behind (said on stderr)."""
+    run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise CheckpointError(f"{run_dir}: exists and is not a directory; output.dir must be one")
+    created = not run_dir.exists()
+    try:
+        with RunLock(run_dir, command):
+            yield _tidy(run_dir)
+    finally:
+        if created and run_dir.is_dir() and not any(run_dir.iterdir()):
+            with contextlib.suppress(OSError):  # another run may have just taken it
+                run_dir.rmdir()  # a run that failed before writing anything leaves nothing
+
+
+def _tidy(run_dir: Path) -> Path:
+    """Under the lock: put back a moved-aside ``resume/``, delete interrupted writes' temps."""
+    if recover_dir(run_dir / RESUME_DIR):
+        print(
+            f"{run_dir}: put back {RESUME_DIR}/, moved aside by an interrupted swap",
+            file=sys.stderr,
+        )
+    removed = remove_stale(run_dir)
+    if removed:
+        print(
+            f"{run_dir}: removed {len(removed)} leftover(s) of interrupted writes: "
+            f"{', '.join(removed[:5])}",
+            file=sys.stderr,
+        )
+    return run_dir

@@ -322,7 +322,15 @@ def pretrain(cfg: PretrainConfig, *, graphs: dict | None = None) -> PretrainResu
     Args:
         cfg: a validated :class:`PretrainConfig` (:func:`load_pretrain_config`).
         graphs: already loaded graphs by source name (skips loading those sources).
+
+    Raises:
+        RunLockedError: another live process writes ``output.dir`` (one writer per run).
     """
+    with ckpt.open_run(cfg.output.dir, "stgraph pretrain"):
+        return _pretrain(cfg, graphs)
+
+
+def _pretrain(cfg: PretrainConfig, graphs: dict | None) -> PretrainResult:
     start = time.perf_counter()
     run_dir = Path(cfg.output.dir)
     config_text = yaml.safe_dump(_asdict(cfg), sort_keys=False)
@@ -387,7 +395,7 @@ def _run_steps(
     if state is not None:
         state = _load_resume(run_dir, model, opt, ema, gen)
         first, drawn = int(state["step"]), list(state.get("drawn", drawn))
-        print(f"resuming {run_dir} after step {first}")
+        print(f"resuming {run_dir} from step {first}")
         if state.get("finished"):
             return first, drawn
     else:

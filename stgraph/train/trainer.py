@@ -116,6 +116,10 @@ def optimizer_step(
 def train(cfg: TrainConfig, *, resume: bool = True, graph: STGraph | None = None) -> RunResult:
     """Run the config end to end and return the test metrics; see the module docstring.
 
+    The run holds ``cfg.output.dir`` alone from start to end (see
+    :func:`stgraph.train.checkpoint.open_run`): a second run on it while this one lives is
+    refused.
+
     Args:
         cfg: a validated :class:`TrainConfig`.
         resume: continue an unfinished run found in ``cfg.output.dir`` (same config required).
@@ -124,7 +128,14 @@ def train(cfg: TrainConfig, *, resume: bool = True, graph: STGraph | None = None
     Raises:
         ConfigError: if ``cfg.output.dir`` holds a run of another config (or of this one with
             ``resume=False``), or the protocol leaves the training or test part empty.
+        RunLockedError: another live process writes ``cfg.output.dir``.
     """
+    command = "stgraph finetune" if cfg.finetune is not None else "stgraph train"
+    with ckpt.open_run(cfg.output.dir, command):
+        return _train(cfg, resume=resume, graph=graph)
+
+
+def _train(cfg: TrainConfig, *, resume: bool, graph: STGraph | None) -> RunResult:
     start = time.perf_counter()
     run_dir = Path(cfg.output.dir)
     config_text = dump_config(cfg)
@@ -250,8 +261,10 @@ def _restore(
     optimizer and RNG state loaded back."""
     log_path = run_dir / "log.csv"
     if state is None:
+        print(f"starting fresh: no resume state in {run_dir}")
         return _Progress(rows=[])
     if state.get("finished"):
+        print(f"resuming {run_dir} from epoch {int(state['epoch'])}: the run had finished")
         return _Progress(epoch=int(state["epoch"]))
     ckpt.load_resume(run_dir, model, opt, ema.model if ema is not None else None)
     if ema is not None:
@@ -261,7 +274,7 @@ def _restore(
     if log_path.is_file():
         with log_path.open() as fh:  # rows of epochs after the resume point were never finished
             rows = [r for r in csv.DictReader(fh) if int(r["epoch"]) <= done]
-    print(f"resuming {run_dir} after epoch {done}")
+    print(f"resuming {run_dir} from epoch {done} (the last finished one)")
     best = state["best_val"] if state["best_val"] is not None else math.inf
     return _Progress(epoch=done, best=best, bad=int(state["bad_epochs"]), rows=rows)
 
