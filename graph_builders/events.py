@@ -47,6 +47,7 @@ from graph_builders._inputs import (
 from graph_builders.regions import Grid, H3Cells, grid_nodes
 from stgraph.data.stgraph import STGraph
 from stgraph.errors import DataFormatError
+from stgraph.utils.extras import require
 from stgraph.utils.geo import haversine_m, project, utm_crs
 
 __all__ = [
@@ -633,10 +634,7 @@ def _assign_grid(grid: Grid, lon: np.ndarray, lat: np.ndarray, neighbourhood: in
 def _assign_h3(
     spec: H3Cells, lon: np.ndarray, lat: np.ndarray, keep: np.ndarray, bbox: Sequence[float] | None
 ) -> _Assignment:
-    try:
-        import h3
-    except ImportError as exc:  # pragma: no cover
-        raise ImportError("H3 regions need the `h3` package (pip install 'stgraph[osm]')") from exc
+    h3 = require("h3", "H3 regions")
     res = int(spec.resolution)
     idx = np.flatnonzero(keep)
     to_cell = h3.latlng_to_cell

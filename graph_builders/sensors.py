@@ -41,6 +41,7 @@ from graph_builders._inputs import (
 )
 from stgraph.data.stgraph import STGraph
 from stgraph.errors import DataFormatError
+from stgraph.utils.extras import require
 from stgraph.utils.geo import haversine_m
 from stgraph.utils.readers import normalize_ids as _norm_ids
 from stgraph.utils.readers import read_node_link, read_uctb
@@ -128,7 +129,7 @@ def snap_to_roads(
         snapping), ``node [K]`` (the node for ``snap="node"``), ``frac [K]`` (position along the
         edge, 0 = source end, 1 = target end), ``dist [M]`` (snap distance, metres, per point).
     """
-    import shapely
+    shapely = require("shapely", "snapping sensors to a road graph")
 
     from graph_builders.osm import (
         edge_geometry,

@@ -29,6 +29,9 @@ def _builder(kind: str) -> Callable[..., STGraph]:
         return from_table
     if kind == "raster":
         from graph_builders.raster import from_grid
+        from stgraph.utils.extras import require
+
+        require("xarray", "raster sources (netCDF, GRIB, zarr files)")
 
         return from_grid
     if kind == "trajectories":

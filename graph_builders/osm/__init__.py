@@ -77,6 +77,7 @@ from graph_builders.osm.topology import (
     simplify,
 )
 from stgraph.data import STGraph
+from stgraph.utils.extras import require
 
 __all__ = [
     "CONTEXT_NAMES",
@@ -318,9 +319,9 @@ def _read_local(
     options: str,
 ) -> tuple[RoadNet, ContextPoints | None, list[dict], list[str], str]:
     """The road network of a local OSM file: ``(net, context, sources, provenance, city)``."""
-    from osmium.version import pyosmium_release
-
     path = check_osm_path(path_or_place)
+    what = "reading OSM files (.osm.pbf, .osm, .osm.bz2, .osm.gz)"
+    pyosmium_release = require("osmium.version", what).pyosmium_release
     net, ctx = road_net(
         path,
         network=network,
@@ -366,7 +367,7 @@ def _download(
         raise ValueError(
             "road_graph: give a file, a place name, or bbox=(west, south, east, north)"
         )
-    import osmnx as ox
+    ox = require("osmnx", "a road graph of a place name or a bbox (download through OSMnx)")
 
     from graph_builders.osm.online import download_context, download_graph, net_from_networkx
 

@@ -18,14 +18,25 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
-import osmium
-import shapely
 
 from graph_builders.osm.context import classify_landuse, classify_poi
 from graph_builders.osm.tags import BIDIRECTIONAL_NETWORKS, in_network, oneway_direction
 from stgraph.errors import DataFormatError
+from stgraph.utils.extras import require
+
+
+def _osmium() -> ModuleType:
+    """pyosmium (the ``[osm]`` extra), imported when a file is read: ``import graph_builders``
+    works without it."""
+    return require("osmium", "reading OSM files (.osm.pbf, .osm, .osm.bz2, .osm.gz)")
+
+
+def _shapely() -> ModuleType:
+    return require("shapely", "reading OSM files (.osm.pbf, .osm, .osm.bz2, .osm.gz)")
+
 
 #: File name endings pyosmium reads (format detected from the name).
 OSM_SUFFIXES: tuple[str, ...] = (".osm.pbf", ".pbf", ".osm", ".osm.bz2", ".osm.gz", ".xml")
@@ -139,6 +150,7 @@ def read_osm(
         ValueError: unknown ``engine``, or ``"expat"`` for a file that is not OSM XML.
     """
     p = check_osm_path(path)
+    _osmium(), _shapely()  # the [osm] extra: one line naming it when it is not installed
     is_xml = p.name.lower().endswith(_XML_SUFFIXES)
     if engine == "auto":
         engine = "expat" if is_xml and p.stat().st_size <= EXPAT_MAX_BYTES else "pyosmium"
@@ -211,6 +223,7 @@ class _Collector:
 
 
 def _collect_pyosmium(p: Path, col: _Collector) -> None:
+    osmium = _osmium()
     fp = osmium.FileProcessor(str(p)).with_locations()
     # per-type filters run in C++: only what a road graph needs reaches Python
     if col.context:
@@ -404,6 +417,8 @@ class _Areas:
     """
 
     def __init__(self) -> None:
+        osmium = _osmium()
+        self._invalid_location = osmium.InvalidLocationError
         self.wkb = osmium.geom.WKBFactory()
         self.kind: list[bool] = []  # True: land use, False: POI
         self.cat: list[int] = []
@@ -425,7 +440,7 @@ class _Areas:
             return
         try:
             line = self.wkb.create_linestring(nodes)
-        except (RuntimeError, osmium.InvalidLocationError):
+        except (RuntimeError, self._invalid_location):
             self.n_unlocated += 1
             return
         self.owner.append(len(self.cat))
@@ -467,6 +482,7 @@ class _Areas:
     def read_members(self, path: Path, store) -> None:
         """Second, ways-only pass (when relations need it): their outer member ways, located
         with the node locations the first pass stored."""
+        osmium = _osmium()
         fp = osmium.FileProcessor(str(path), osmium.osm.WAY).with_filter(
             osmium.filter.IdFilter(list(self.rel_members))
         )
@@ -489,6 +505,7 @@ class _Areas:
             self.member_xy.append(xy)
 
     def context_points(self, poi_xy, dropped) -> ContextPoints:
+        shapely = _shapely()
         pts = np.asarray(poi_xy, dtype=np.float64).reshape(-1, 3)
         n_feat = len(self.cat)
         lon = np.full(n_feat, np.nan)
@@ -537,6 +554,7 @@ def _linestrings_from_hex_wkb(lines: list[str]) -> np.ndarray:
     """
     if not lines:
         return np.empty(0, dtype=object)
+    shapely = _shapely()
     raw = [bytes.fromhex(h) for h in lines]
     if any(b[0] != 1 or int.from_bytes(b[1:5], "little") != 2 for b in raw):
         return shapely.from_wkb(np.asarray(lines, dtype=object))  # not little-endian 2D lines

@@ -11,11 +11,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Literal, overload
 
 import numpy as np
-import shapely
 import torch
 from pyproj import CRS
 from scipy.spatial import cKDTree
 
+from stgraph.utils.extras import require
 from stgraph.utils.geo import project, utm_crs
 
 if TYPE_CHECKING:
@@ -68,9 +68,14 @@ def edge_geometry(graph) -> tuple[np.ndarray, np.ndarray]:
     return segment_geometry(graph)
 
 
+def _shapely():
+    """shapely (the ``[osm]`` extra), imported when distances to road lines are needed."""
+    return require("shapely", "distances to road segments (snapping to roads)")
+
+
 def _lines(coords_xy: np.ndarray, ptr: np.ndarray) -> np.ndarray:
     idx = np.repeat(np.arange(len(ptr) - 1), np.diff(ptr))
-    return shapely.linestrings(coords_xy, indices=idx)
+    return _shapely().linestrings(coords_xy, indices=idx)
 
 
 @overload
@@ -153,6 +158,7 @@ def nearest_edges_all(
     pts, _ = project(lon, lat, crs=crs)
     coords, ptr = segment_geometry(graph)
     xy, _ = project(coords[:, 0], coords[:, 1], crs=crs)
+    shapely = _shapely()
     tree = shapely.STRtree(_lines(xy, ptr))
     (pi, ei), dist = tree.query_nearest(shapely.points(pts), return_distance=True, all_matches=True)
     return pi.astype(np.int64), ei.astype(np.int64), dist
@@ -161,6 +167,7 @@ def nearest_edges_all(
 def _nearest_lines(graph, pts: np.ndarray, crs: CRS) -> tuple[np.ndarray, np.ndarray]:
     coords, ptr = segment_geometry(graph)
     xy, _ = project(coords[:, 0], coords[:, 1], crs=crs)
+    shapely = _shapely()
     tree = shapely.STRtree(_lines(xy, ptr))
     (pi, li), dist = tree.query_nearest(
         shapely.points(pts), return_distance=True, all_matches=False

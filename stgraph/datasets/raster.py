@@ -71,7 +71,10 @@ def load_era5_uk_t2m(paths: dict[str, Path]) -> STGraph:
     ``.idx`` file is written beside the data.
     """
     _import_pyproj_first()
-    import xarray as xr
+    from stgraph.utils.extras import require
+
+    xr = require("xarray", "the era5-uk-t2m data set (a GRIB file)")
+    require("cfgrib", "the era5-uk-t2m data set (a GRIB file)")
 
     path = paths[ERA5]
     try:
