@@ -149,7 +149,7 @@ def road_net(
     if bbox is not None:
         net = clip_bbox(net, _check_bbox(bbox))
     if not retain_all:
-        net = largest_component(net)
+        net = largest_component(net, simplified=simplify_graph)
     if simplify_graph:
         net = simplify(net)
     return net, extract.context
@@ -287,7 +287,7 @@ def _from_graph(
     if bbox is not None:
         net = clip_bbox(net, bbox)
     if not retain_all:
-        net = largest_component(net)
+        net = largest_component(net, simplified=simplify and not g.graph.get("simplified", False))
     if simplify and not g.graph.get("simplified", False):
         from graph_builders.osm import topology
 

@@ -286,8 +286,15 @@ def drop_isolated(net: RoadNet, *, reason: str) -> RoadNet:
     return out
 
 
-def largest_component(net: RoadNet) -> RoadNet:
-    """The largest weakly connected component (ties: the one with the smallest node index)."""
+def largest_component(net: RoadNet, *, simplified: bool = True) -> RoadNet:
+    """The largest weakly connected component (ties: the one with the smallest node index).
+
+    The other components are counted as the graph would have them (``simplified``: after
+    :func:`simplify`, as ``retain_all=True`` would keep them): ``dropped`` gets
+    ``node_outside_largest_component`` and ``edge_outside_largest_component`` in graph nodes and
+    edges; ``counts`` the raw OSM way nodes and way segments they hold
+    (``osm_nodes_outside_largest_component``, ``osm_segments_outside_largest_component``).
+    """
     n = len(net.lon)
     if n == 0:
         return net
@@ -298,8 +305,13 @@ def largest_component(net: RoadNet) -> RoadNet:
     sizes = np.bincount(label)
     keep = label == int(np.argmax(sizes))
     out = subgraph(net, keep)
-    _add(out.dropped, "node_outside_largest_component", (~keep).sum())
-    _add(out.dropped, "edge_outside_largest_component", len(net.u) - len(out.u))
+    rest = subgraph(net, ~keep)
+    if simplified:
+        rest = simplify(rest)
+    _add(out.dropped, "node_outside_largest_component", len(rest.lon))
+    _add(out.dropped, "edge_outside_largest_component", len(rest.u))
+    out.counts["osm_nodes_outside_largest_component"] = int((~keep).sum())
+    out.counts["osm_segments_outside_largest_component"] = len(net.u) - len(out.u)
     out.counts["components"] = int(n_comp)
     return out
 
