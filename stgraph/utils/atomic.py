@@ -5,8 +5,10 @@ directory after it, so a crash or power loss leaves the previous complete target
 A directory replaces an existing one in a single ``renameat2(RENAME_EXCHANGE)`` where the kernel
 and file system support it (Linux >= 3.15 on ext4, xfs, btrfs, tmpfs): the target name never
 disappears. Elsewhere the old directory is first moved aside to ``.<name>.old-<pid>``; a crash
-between the two renames leaves it there, and :func:`recover_dir` (called before every read and
-write of the target) moves it back.
+between the two renames leaves it there, and :func:`recover_dir` (called before every write of
+the target, and when a run takes its directory) moves it back. Temp names carry the writer's
+pid (``.<name>.<pid>.<random>.tmp``): the next write of the same target deletes those of dead
+writers.
 
 Files get one mode rule: ``0o666`` minus the user's umask (directories ``0o777`` minus it),
 whatever the writer used (``mkstemp`` and safetensors create files with ``0o600``).
@@ -21,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import glob
 import os
 import shutil
 import signal
@@ -112,7 +115,8 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    _remove_dead_temps(target)
+    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(target), suffix=".tmp", dir=target.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -142,8 +146,39 @@ def atomic_write_bytes(target: str | os.PathLike, data: bytes) -> Path:
     return Path(target)
 
 
+def _temp_prefix(target: Path) -> str:
+    """Temp names carry the writer's pid, so a later writer can tell a dead one's leftovers."""
+    return f".{target.name}.{os.getpid()}."
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove_dead_temps(target: Path) -> None:
+    """Delete the temp files and directories of ``target`` that a process no longer running
+    left behind (a live writer's are kept: its write is still in progress)."""
+    if not target.parent.is_dir():
+        return
+    head = f".{target.name}."
+    for p in target.parent.glob(f"{glob.escape(head)}*.tmp"):
+        pid = p.name[len(head) :].split(".", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink(missing_ok=True)
+
+
 def _moved_aside(target: Path) -> list[Path]:
-    return sorted(target.parent.glob(f".{target.name}.old-*"), key=lambda p: p.stat().st_mtime)
+    aside = target.parent.glob(f"{glob.escape('.' + target.name)}.old-*")
+    return sorted(aside, key=lambda p: p.stat().st_mtime)
 
 
 def recover_dir(target: str | os.PathLike) -> bool:
@@ -190,7 +225,8 @@ def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     recover_dir(target)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    _remove_dead_temps(target)
+    tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(target), suffix=".tmp", dir=target.parent))
     try:
         yield tmp
         _set_modes_and_sync(tmp)
