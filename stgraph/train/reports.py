@@ -104,15 +104,18 @@ def plot_metrics(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from stgraph.utils.plotting import lead_times, map_figsize, style_map_axes
+
     out: dict[str, Path] = {}
     per = result["per_step"]
-    steps = list(range(1, len(per["mae"]) + 1))
+    steps, xlabel = lead_times(len(per["mae"]), result.get("interval_s"))
     fig, ax = plt.subplots(figsize=(5, 3.2))
     ax.plot(steps, per["mae"], marker="o", label="MAE")
     ax.plot(steps, per["rmse"], marker="s", label="RMSE")
-    ax.set_xlabel("horizon step")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel(result["protocol"]["units"])
     ax.set_title(f"{result.get('model', '')} on {result.get('dataset', '')}")
+    ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
     with atomic_path(run_dir / f"{name}-horizon.png") as tmp:
@@ -121,14 +124,12 @@ def plot_metrics(
     out["horizon_png"] = run_dir / f"{name}-horizon.png"
     node_mae = result.get("node_mae")
     if graph is not None and graph.pos is not None and node_mae is not None:
-        fig, ax = plt.subplots(figsize=(5, 4.5))
-        pos = graph.pos.numpy()
+        pos = graph.pos.double().numpy()
+        fig, ax = plt.subplots(figsize=map_figsize(pos[:, 0], pos[:, 1], width=4.5))
         sc = ax.scatter(pos[:, 0], pos[:, 1], c=node_mae, s=18, cmap="viridis")
         fig.colorbar(sc, ax=ax, label=f"MAE ({result['protocol']['units']})")
-        ax.set_xlabel("longitude")
-        ax.set_ylabel("latitude")
+        style_map_axes(ax, pos[:, 0], pos[:, 1])
         ax.set_title(f"per-node test MAE, {result.get('model', '')}")
-        ax.set_aspect(1 / max(math.cos(math.radians(float(pos[:, 1].mean()))), 0.1))
         fig.tight_layout()
         with atomic_path(run_dir / f"{name}-node-map.png") as tmp:
             fig.savefig(tmp, format="png", dpi=110)
@@ -137,4 +138,47 @@ def plot_metrics(
     return out
 
 
-__all__ = ["metrics_table", "plot_metrics", "write_metrics"]
+def plot_training_curve(log_path: str | Path, path: str | Path | None = None) -> Path | None:
+    """The training curve of a run from its ``log.csv``: training loss and validation MAE/RMSE
+    per epoch (the loss on the left axis, the validation errors in the data's units on the
+    right), written to ``path`` (default ``training-curve.png`` beside the log).
+
+    Returns:
+        The path written, or ``None`` when the log has no finished epoch.
+    """
+    import csv
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    log_path = Path(log_path)
+    with log_path.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    if not rows:
+        return None
+
+    def column(name: str) -> list[float]:
+        return [float(r[name]) if r.get(name) not in (None, "") else math.nan for r in rows]
+
+    epochs = [int(r["epoch"]) for r in rows]
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    ax.plot(epochs, column("train_loss"), marker="o", markersize=3, color="tab:blue")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("training loss", color="tab:blue")
+    right = ax.twinx()
+    for name, style in (("val_mae", "-"), ("val_rmse", "--")):
+        right.plot(epochs, column(name), style, marker="s", markersize=3, color="tab:orange")
+    right.set_ylabel("validation MAE (—) / RMSE (--)", color="tab:orange")
+    ax.grid(alpha=0.3)
+    ax.set_title(f"training curve: {log_path.parent.name}")
+    fig.tight_layout()
+    target = Path(path) if path is not None else log_path.with_name("training-curve.png")
+    with atomic_path(target) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+    return target
+
+
+__all__ = ["metrics_table", "plot_metrics", "plot_training_curve", "write_metrics"]

@@ -41,7 +41,7 @@ from stgraph.train.assemble import (
 )
 from stgraph.train.config import TrainConfig, TrainSettings, dump_config
 from stgraph.train.evaluate import evaluate_model
-from stgraph.train.reports import write_metrics
+from stgraph.train.reports import plot_training_curve, write_metrics
 from stgraph.utils.atomic import atomic_path, atomic_write_text
 from stgraph.utils.seed import seed_everything
 
@@ -199,6 +199,8 @@ def _train(cfg: TrainConfig, *, resume: bool, graph: STGraph | None) -> RunResul
             "trained_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
         }
     write_metrics(run_dir, result, graph=graph)
+    if (run_dir / "log.csv").is_file():  # the training curve beside the metrics
+        plot_training_curve(run_dir / "log.csv")
     return RunResult(run_dir, result, epochs_done, time.perf_counter() - start, model)
 
 

@@ -125,19 +125,13 @@ def plot_horizons(results: list[dict[str, Any]], path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    interval = results[0].get("interval_s") or 0
-    n = len(results[0]["per_step"]["mae"])
-    hours = interval * n >= 3 * 3600
-    x = (
-        [(s + 1) * interval / (3600 if hours else 60) for s in range(n)]
-        if interval
-        else list(range(1, n + 1))
-    )
+    from stgraph.utils.plotting import lead_times
+
+    x, xlabel = lead_times(len(results[0]["per_step"]["mae"]), results[0].get("interval_s"))
     fig, ax = plt.subplots(figsize=(6, 3.6))
     for r in results:
         ax.plot(x, r["per_step"]["mae"], marker="o", markersize=3, label=r["model"])
-    unit = "hours" if hours else "minutes"
-    ax.set_xlabel(f"lead time ({unit})" if interval else "horizon step")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel(f"MAE ({results[0]['protocol']['units']})")
     ax.set_title(f"{results[0].get('dataset', '')}: test MAE by lead time")
     ax.grid(alpha=0.3)
@@ -164,19 +158,19 @@ def plot_node_maps(results: list[dict[str, Any]], graph: STGraph, out: Path) -> 
     finite = torch.cat([e[torch.isfinite(e)] for e in errs])
     if finite.numel() == 0:
         return []
+    from stgraph.utils.plotting import map_figsize, style_map_axes
+
     vmin, vmax = float(finite.quantile(0.02)), float(finite.quantile(0.98))
     pos = graph.pos.double().numpy()
     paths = []
     for r, e in zip(results, errs, strict=True):
-        fig, ax = plt.subplots(figsize=(5.5, 4.5))
+        fig, ax = plt.subplots(figsize=map_figsize(pos[:, 0], pos[:, 1], width=4.5))
         sc = ax.scatter(
             pos[:, 0], pos[:, 1], c=e.numpy(), s=14, cmap="viridis", vmin=vmin, vmax=vmax
         )
-        fig.colorbar(sc, ax=ax, label=f"MAE ({r['protocol']['units']})")
+        fig.colorbar(sc, ax=ax, label=f"MAE ({r['protocol']['units']}), one scale for all")
         ax.set_title(f"{r['model']} on {r.get('dataset', '')}")
-        ax.set_xlabel("longitude")
-        ax.set_ylabel("latitude")
-        ax.tick_params(labelsize=7)
+        style_map_axes(ax, pos[:, 0], pos[:, 1])
         fig.tight_layout()
         path = out / f"{r['model'].replace(' ', '-')}-map.png"
         with atomic_path(path) as tmp:
