@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from graph_builders._inputs import interval_seconds
+from graph_builders._inputs import MAX_DROP_SHARE, interval_seconds, report_dropped
 from graph_builders.mapmatch import RoadIndex, match_to_roads, road_index, simulate_tracks
 from graph_builders.regions import Grid, as_grid, grid_nodes
 from stgraph.data.stgraph import STGraph
@@ -241,6 +241,15 @@ def read_points(
     bad_r = ~bad_t & ~bad_c & ((np.abs(lon) > 180) | (np.abs(lat) > 90))
     dropped["invalid_coordinates"] = int(bad_r.sum())
     keep = ~(bad_t | bad_c | bad_r)
+    if n_in and not keep.any():
+        worst = "time" if bad_t.all() else "lon"
+        sample = df[cols[worst]].head(3).tolist()
+        raise DataFormatError(
+            f"{source}: none of the {n_in:,} rows is usable (unparseable_time "
+            f"{dropped['unparseable_time']:,}, missing_coordinates {dropped['missing_coordinates']:,}"
+            f", invalid_coordinates {dropped['invalid_coordinates']:,}); column {cols[worst]!r} "
+            f"holds e.g. {sample}"
+        )
 
     if cols["id"] is not None:
         codes, names = pd.factorize(df[cols["id"]], use_na_sentinel=False)
@@ -325,6 +334,8 @@ def from_points(
     drop_empty: bool = False,
     name: str = "trajectories",
     city: str | None = None,
+    strict: bool = False,
+    max_drop_share: float = MAX_DROP_SHARE,
 ) -> STGraph:
     r"""Map-match GPS points and aggregate them per node and time bin into an :class:`STGraph`.
 
@@ -363,6 +374,10 @@ def from_points(
         drop_empty: drop nodes that never receive a point.
         name: source name recorded in the metadata.
         city: city name for the metadata.
+        strict, max_drop_share: the builders' drop rule
+            (:func:`graph_builders._inputs.report_dropped`): more than ``max_drop_share`` of the
+            points dropped for reasons other than the options' own (``outside`` the grid, exact
+            ``duplicate`` fixes) is a warning on stderr, with ``strict=True`` an error.
 
     Returns:
         An STGraph with ``x`` ``[N, T, 3]`` (count, trajectories, speed), ``mask``, ``time``,
@@ -371,6 +386,8 @@ def from_points(
 
     Raises:
         DataFormatError: a missing column or an unreadable file.
+        TooManyDroppedError: ``strict=True`` and more than ``max_drop_share`` of the points were
+            dropped (unparseable times, missing or invalid coordinates, too far from any road).
         ValueError: both or neither of ``road_graph`` and ``grid``; an empty result.
     """
     if (road_graph is None) == (grid is None):
@@ -391,6 +408,7 @@ def from_points(
     else:
         m = _match_on_grid(pts, as_grid(grid))
     dropped["outside"], dropped["too_far"] = m.outside, m.too_far
+    _report_dropped(pts, dropped, strict, max_drop_share)
     speed, outliers = _speeds(pts, segment, speed_col, speed_unit, max_speed_mps)
     x, mask, times, dyn = _aggregate(
         node_of=m.node_of,
@@ -403,16 +421,8 @@ def from_points(
     )
     n_points_in = pts.attrs["n_input"]
     assert int(m.ok.sum()) + sum(dropped.values()) == n_points_in, (m.ok.sum(), dropped)
-    matching = _matching_report(
-        m,
-        n_points_in,
-        track,
-        segment,
-        method if road_graph is not None else "cell",
-        speed_col or "consecutive points",
-        outliers,
-        dyn,
-    )
+    how = (method if road_graph is not None else "cell", speed_col or "consecutive points")
+    matching = _matching_report(m, n_points_in, track, segment, *how, outliers, dyn)
     matching["rows_out_of_time_order"] = pts.attrs["reordered"]
     files = [pts.attrs["source"]] if pts.attrs["source"] != "table" else []
     meta = _trajectory_meta(m, matching, dropped, step_s, max_dist_m, name, city, files)
@@ -422,6 +432,22 @@ def from_points(
         out = out.select_nodes(seen)  # road polylines follow the kept segments
         out.meta["provenance"].append("drop_empty")
     return out
+
+
+def _report_dropped(
+    pts: pd.DataFrame, dropped: dict[str, int], strict: bool, max_share: float
+) -> None:
+    """The builders' drop rule on the points; the grid extent and exact repeats are the
+    options' own reasons, not held against the input."""
+    report_dropped(
+        pts.attrs["source"],
+        dropped,
+        pts.attrs["n_input"],
+        what="GPS points",
+        strict=strict,
+        max_share=max_share,
+        ignore=("outside", "duplicate"),
+    )
 
 
 @dataclass

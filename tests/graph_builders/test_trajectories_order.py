@@ -44,3 +44,36 @@ def test_only_exact_repeats_are_duplicates(data_dir):
     # the two fixes of one second are both kept, in file order
     second = pts[pts["time"] == pts["time"].iloc[10]]
     assert np.allclose(second["lon"].to_numpy(), [raw["X"].iloc[10], raw["X"].iloc[10] + 0.001])
+
+
+def test_drop_rule_warns_then_refuses_with_strict(data_dir, caplog):
+    import pytest
+
+    from graph_builders._inputs import TooManyDroppedError
+
+    raw = _geolife(data_dir)
+    bad = raw.copy()
+    bad.loc[bad.index[::4], "t"] = "not a time"  # 25 % unparseable
+    with caplog.at_level("WARNING", logger="stgraph.builders"):
+        g = from_points(bad, grid=GRID, interval="1h", **COLS)
+    assert g.meta["dropped"]["unparseable_time"] == 1477
+    assert "dropped 1,477 of 5,908 GPS points" in caplog.text
+    with pytest.raises(TooManyDroppedError, match="unparseable_time 1,477"):
+        from_points(bad, grid=GRID, interval="1h", strict=True, **COLS)
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="stgraph.builders"):
+        from_points(raw, grid=GRID, interval="1h", **COLS)  # 314 outside the grid: the option's
+    assert "dropped" not in caplog.text
+
+
+def test_all_garbage_times_name_the_time_column(data_dir):
+    import pytest
+
+    from stgraph.errors import DataFormatError
+
+    raw = _geolife(data_dir).assign(t="garbage")
+    with pytest.raises(
+        DataFormatError,
+        match=r"none of the 5,908 rows.*unparseable_time 5,908.*'t' holds e.g. \['garbage'",
+    ):
+        from_points(raw, grid=GRID, interval="1h", **COLS)
