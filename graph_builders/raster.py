@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from graph_builders._inputs import source_name
+from graph_builders._inputs import MAX_DROP_SHARE, report_dropped, source_name
 from graph_builders.regions import cell_ids
 from stgraph.data.stgraph import STGraph
 from stgraph.errors import ChecksumError, DataFormatError
@@ -292,6 +292,8 @@ def from_grid(
     domain: str | None = None,
     city: str | None = None,
     engine: str | None = None,
+    strict: bool = False,
+    max_drop_share: float = MAX_DROP_SHARE,
 ) -> STGraph:
     r"""A grid graph from a raster: one node per cell (or per ``coarsen × coarsen`` block).
 
@@ -322,6 +324,10 @@ def from_grid(
         units: unit(s) of the variable(s); default the raster's ``units`` attribute.
         domain, city (str, optional): metadata.
         engine (str, optional): xarray engine for a path (default: from the suffix).
+        strict, max_drop_share: the builders' drop rule
+            (:func:`graph_builders._inputs.report_dropped`): more than ``max_drop_share`` of the
+            (coarsened) cells NaN at every step is a warning on stderr (a land/sea mask: raise
+            ``max_drop_share``), with ``strict=True`` an error.
 
     Returns:
         STGraph with ``x`` ``[N, T, V]`` (``mask`` False where NaN), ``pos`` = block centres
@@ -333,7 +339,8 @@ def from_grid(
 
     Raises:
         DataFormatError: missing dimensions, coordinates that are not degrees, a raster with no
-            finite value at all.
+            finite value at all, a truncated GRIB file (:func:`check_grib`).
+        TooManyDroppedError: ``strict=True`` and too many all-NaN cells.
     """
     _check_grid_options(coarsen, neighbourhood, reduce, boundary, edge_weight)
     da, name, files = _as_dataarray(
@@ -351,6 +358,8 @@ def from_grid(
     dlat, dlon, mean_lat, da = _cell_sizes(da, lat_dim, lon_dim, coarsen, name)
     da, valid = _coarsen(da, coarsen, lat_dim, lon_dim, time_dim, var_dim, reduce, boundary, name)
     c = _cells(da, lat_dim, lon_dim, drop_empty)
+    if drop_empty:
+        _report_empty(name, c, strict, max_drop_share)
     ei, dist, w = _edges(c, dlat, dlon, neighbourhood, edge_weight)
     rad = np.pi / 180.0
     height = EARTH_RADIUS_M * dlat * rad
@@ -375,11 +384,19 @@ def from_grid(
         "sources": [
             {"name": source_name(data) if not files else Path(files[0]).name, "files": files}
         ],
-        "provenance": [
-            f"raster.from_grid(coarsen={coarsen}, neighbourhood={neighbourhood}, reduce={reduce!r}, "
-            f"boundary={boundary!r}, drop_empty={drop_empty})"
-        ],
+        "provenance": [_provenance(coarsen, neighbourhood, reduce, boundary, drop_empty)],
     }
+    return _graph(c, (ei, dist, w), node_attr, times, meta)
+
+
+def _graph(
+    c: _Cells,
+    edges: tuple[np.ndarray, np.ndarray, np.ndarray],
+    node_attr: np.ndarray,
+    times: np.ndarray | None,
+    meta: dict[str, Any],
+) -> STGraph:
+    ei, dist, w = edges
     return STGraph(
         x=torch.from_numpy(np.where(c.observed, c.flat, 0.0)[c.keep].astype(np.float32)),
         mask=torch.from_numpy(np.ascontiguousarray(c.observed[c.keep])),
@@ -390,6 +407,20 @@ def from_grid(
         edge_attr=torch.from_numpy(dist.astype(np.float32)[:, None]),
         node_attr=torch.from_numpy(node_attr.astype(np.float32)),
         meta=meta,
+    )
+
+
+def _report_empty(name: str, c: _Cells, strict: bool, max_share: float) -> None:
+    """The builders' drop rule on the cells dropped as NaN at every step."""
+    total = c.rows * c.cols
+    dropped = {"all_nan_cells": c.n_empty}
+    report_dropped(name, dropped, total, what="grid cells", strict=strict, max_share=max_share)
+
+
+def _provenance(coarsen: int, neighbourhood: int, reduce: str, boundary: str, drop: bool) -> str:
+    return (
+        f"raster.from_grid(coarsen={coarsen}, neighbourhood={neighbourhood}, reduce={reduce!r}, "
+        f"boundary={boundary!r}, drop_empty={drop})"
     )
 
 

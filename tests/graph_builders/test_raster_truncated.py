@@ -43,3 +43,21 @@ def test_empty_or_garbage_grib_is_a_data_format_error(content, tmp_path):
     path.write_bytes(content)
     with pytest.raises(DataFormatError, match=r"bad\.grib"):
         raster.from_grid(path)
+
+
+def test_drop_rule_on_all_nan_cells(data_dir, caplog):
+    import numpy as np
+    import xarray as xr
+
+    from graph_builders._inputs import TooManyDroppedError
+
+    ds = xr.open_dataset(data_dir / GRIB, engine="cfgrib", backend_kwargs={"indexpath": ""})
+    da = ds["t2m"].isel(time=slice(0, 4)).load()
+    da[:, :10, :] = np.nan  # the northern 10 of 33 rows NaN throughout
+    with caplog.at_level("WARNING", logger="stgraph.builders"):
+        g = raster.from_grid(da)
+    assert g.meta["dropped"]["all_nan_cells"] == 10 * da.sizes["longitude"]
+    assert "grid cells" in caplog.text and "all_nan_cells" in caplog.text
+    with pytest.raises(TooManyDroppedError, match="all_nan_cells"):
+        raster.from_grid(da, strict=True)
+    assert raster.from_grid(da, strict=True, max_drop_share=0.5).num_nodes == g.num_nodes
