@@ -148,7 +148,7 @@ def add_build_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
         "--time-col",
         metavar="COLUMN",
         help="time column of --sensors readings and of --events (default: sensors: the wide "
-        "table's column of times, events: 'time')",
+        "table's column of times, events: 'time'); with --time, of the sensors only",
     )
     parser.add_argument(
         "--time",
@@ -243,11 +243,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = _parser_for(
         sub,
         "quickstart",
-        "Train and evaluate a small model on real data, build a road graph, show results.",
+        "The mission in one run: build Melbourne's sensor graph, run the shipped model on it "
+        "zero-shot, fine-tune it on one day, predict, and print the table.",
     )
     _add_output(p, "directory for the report, plots and checkpoints", default="quickstart-output")
     p.add_argument(
-        "--epochs", type=int, default=None, help="override the number of training epochs"
+        "--epochs", type=int, default=None, help="override the fine-tuning epochs (default 4)"
     )
 
     p = _parser_for(

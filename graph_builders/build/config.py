@@ -222,9 +222,12 @@ def _time_options(flags: BuildFlags, kind: str) -> dict[str, Any]:
     if kind == "sensors" and flags.start:
         opts["start"] = flags.start
     if kind == "events":
-        if flags.time_parts:
-            if flags.time_col:
-                raise ConfigError("--time and --time-col: give one (--time composes the time)")
+        if flags.time_parts:  # composed: --time-col is then the sensors' only
+            if flags.time_col and not flags.sensors:
+                raise ConfigError(
+                    "--time and --time-col: give one for --events (--time composes the time)"
+                )
+            opts.pop("time_col", None)
             opts["time"] = parse_time_parts(flags.time_parts)
         if flags.event_type:
             opts["types"] = flags.event_type

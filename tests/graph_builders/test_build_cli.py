@@ -164,6 +164,36 @@ def test_flag_errors_are_clear(tmp_path, capsys):
         config_from_flags(flags=BuildFlags(sensors=["only_one.csv"]))
 
 
+def test_time_and_type_flags_become_builder_options(tmp_path):
+    ev, loc, rd = (tmp_path / n for n in ("ev.csv", "loc.csv", "rd.csv"))
+    for f in (ev, loc, rd):
+        f.write_text("a\n")
+    parser = add_build_arguments(argparse.ArgumentParser())
+    args = parser.parse_args(
+        ["--events", str(ev), "--time", "year=2017,Month=Month,day=Day,hour=Hour"]
+        + ["--event-type", "Part of the day", "--tz", "Europe/Madrid"]
+        + ["--sensors", f"{loc}:{rd}", "--time-col", "datetime", "--interval", "1D"]
+    )
+    flags = BuildFlags(**{k: getattr(args, k) for k in BuildFlags.__dataclass_fields__})
+    cfg = config_from_flags(flags=flags)
+    sensors, events_src = cfg.sources
+    assert sensors.options == {"time_col": "datetime", "tz": "Europe/Madrid"}
+    assert events_src.options["time"] == {
+        "year": 2017,
+        "month": "Month",
+        "day": "Day",
+        "hour": "Hour",
+    }
+    assert events_src.options["types"] == "Part of the day"
+    assert events_src.options["tz"] == "Europe/Madrid" and "time_col" not in events_src.options
+    with pytest.raises(ConfigError, match="--event-type applies to --events"):
+        config_from_flags(flags=BuildFlags(sensors=[f"{loc}:{rd}"], event_type="kind"))
+    with pytest.raises(ConfigError, match="PART=COLUMN_OR_VALUE"):
+        config_from_flags(flags=BuildFlags(events=[str(ev)], time_parts="year2017"))
+    with pytest.raises(ConfigError, match="give one for --events"):
+        config_from_flags(flags=BuildFlags(events=[str(ev)], time_parts="year=2017", time_col="t"))
+
+
 def test_bad_input_file_is_a_clear_error(tmp_path):
     path = tmp_path / "gps.csv"
     path.write_text("a,b\n1,2\n")
