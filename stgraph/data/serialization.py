@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from stgraph.errors import ChecksumError, DataFormatError
@@ -60,7 +61,12 @@ def write_graph_dir(
     }
     path = Path(path)
     with atomic_dir(path) as tmp:
-        save_file(tensors, str(tmp / TENSOR_FILE))
+        try:
+            save_file(tensors, str(tmp / TENSOR_FILE))
+        except SafetensorError as exc:  # e.g. disk full: the previous directory stays in place
+            raise OSError(
+                f"{path}: cannot write the tensors ({exc}); the previous graph is kept"
+            ) from exc
         doc["sha256"] = sha256_file(tmp / TENSOR_FILE)
         (tmp / META_FILE).write_text(json.dumps(doc, indent=1), encoding="utf-8")
     return path

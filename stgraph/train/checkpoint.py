@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from stgraph.errors import CheckpointError
@@ -64,7 +65,12 @@ def save_weights(module: torch.nn.Module, path: str | os.PathLike) -> Path:
             state[k] = v.clone()
         seen[ptr] = k
     with atomic_path(path) as tmp:
-        save_file(state, str(tmp), metadata={"format": "pt"})
+        try:
+            save_file(state, str(tmp), metadata={"format": "pt"})
+        except SafetensorError as exc:  # e.g. disk full: the previous file stays in place
+            raise OSError(
+                f"{path}: cannot write the weights ({exc}); the previous file is kept"
+            ) from exc
     return Path(path)
 
 

@@ -151,3 +151,34 @@ def test_truncated_or_foreign_weights_are_checkpoint_errors(tmp_path):
     (tmp_path / "resume" / "trainer_state.json").write_text(json.dumps([1]))
     with pytest.raises(CheckpointError, match="trainer_state.json: expected a JSON object"):
         ckpt.read_state(tmp_path)
+
+
+def test_disk_full_while_saving_keeps_the_previous_files(tmp_path, monkeypatch):
+    """safetensors reports ENOSPC as its own SafetensorError (seen on a full 64 KiB tmpfs);
+    both writers turn it into an OSError naming the path and keep what was there."""
+    import safetensors.torch
+    from safetensors import SafetensorError
+
+    from stgraph.data import STGraph, serialization
+
+    m = torch.nn.Linear(2, 2)
+    path = ckpt.save_weights(m, tmp_path / "model.safetensors")
+    before = path.read_bytes()
+    g = STGraph(x=torch.ones(2, 3, 1))
+    gdir = g.save(tmp_path / "g")
+
+    def full(*args, **kw):
+        raise SafetensorError(
+            "Error while serializing: I/O error: No space left on device (os error 28)"
+        )
+
+    monkeypatch.setattr(ckpt, "save_file", full)
+    monkeypatch.setattr(serialization, "save_file", full)
+    with pytest.raises(OSError, match=r"model\.safetensors: cannot write the weights .*os error"):
+        ckpt.save_weights(torch.nn.Linear(5, 5), path)
+    with pytest.raises(OSError, match=r"g: cannot write the tensors"):
+        STGraph(x=torch.zeros(4, 3, 1)).save(gdir)
+    assert path.read_bytes() == before
+    assert STGraph.load(gdir).x.shape == (2, 3, 1)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["g", "model.safetensors"]
+    assert safetensors.torch.save_file is not full
