@@ -94,9 +94,10 @@ def _time_tensor(value: Any) -> Tensor | None:
     """
     if value is None or isinstance(value, Tensor):
         return _as_tensor(value, torch.long)
-    tz = getattr(value, "tz", None) or getattr(getattr(value, "dt", None), "tz", None)
-    if tz is not None:  # tz-aware pandas: numpy would give objects; take the UTC instants
-        value = getattr(value, "dt", value).tz_convert("UTC").tz_localize(None)
+    if getattr(value, "tz", None) is not None:  # aware DatetimeIndex: numpy would give objects
+        value = value.tz_convert("UTC").tz_localize(None)
+    elif getattr(getattr(value, "dt", None), "tz", None) is not None:  # aware Series
+        value = value.dt.tz_convert("UTC").dt.tz_localize(None)
     arr = np.asarray(value)
     if arr.dtype == object or arr.dtype.kind in "UST":
         try:
@@ -122,8 +123,11 @@ def to_unix_seconds(value: Any) -> int:
     """
     if isinstance(value, (int, np.integer)):
         return int(value)
-    if isinstance(value, str):
-        value = np.datetime64(value.replace("Z", ""))
+    if isinstance(value, str):  # pandas reads offsets ("+11:00", "Z"); naive is UTC
+        import pandas as pd
+
+        stamp = pd.Timestamp(value)
+        return int((stamp if stamp.tzinfo else stamp.tz_localize("UTC")).timestamp())
     if isinstance(value, datetime):
         if value.tzinfo is None:
             value = value.replace(tzinfo=timezone.utc)

@@ -197,7 +197,8 @@ def test_points_to_columns_refuses_polygons_and_missing_crs(data_dir):
     g = datasets.load("melbourne-pedestrian")
     nodes, _ = g.to_geopandas()
     with pytest.raises(ValueError, match="Polygon geometry"):
-        interop.points_to_columns(nodes.set_geometry(nodes.buffer(0.001)))
+        utm = nodes.to_crs(32755)
+        interop.points_to_columns(utm.set_geometry(utm.buffer(50.0)))
     with pytest.raises(ValueError, match="no CRS"):
         interop.points_to_columns(nodes.set_crs(None, allow_override=True))
 
@@ -254,6 +255,10 @@ def test_wide_table_with_a_datetimeindex(data_dir):
     assert torch.equal(direct.time, g.time) and direct.meta["interval"] == 3600
     naive = STGraph(x=g.x, time=wide.index.tz_localize(None).to_numpy())
     assert torch.equal(naive.time, g.time)
+    column = pd.Series(local)  # a column of aware times, as read from a CSV
+    assert torch.equal(STGraph(x=g.x, time=column).time, g.time)
+    strings = [str(t) for t in local[:3]]  # "2021-01-01 11:00:00+11:00"
+    assert STGraph(x=g.x[:, :3], time=strings).time.tolist() == g.time[:3].tolist()
 
 
 def test_time_finer_than_seconds_is_refused(los):
