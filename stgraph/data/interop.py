@@ -148,7 +148,8 @@ def to_networkx(graph: STGraph, *, dynamic: bool = False) -> nx.MultiDiGraph:
     graphs: ``0, 1, ...`` per parallel pair), ``weight`` (``edge_weight``), one attribute per
     ``edge_attr`` column (``meta["edge_attr_names"]``), ``length`` in metres (``length_m``, a
     distance ``edge_weight``, else the great-circle length) and, for road graphs, ``geometry``
-    (a shapely ``LineString`` of the road). ``graph.graph`` holds the JSON-able metadata with
+    (a shapely ``LineString`` of the road), ``highway`` (the OSM class), ``oneway`` as a bool and
+    ``travel_time`` (seconds, from ``speed_kph``). ``graph.graph`` holds the JSON-able metadata with
     ``crs``, so ``osmnx.graph_to_gdfs`` and ``osmnx.routing.shortest_path`` take it as it is.
 
     Args:
@@ -228,6 +229,15 @@ def _add_static_edges(g: Any, graph: STGraph, pos: np.ndarray | None, haversine_
             cols["length"] = cols["weight"]
         elif pos is not None and _is_wgs84((graph.meta or {}).get("crs")):
             cols["length"] = haversine_m(*pos[ei[0]].T, *pos[ei[1]].T)
+    if "length" in cols and "speed_kph" in cols:  # OSMnx's add_edge_travel_times, seconds
+        with np.errstate(divide="ignore"):
+            cols["travel_time"] = cols["length"] / (cols["speed_kph"] / 3.6)
+    classes = (graph.meta or {}).get("road_classes")
+    highway = None
+    if classes and "road_class" in cols:  # the OSM highway value, as OSMnx names it
+        highway = [
+            classes[int(c)] if 0 <= int(c) < len(classes) else None for c in cols["road_class"]
+        ]
     lines = _road_lines(graph)
     line_string = None
     if lines is not None:
@@ -239,6 +249,10 @@ def _add_static_edges(g: Any, graph: STGraph, pos: np.ndarray | None, haversine_
     table = np.stack([cols[k] for k in names], 1) if names else np.zeros((e, 0))
     for j, (s, d) in enumerate(ei.T.tolist()):
         attrs = dict(zip(names, table[j].tolist(), strict=True))
+        if "oneway" in attrs:  # OSMnx's oneway is a bool
+            attrs["oneway"] = bool(attrs["oneway"])
+        if highway is not None:
+            attrs["highway"] = highway[j]
         if lines is not None and len(lines[j]) >= 2:
             attrs["geometry"] = line_string(lines[j])
         g.add_edge(s, d, **attrs)

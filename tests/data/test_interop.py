@@ -69,6 +69,13 @@ def test_to_networkx_is_accepted_by_osmnx_on_a_road_graph(helsinki):
     attr = helsinki.edge_attr[order]
     np.testing.assert_allclose(edges["speed_kph"], attr[:, names.index("speed_kph")])
     np.testing.assert_allclose(edges["length"], attr[:, 0], rtol=1e-6)
+    classes = helsinki.meta["road_classes"]
+    codes = attr[:, names.index("road_class")].long().tolist()
+    assert edges["highway"].tolist() == [classes[c] for c in codes]
+    assert edges["oneway"].dtype == bool
+    np.testing.assert_allclose(edges["travel_time"], edges["length"] / (edges["speed_kph"] / 3.6))
+    fastest = ox.routing.shortest_path(g, 0, helsinki.num_nodes // 2, weight="travel_time")
+    assert fastest[0] == 0 and fastest[-1] == helsinki.num_nodes // 2
     ptr, e = helsinki.road_geom_ptr, int(order[5])
     assert edges.geometry.iloc[5].coords[:] == [
         tuple(c) for c in helsinki.road_geom[ptr[e] : ptr[e + 1]].tolist()
