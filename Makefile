@@ -1,4 +1,5 @@
-# Two entry points: `make quickstart` (train + evaluate a small model on real data) and `make test`.
+# Two entry points: `make quickstart` (build a city's graph, run the shipped model on it zero-shot,
+# fine-tune, predict) and `make test`.
 # Both create or reuse .venv, install torch==2.13.0 first (the CPU wheel), then stgraph with extras.
 PYTHON ?= python3
 VENV ?= .venv

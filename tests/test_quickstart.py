@@ -11,11 +11,6 @@ def test_quickstart_offline_without_data(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("STGRAPH_MIRROR", "http://127.0.0.1:9")  # discard port: nothing answers
     assert run_quickstart(tmp_path / "out") == 1
     err = capsys.readouterr().err
-    for rel in (
-        "los-loop/los_speed.csv",
-        "los-loop/los_adj.csv",
-        "metr-la-graph/graph_sensor_locations.csv",
-    ):
-        assert rel in err
+    assert "melbourne-pedestrian/Pedestrian_Melbourne.zip" in err
     assert str(tmp_path / "empty") in err  # says where to put them
     assert not (tmp_path / "out").exists()  # nothing written

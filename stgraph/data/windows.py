@@ -12,6 +12,77 @@ from torch.utils.data import Dataset
 
 from stgraph.data.stgraph import STRUCTURE_KEYS, STGraph
 
+SECONDS_PER_DAY = 86_400
+#: Past periods averaged into the seasonal reference (see :func:`seasonal_reference`).
+SEASON_LAGS = 4
+
+
+def season_periods(interval: int | None) -> tuple[int, ...]:
+    """Seasonal periods in steps, in order of preference: a week, then a day; a year of 52
+    weeks for weekly data.
+
+    Only periods of at least 2 steps that a whole number of steps spans (an ``interval`` that
+    divides a day, or a week): hourly data gives ``(168, 24)``, daily data ``(7,)``, weekly
+    data ``(52,)``, anything else ``()``.
+    """
+    if interval == 7 * SECONDS_PER_DAY:
+        return (52,)
+    if not interval or interval <= 0 or SECONDS_PER_DAY % int(interval):
+        return ()
+    per_day = SECONDS_PER_DAY // int(interval)
+    return tuple(p for p in (7 * per_day, per_day) if p >= 2)
+
+
+def seasonal_reference(
+    graph: STGraph,
+    start: int,
+    stop: int,
+    *,
+    lags: int = SEASON_LAGS,
+    periods: tuple[int, ...] | None = None,
+) -> tuple[Tensor, Tensor]:
+    r"""The seasonal profile of steps ``[start, stop)`` from the periods *before* ``start``.
+
+    For each step :math:`j` the mean of the observed values at :math:`j - kP` over the ``lags``
+    most recent whole periods :math:`P` that end before ``start`` (:math:`k \ge
+    \lceil (j - \text{start} + 1) / P \rceil`): a local historical average (the same slot of the
+    last weeks) that a window can carry without seeing its own future or any masked input of the
+    window itself. The weekly period is used where one of its lags was observed, else the daily
+    one (:func:`season_periods`); ``stop`` may run past the series (a forecast after the last
+    observation).
+
+    Args:
+        graph: the series.
+        start, stop: the steps to give a reference for.
+        lags: periods averaged.
+        periods: the periods to use (default :func:`season_periods` of the graph's interval).
+
+    Returns:
+        ``(values, observed)``, each ``[N, stop - start, V]``; values are 0 where no lag was
+        observed.
+    """
+    n, t, v = graph.x.shape
+    width = stop - start
+    values = graph.x.new_zeros(n, width, v)
+    found = torch.zeros(n, width, v, dtype=torch.bool, device=graph.x.device)
+    if width <= 0 or start <= 0:
+        return values, found
+    offset = torch.arange(width, device=graph.x.device)
+    for period in season_periods(graph.interval) if periods is None else periods:
+        first = torch.div(offset, period, rounding_mode="floor") + 1  # k0 = ceil((j-start+1)/P)
+        k = first.view(-1, 1) + torch.arange(lags, device=offset.device).view(1, -1)
+        steps = (start + offset).view(-1, 1) - k * period  # [W, lags]
+        ok = (steps >= 0) & (steps < t)
+        idx = steps.clamp(0, max(t - 1, 0)).view(-1)
+        m = graph.mask[:, idx].view(n, width, lags, v) & ok.view(1, width, lags, 1)
+        x = graph.x[:, idx].view(n, width, lags, v)
+        count = m.sum(2)
+        mean = (x * m).sum(2) / count.clamp_min(1)
+        fill = (count > 0) & ~found
+        values = torch.where(fill, mean, values)
+        found = found | fill
+    return values, found
+
 
 class SlidingWindows(Dataset):
     r"""Forecasting windows ``x[t : t+L] -> y[t+L : t+L+H]`` inside steps ``[start, stop)``.
@@ -22,7 +93,9 @@ class SlidingWindows(Dataset):
     tsl do this: at test time the recent past is known).
 
     Each item is an :class:`STGraph` with ``x``/``mask`` ``[N, L, V]``, ``y``/``y_mask``
-    ``[N, H, V]``, ``time`` ``[L]``, ``y_time`` ``[H]``, the static graph, and the dynamic edges of
+    ``[N, H, V]``, ``time`` ``[L]``, ``y_time`` ``[H]``, ``season``/``season_mask``
+    ``[N, L + H, V]`` (the :func:`seasonal_reference` of the input and target steps, from the
+    periods before the window), the static graph, and the dynamic edges of
     the input steps (``dyn_edge_time`` re-based to the window). What was computed once for the
     graph travels with each window as it is (shared, not copied): the structure of
     :class:`~stgraph.nn.AddGraphStructure` (:data:`~stgraph.data.stgraph.STRUCTURE_KEYS`) and the
@@ -72,6 +145,7 @@ class SlidingWindows(Dataset):
             )
         self._first = first
         self._len = (stop - first - span) // stride + 1
+        self._periods = season_periods(graph.interval)
 
     def __len__(self) -> int:
         return self._len
@@ -113,6 +187,7 @@ class SlidingWindows(Dataset):
                 value = g._store.get(key)
                 if value is not None:
                     out[key] = value[keep]
+        out.season, out.season_mask = seasonal_reference(g, s, e, periods=self._periods)
         out.meta = g.meta  # shared, read-only by convention: windows are views of one series
         out.window = torch.tensor([s], dtype=torch.long)
         return out
@@ -168,7 +243,13 @@ def windows_for_split(
     return out
 
 
-__all__ = ["SlidingWindows", "windows_for_split"]
+__all__ = [
+    "SEASON_LAGS",
+    "SlidingWindows",
+    "season_periods",
+    "seasonal_reference",
+    "windows_for_split",
+]
 
 
 def last_observed(x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:

@@ -53,6 +53,7 @@ from stgraph.nn.layers.name_encoder import VariableNameEncoder, encode_name
 from stgraph.nn.layers.node_context import NodeContextEncoder
 from stgraph.nn.layers.partition_attention import PartitionAttention
 from stgraph.nn.layers.patch_tokenizer import PatchTokenizer, patchify
+from stgraph.nn.layers.seasonal import SeasonalAnchor
 from stgraph.nn.layers.spatial_encoding import SpatialEncoding
 from stgraph.nn.layers.temporal_mixing import TemporalMixing
 from stgraph.nn.layers.time_encoding import TimeEncoding, time_features
@@ -98,6 +99,7 @@ __all__ = [
     "NodeContextEncoder",
     "PartitionAttention",
     "PatchTokenizer",
+    "SeasonalAnchor",
     "ReconstructionHead",
     "STBlock",
     "STFMState",

@@ -100,9 +100,14 @@ def scaled_huber(
 
 
 def masked_view(batch, x: Tensor, mask: Tensor):
-    """A shallow copy of ``batch`` whose model inputs are ``x`` and ``mask``."""
+    """A shallow copy of ``batch`` whose model inputs are ``x`` and ``mask`` (a node with no
+    visible input also loses its ``season_mask``: whole-node masking hides its history too)."""
     out = copy.copy(batch)
     out.x, out.mask = x, mask
+    season_mask = batch.get("season_mask")
+    if season_mask is not None:  # a node hidden whole keeps no seasonal reference either
+        seen = mask.flatten(1).any(1).view(-1, 1, 1)
+        out.season_mask = season_mask & seen
     return out
 
 

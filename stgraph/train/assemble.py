@@ -120,18 +120,22 @@ def prepare_finetune(cfg: TrainConfig, model: Forecaster) -> None:
 
 
 def budget_windows(cfg: TrainConfig, graph: STGraph, protocol: Protocol, split, windows: dict):
-    """``windows`` with the training part cut to the config's few-shot budget (unchanged without
+    """``windows`` with the training part cut to the config's few-shot budget (``finetune.budget``
+    or, for a model trained from scratch on the same data, ``train.budget``; unchanged without
     one), and the number of optimiser steps the budget allows (``None``: the schedule's)."""
-    if cfg.finetune is None or cfg.finetune.budget is None:
+    text = cfg.finetune.budget if cfg.finetune is not None else None
+    text = text if text is not None else cfg.train.budget
+    key = "finetune.budget" if cfg.finetune is not None and cfg.finetune.budget else "train.budget"
+    if text is None:
         return windows, None, None
     from stgraph.data.windows import SlidingWindows
     from stgraph.tasks.finetune import parse_budget
 
     span = protocol.input_steps + protocol.horizon
     try:
-        budget = parse_budget(cfg.finetune.budget, graph, split.train, window=span)
+        budget = parse_budget(text, graph, split.train, window=span)
     except ValueError as exc:
-        raise ConfigError(f"finetune.budget: {exc}") from exc
+        raise ConfigError(f"{key}: {exc}") from exc
     a, b = budget.train_range(split.train)
     out = dict(windows)
     out["train"] = SlidingWindows(

@@ -138,6 +138,13 @@ class TrainSettings:
     max_batches_per_epoch: int | None = field(
         default=None, metadata={"help": "cap batches per epoch (null: all)"}
     )
+    budget: str | None = field(
+        default=None,
+        metadata={
+            "help": "train on the first part of the training part only: 1d, 12h, 10%, "
+            "'500 steps' (null: all; finetune.budget for fine-tuning)"
+        },
+    )
     eval_batch_size: int = field(default=256, metadata={"help": "windows per evaluation batch"})
     num_threads: int | None = field(
         default=None, metadata={"help": "torch CPU threads (null: torch default)"}
@@ -246,6 +253,8 @@ def _check_dataset_and_finetune(cfg: TrainConfig, source: str) -> None:
             "(a saved graph directory)"
         )
     ft = cfg.finetune
+    if ft is not None and ft.budget is not None and cfg.train.budget is not None:
+        raise ConfigError(f"{source}: give train.budget or finetune.budget, not both")
     if ft is None:
         return
     if ft.mode not in ("full", "head", "adapter"):

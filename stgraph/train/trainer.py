@@ -191,6 +191,8 @@ def _train(cfg: TrainConfig, *, resume: bool, graph: STGraph | None) -> RunResul
         train_seconds=round(time.perf_counter() - start, 2),
         num_parameters=sum(p.numel() for p in model.parameters()),
     )
+    if budget_text is not None and cfg.finetune is None:
+        result["budget"] = budget_text
     if cfg.finetune is not None:
         result["finetune"] = {
             "checkpoint": cfg.finetune.checkpoint,
@@ -297,6 +299,8 @@ def _fit(
     progress = _restore(run_dir, model, opt, ema, state)
     if progress.rows is None:  # the run had finished
         return progress.epoch
+    if cfg.finetune is not None and state is None:
+        _validate_start(model, task, cfg, windows, run_dir, progress)
 
     writer = None
     if cfg.output.tensorboard:
@@ -317,6 +321,26 @@ def _fit(
             writer.close()
     _write_state(run_dir, model, opt, progress.state(finished=True), ema)
     return progress.epoch
+
+
+def _validate_start(
+    model: Forecaster,
+    task: Task,
+    cfg: TrainConfig,
+    windows: dict[str, SlidingWindows | None],
+    run_dir: Path,
+    progress: _Progress,
+) -> None:
+    """Score the pretrained starting weights on the validation part (epoch 0) and keep them as
+    the best so far: fine-tuning keeps an epoch's weights only if they beat where it started."""
+    if windows["val"] is None:
+        return
+    val = _val_scores(model, task, windows["val"], cfg.train.eval_batch_size)[cfg.train.monitor]
+    if math.isfinite(val):
+        progress.best = val
+        ckpt.save_weights(model, run_dir / ckpt.MODEL_FILE)
+        if cfg.output.progress:
+            print(f"epoch 0 (pretrained): val {cfg.train.monitor.upper()} {val:.4f}")
 
 
 def _run_epoch(

@@ -24,6 +24,7 @@ from stgraph.nn.layers.instance_norm import MaskedInstanceNorm
 from stgraph.nn.layers.name_encoder import VariableNameEncoder
 from stgraph.nn.layers.node_context import NodeContextEncoder
 from stgraph.nn.layers.patch_tokenizer import PatchTokenizer
+from stgraph.nn.layers.seasonal import SeasonalAnchor
 from stgraph.nn.layers.spatial_encoding import SpatialEncoding
 from stgraph.nn.layers.time_encoding import CALENDAR, TimeEncoding
 from stgraph.nn.layers.variable_attention import VariableCrossAttention
@@ -50,6 +51,8 @@ class STFMState:
     structure: GraphStructure
     global_scale: Tensor | None = None  # [N, 1, V] the graph-level std of each variable
     last_value: Tensor | None = None  # [N, 1, V] last observed input (loc where none)
+    season: Tensor | None = None  # [N, H, V] seasonal reference of the target steps
+    season_mask: Tensor | None = None  # [N, H, V]
 
 
 def _transform_batch(transform: AddGraphStructure, data: Batch) -> Batch:
@@ -155,6 +158,10 @@ class STFM(torch.nn.Module):
             scale, next to the instance-normalised ones (default ``True``).
         decoder_hops (int): diffusion hops between neighbouring nodes' target steps in the
             :class:`ForecastHead` (``graph_hops``; default ``1``).
+        season (bool): read the window's seasonal reference (``season``/``season_mask`` of
+            :class:`~stgraph.data.SlidingWindows`) with a :class:`SeasonalAnchor`: the tokens see
+            the input's gap to it and the forecast's level moves towards it by a learned gate
+            (default ``False``; the pretrained foundation model sets it).
 
     Shapes:
         - **input:** ``x``, ``mask`` :math:`(N, L, V)`, ``time`` :math:`(B, L)`, graph tensors
@@ -183,6 +190,7 @@ class STFM(torch.nn.Module):
         pos_frequencies: int = 0,
         graph_values: bool = True,
         decoder_hops: int = 1,
+        season: bool = False,
     ) -> None:
         super().__init__()
         unknown = set(tasks) - set(RECONSTRUCTION_TASKS)
@@ -223,6 +231,7 @@ class STFM(torch.nn.Module):
             if any(t in self.tasks for t in RECONSTRUCTION_TASKS)
             else None
         )
+        self.seasonal = SeasonalAnchor(channels, patch_len) if season else None
         self.anomaly_head = AnomalyScoreHead() if "anomaly" in self.tasks else None
         self.kriging_head = KrigingHead() if "kriging" in self.tasks else None
         self.node_head = NodeClassificationHead(channels, node_classes) if node_classes else None
@@ -263,6 +272,8 @@ class STFM(torch.nn.Module):
         variables: list[str] | None = None,
         units: list[str] | None = None,
         interval: Tensor | None = None,
+        season: Tensor | None = None,
+        season_mask: Tensor | None = None,
     ) -> STFMState:
         """Tokens of every node (see the class docstring), from tensors.
 
@@ -276,6 +287,8 @@ class STFM(torch.nn.Module):
             edge_weight: ``[E]`` affinities (see :func:`~stgraph.data.model_edge_weights`).
             interval: ``[B]`` seconds per step; ``None``: the median step of each row of
                 ``time`` (:func:`~stgraph.data.resolve_interval`), an error without ``time``.
+            season, season_mask: ``[N, L + H, V]`` the window's seasonal reference
+                (:func:`~stgraph.data.seasonal_reference`), read with ``season=True``.
         """
         n, length, v = x.shape
         dev = x.device
@@ -312,6 +325,15 @@ class STFM(torch.nn.Module):
             names = node_attr_names or [f"attr{i}" for i in range(node_attr.size(1))]
             ctx = self.context(node_attr, self.names(list(names)), batch)
         h = h + self.spatial(structure.rwse, structure.rel_pos, structure.has_pos, ctx).unsqueeze(1)
+        future = (None, None)
+        if self.seasonal is not None:
+            if season is None or season_mask is None:  # no reference: as if none was observed
+                season = torch.zeros_like(x)
+                season_mask = torch.zeros_like(mask)
+            h = h + self.seasonal.embed(
+                x, mask, season[:, :length], season_mask[:, :length], loc, scale
+            )
+            future = (season[:, length:], season_mask[:, length:])
         dyn_step = None
         if dyn_edge_index is not None and dyn_edge_index.numel():
             dyn_step = torch.div(dyn_edge_time + pad, self.patch_len, rounding_mode="floor")
@@ -340,6 +362,7 @@ class STFM(torch.nn.Module):
             structure,
             global_scale,
             last_value,
+            *future,
         )
 
     def with_structure(self, data: STGraph) -> STGraph:
@@ -388,6 +411,8 @@ class STFM(torch.nn.Module):
             variables=data.variables,
             units=data.units,
             interval=data.intervals,
+            season=data.get("season"),
+            season_mask=data.get("season_mask"),
         )
 
     # ------------------------------------------------------------------ heads
@@ -416,6 +441,20 @@ class STFM(torch.nn.Module):
             )
             a = broadcast_graphs(torch.sigmoid(logit), state.batch)  # [N, H, V]
             loc = state.loc + a * (state.last_value - state.loc)
+        if (
+            self.seasonal is not None
+            and state.season is not None
+            and state.season.size(1) == y.size(1)
+        ):
+            loc = self.seasonal.anchor(
+                loc,
+                state.season,
+                state.season_mask,
+                query,
+                state.tokens[:, -1],
+                state.var_emb,
+                state.batch,
+            )
         if self.global_residual:
             return MaskedInstanceNorm.inverse(y[..., 0], loc, state.scale) + (
                 y[..., 1] * state.global_scale
@@ -477,6 +516,7 @@ class STFM(torch.nn.Module):
             f"pos_frequencies={self.spatial.frequencies}" if self.spatial.frequencies else "",
             "graph_values=False" if not self.tokenizer.graph_values else "",
             f"decoder_hops={fh.graph_hops}" if fh.graph_hops != 1 else "",
+            "season=True" if self.seasonal is not None else "",
         ]
         return (
             f"{self.__class__.__name__}(channels={self.channels}, depth={self.depth}, "

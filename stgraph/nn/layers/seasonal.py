@@ -1,0 +1,91 @@
+"""The seasonal reference of a window: what the same slot of the last weeks looked like."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from stgraph.nn.layers.patch_tokenizer import patchify
+from stgraph.nn.structure import broadcast_graphs
+
+
+class SeasonalAnchor(torch.nn.Module):
+    r"""Reads the window's seasonal reference (:func:`~stgraph.data.seasonal_reference`).
+
+    A window of ``L`` steps cannot see the weekly profile that a historical average is built
+    from; the reference :math:`s` (the mean of the same slot over the last weeks before the
+    window, or days where no week is at hand) brings it in without the window's own future.
+
+    * **input side** (:meth:`embed`): per patch, the normalised gap between the input and its
+      reference, :math:`(x - s)/\sigma_n`, and where both are observed, embedded to ``C`` and
+      averaged over variables, so that the tokens know how well the season explains the recent
+      past of each node;
+    * **output side** (:meth:`anchor`): the forecast's level moves from the anchor :math:`\ell`
+      towards the reference of each target step, :math:`\ell + g\,(s - \ell)`, with
+      :math:`g_{nhv} = \sigma\big((q_h W_q + u_n W_u) \cdot e_v / \sqrt C + b^\top e_v\big)`
+      from the target step's time query, the node's last token and the variable, and
+      :math:`g = 0` where the step has no reference.
+
+    Args:
+        channels (int): token size ``C``.
+        patch_len (int): steps per token ``P``.
+    """
+
+    def __init__(self, channels: int, patch_len: int) -> None:
+        super().__init__()
+        self.channels, self.patch_len = channels, patch_len
+        self.gap = torch.nn.Linear(2 * patch_len, channels)
+        self.query = torch.nn.Linear(channels, channels)
+        self.node = torch.nn.Linear(channels, channels, bias=False)
+        self.bias = torch.nn.Linear(channels, 1)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        for m in (self.gap, self.query, self.node, self.bias):
+            m.reset_parameters()
+
+    def embed(
+        self,
+        x: Tensor,
+        mask: Tensor,
+        season: Tensor,
+        season_mask: Tensor,
+        loc: Tensor,
+        scale: Tensor,
+    ) -> Tensor:
+        """Token features ``[N, S, C]`` of the input's gap to its reference (``[N, L, V]`` each;
+        ``loc``/``scale`` ``[N, 1, V]``)."""
+        both = mask & season_mask
+        gap = torch.where(both, (x - season) / scale, torch.zeros_like(x)).clamp(-10, 10)
+        feats = torch.cat(
+            [patchify(gap, self.patch_len), patchify(both.float(), self.patch_len)], 2
+        )
+        n, s, _, v = feats.shape
+        out = self.gap(feats.permute(0, 1, 3, 2))  # [N, S, V, C]
+        return out.mean(2)
+
+    def anchor(
+        self,
+        loc: Tensor,
+        season: Tensor,
+        season_mask: Tensor,
+        query: Tensor,
+        last_token: Tensor,
+        var_emb: Tensor,
+        batch: Tensor,
+    ) -> Tensor:
+        """The level ``[N, H, V]``: ``loc`` (``[N, 1, V]`` or ``[N, H, V]``) moved towards the
+        reference ``season`` ``[N, H, V]`` of each target step; ``query`` ``[B, H, C]``,
+        ``last_token`` ``[N, C]``, ``var_emb`` ``[V, C]``."""
+        root = var_emb.size(-1) ** 0.5
+        logit = broadcast_graphs(torch.einsum("bhc,vc->bhv", self.query(query), var_emb), batch)
+        logit = logit + (self.node(last_token) @ var_emb.t()).unsqueeze(1)
+        logit = logit / root + self.bias(var_emb).view(1, 1, -1)
+        g = torch.sigmoid(logit) * season_mask.to(logit.dtype)
+        return loc + g * (torch.where(season_mask, season, loc.expand_as(season)) - loc)
+
+    def __repr__(self) -> str:
+        return f"{self.__class__.__name__}({self.channels}, patch_len={self.patch_len})"
+
+
+__all__ = ["SeasonalAnchor"]
