@@ -276,9 +276,9 @@ def _from_graph(
         )
     if any("x" not in d or "y" not in d for _, d in g.nodes(data=True)):
         raise ValueError("road_graph: every node of the OSMnx graph needs x/y (lon/lat)")
-    from stgraph.data.interop import _is_wgs84
+    from stgraph.data.interop import is_wgs84
 
-    if not _is_wgs84(g.graph.get("crs")):
+    if not is_wgs84(g.graph.get("crs")):
         raise ValueError(
             f"road_graph: the graph is projected ({g.graph.get('crs')}); pass the unprojected "
             "graph (osmnx.project_graph(G, to_latlong=True))"

@@ -21,10 +21,11 @@ import importlib
 import json
 import re
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import torch
+from torch_geometric.data import Data
 
 if TYPE_CHECKING:
     import geopandas as gpd
@@ -32,7 +33,9 @@ if TYPE_CHECKING:
     import pandas as pd
     import xarray as xr
 
-    from stgraph.data.stgraph import STGraph
+#: The graph class a ``from_*`` function builds: :class:`~stgraph.data.STGraph` passes itself
+#: (this module never imports it, so that STGraph's methods can call this module).
+G = TypeVar("G", bound=Data)
 
 __all__ = [
     "from_networkx",
@@ -42,6 +45,7 @@ __all__ = [
     "geodataframe_table",
     "grid_cells",
     "is_point_geodataframe",
+    "is_wgs84",
     "points_to_columns",
     "to_geopandas",
     "to_networkx",
@@ -91,7 +95,8 @@ def _jsonable(meta: dict) -> dict:
     return out
 
 
-def _is_wgs84(crs: Any) -> bool:
+def is_wgs84(crs: Any) -> bool:
+    """Whether ``crs`` (anything pyproj reads; ``None`` counts as lon/lat) is WGS84 lon/lat."""
     if crs is None or str(crs).upper() in ("EPSG:4326", "WGS84", "OGC:CRS84"):
         return True
     from pyproj import CRS
@@ -100,7 +105,7 @@ def _is_wgs84(crs: Any) -> bool:
 
 
 def _to_lonlat(x: np.ndarray, y: np.ndarray, crs: Any) -> tuple[np.ndarray, np.ndarray]:
-    if _is_wgs84(crs):
+    if is_wgs84(crs):
         return np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
     from pyproj import Transformer
 
@@ -139,7 +144,7 @@ def _pick_names(declared: Any, records: Sequence[dict], reserved: set[str]) -> l
 # ---------------------------------------------------------------------------------- networkx
 
 
-def to_networkx(graph: STGraph, *, dynamic: bool = False) -> nx.MultiDiGraph:
+def to_networkx(graph: Data, *, dynamic: bool = False) -> nx.MultiDiGraph:
     """An OSMnx-ready ``networkx.MultiDiGraph`` of ``graph``.
 
     Nodes are ``0 .. N-1`` with ``x``/``y`` (coordinates in ``meta["crs"]``, lon/lat degrees by
@@ -194,7 +199,7 @@ def to_networkx(graph: STGraph, *, dynamic: bool = False) -> nx.MultiDiGraph:
     return g
 
 
-def _edge_names(graph: STGraph) -> list[str]:
+def _edge_names(graph: Data) -> list[str]:
     if graph.edge_attr is None:
         return []
     width = 1 if graph.edge_attr.dim() == 1 else int(graph.edge_attr.size(1))
@@ -202,7 +207,7 @@ def _edge_names(graph: STGraph) -> list[str]:
     return names if len(names) == width else [f"edge_attr{j}" for j in range(width)]
 
 
-def _road_lines(graph: STGraph) -> list[np.ndarray] | None:
+def _road_lines(graph: Data) -> list[np.ndarray] | None:
     """The polyline of each static edge, when the graph carries road geometry for its edges."""
     geom, ptr = getattr(graph, "road_geom", None), getattr(graph, "road_geom_ptr", None)
     if geom is None or ptr is None or (graph.meta or {}).get("road_node") == "segment":
@@ -213,7 +218,7 @@ def _road_lines(graph: STGraph) -> list[np.ndarray] | None:
     return [c[p[e] : p[e + 1]] for e in range(len(p) - 1)]
 
 
-def _add_static_edges(g: Any, graph: STGraph, pos: np.ndarray | None, haversine_m: Any) -> None:
+def _add_static_edges(g: Any, graph: Data, pos: np.ndarray | None, haversine_m: Any) -> None:
     ei = graph.edge_index.numpy()
     e = ei.shape[1]
     cols: dict[str, np.ndarray] = {}
@@ -227,7 +232,7 @@ def _add_static_edges(g: Any, graph: STGraph, pos: np.ndarray | None, haversine_
             cols["length"] = cols["length_m"]
         elif "weight" in cols and (graph.meta or {}).get("edge_weight") == "distance_m":
             cols["length"] = cols["weight"]
-        elif pos is not None and _is_wgs84((graph.meta or {}).get("crs")):
+        elif pos is not None and is_wgs84((graph.meta or {}).get("crs")):
             cols["length"] = haversine_m(*pos[ei[0]].T, *pos[ei[1]].T)
     if "length" in cols and "speed_kph" in cols:  # OSMnx's add_edge_travel_times, seconds
         with np.errstate(divide="ignore"):
@@ -261,6 +266,7 @@ def _add_static_edges(g: Any, graph: STGraph, pos: np.ndarray | None, haversine_
 def from_networkx(
     g: nx.Graph,
     *,
+    cls: type[G],
     weight: str | None = None,
     node_attrs: Sequence[str] | None = None,
     edge_attrs: Sequence[str] | None = None,
@@ -268,7 +274,7 @@ def from_networkx(
     mask: Any = None,
     time: Any = None,
     meta: dict | None = None,
-) -> STGraph:
+) -> G:
     """An STGraph from a networkx graph: an OSMnx ``MultiDiGraph``, :func:`to_networkx`'s output,
     or any graph with coordinates.
 
@@ -283,6 +289,7 @@ def from_networkx(
 
     Args:
         g: the graph.
+        cls: the class to build (``STGraph.from_*`` passes itself).
         weight: edge attribute for ``edge_weight`` (default ``"weight"`` when every edge has one,
             else ``"length"`` — metres, recorded as ``meta["edge_weight"] = "distance_m"``).
         node_attrs: numeric node attributes for ``node_attr`` (default ``g.graph``'s
@@ -297,8 +304,6 @@ def from_networkx(
         ValueError: a node without coordinates while others have them, dynamic edges without
             ``x``, or an attribute named that some node or edge lacks.
     """
-    from stgraph.data.stgraph import STGraph
-
     nodes = list(g.nodes)
     n = len(nodes)
     index = {k: i for i, k in enumerate(nodes)}
@@ -339,7 +344,7 @@ def from_networkx(
         if ndata and all("node_id" in d for d in ndata)
         else [k if isinstance(k, (int, str)) else str(k) for k in nodes],
     )
-    if source_crs is not None and not _is_wgs84(source_crs):
+    if source_crs is not None and not is_wgs84(source_crs):
         base["source_crs"] = str(source_crs)
     if node_attrs:
         base["node_attr_names"] = list(node_attrs)
@@ -356,7 +361,7 @@ def from_networkx(
         x, mask = torch.zeros((n, 0, 0)), torch.zeros((n, 0, 0), dtype=torch.bool)
     if dyn:
         fields.update(_dynamic_edges(dyn, index))
-    return STGraph(
+    return cls(
         x=x,
         mask=mask,
         time=time,
@@ -444,7 +449,7 @@ def _dynamic_edges(dyn: Sequence[tuple], index: dict) -> dict[str, torch.Tensor]
 # ---------------------------------------------------------------------------------- geopandas
 
 
-def to_geopandas(graph: STGraph) -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame]:
+def to_geopandas(graph: Data) -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame]:
     """``(nodes, edges)`` GeoDataFrames in ``meta["crs"]``.
 
     ``nodes``: one row per node (index ``node`` = ``0 .. N-1``), ``node_id``, one column per
@@ -477,7 +482,7 @@ def to_geopandas(graph: STGraph) -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame]:
     return nodes, _edges_frame(graph, pos, crs, gpd)
 
 
-def _edges_frame(graph: STGraph, pos: np.ndarray, crs: Any, gpd: Any) -> gpd.GeoDataFrame:
+def _edges_frame(graph: Data, pos: np.ndarray, crs: Any, gpd: Any) -> gpd.GeoDataFrame:
     import pandas as pd
     import shapely
 
@@ -562,7 +567,7 @@ def geodataframe_table(frame: gpd.GeoDataFrame, required: Sequence[str] = ()) ->
 # ---------------------------------------------------------------------------------- xarray
 
 
-def grid_cells(graph: STGraph) -> tuple[np.ndarray, np.ndarray, tuple[int, int]] | None:
+def grid_cells(graph: Data) -> tuple[np.ndarray, np.ndarray, tuple[int, int]] | None:
     """``(row, col, (rows, cols))`` of every node of a grid graph (``meta["grid"]``), else ``None``.
 
     Read from ``meta["grid"]["cells"]`` (raster builder), ``"r{row}c{col}"`` node ids (regions,
@@ -590,7 +595,7 @@ def grid_cells(graph: STGraph) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]
     return None
 
 
-def to_xarray(graph: STGraph, *, grid: bool | None = None) -> xr.Dataset:
+def to_xarray(graph: Data, *, grid: bool | None = None) -> xr.Dataset:
     """An ``xarray.Dataset``: one data variable per graph variable, NaN where not observed.
 
     Raster and grid graphs (``meta["grid"]``) give ``(time, latitude, longitude)`` when the cell
@@ -645,7 +650,7 @@ def to_xarray(graph: STGraph, *, grid: bool | None = None) -> xr.Dataset:
     return ds
 
 
-def _node_arrays(graph: STGraph, values: np.ndarray) -> tuple[list, dict]:
+def _node_arrays(graph: Data, values: np.ndarray) -> tuple[list, dict]:
     meta = graph.meta or {}
     ids = meta.get("node_ids")
     coords: dict[str, Any] = {
@@ -659,7 +664,7 @@ def _node_arrays(graph: STGraph, values: np.ndarray) -> tuple[list, dict]:
 
 
 def _grid_arrays(
-    graph: STGraph, values: np.ndarray, cells: tuple[np.ndarray, np.ndarray, tuple[int, int]]
+    graph: Data, values: np.ndarray, cells: tuple[np.ndarray, np.ndarray, tuple[int, int]]
 ) -> tuple[list, dict]:
     row, col, (rows, cols) = cells
     t, v = values.shape[1], values.shape[2]
@@ -686,18 +691,17 @@ def _grid_arrays(
     return [(("time", "row", "col"), cube[i]) for i in range(v)], coords
 
 
-def from_xarray(ds: xr.Dataset | xr.DataArray, *, meta: dict | None = None) -> STGraph:
+def from_xarray(ds: xr.Dataset | xr.DataArray, *, cls: type[G], meta: dict | None = None) -> G:
     """An STGraph (no edges) from a ``(node, time)`` Dataset such as :func:`to_xarray` writes.
 
     Each data variable with dims ``node`` and ``time`` becomes a variable (``units`` from its
     attributes); ``lon``/``lat`` coordinates on ``node`` give ``pos``; NaN is missing. For a
     ``(time, latitude, longitude)`` grid use :func:`graph_builders.raster.from_grid`.
+    ``cls`` is the class to build (``STGraph.from_xarray`` passes itself).
 
     Raises:
         ValueError: no data variable has both ``node`` and ``time`` dims.
     """
-    from stgraph.data.stgraph import STGraph
-
     if hasattr(ds, "to_dataset") and not hasattr(ds, "data_vars"):
         ds = ds.to_dataset(name=ds.name or "value")
     names = [k for k, a in ds.data_vars.items() if {"node", "time"} <= set(a.dims)]
@@ -722,7 +726,7 @@ def from_xarray(ds: xr.Dataset | xr.DataArray, *, meta: dict | None = None) -> S
         "provenance": [f"STGraph.from_xarray({len(names)} variables)"],
     }
     base.update(meta or {})
-    return STGraph(
+    return cls(
         x=x.astype(np.float32),
         time=time if np.issubdtype(time.dtype, np.datetime64) else None,
         pos=pos,
@@ -733,7 +737,7 @@ def from_xarray(ds: xr.Dataset | xr.DataArray, *, meta: dict | None = None) -> S
 # ---------------------------------------------------------------------------------- pandas/numpy
 
 
-def to_pandas_wide(graph: STGraph) -> pd.DataFrame:
+def to_pandas_wide(graph: Data) -> pd.DataFrame:
     """A wide table: a UTC ``DatetimeIndex`` (or the step index) by one column per node id.
 
     One variable gives one column per node (``meta["node_ids"]``, else the node index); several
@@ -787,6 +791,7 @@ def from_numpy(
     x: Any,
     adjacency: Any = None,
     *,
+    cls: type[G],
     mask: Any = None,
     time: Any = None,
     pos: Any = None,
@@ -795,10 +800,11 @@ def from_numpy(
     units: Sequence[str] | str | None = None,
     self_loops: bool = False,
     meta: dict | None = None,
-) -> STGraph:
+) -> G:
     """An STGraph from time-major arrays, as PyG Temporal and tsl hold them.
 
     Args:
+        cls: the class to build (``STGraph.from_*`` passes itself).
         x: ``[T, N]`` or ``[T, N, V]`` readings (tsl's ``dataset.numpy()``, PyG Temporal's
             stacked ``features``); NaN is missing.
         adjacency: a dense ``[N, N]`` matrix (``A[i, j]`` is the edge ``i -> j``), a scipy sparse
@@ -812,8 +818,6 @@ def from_numpy(
         self_loops: keep the diagonal of a dense adjacency (default: dropped, as PyG does).
         meta: further metadata.
     """
-    from stgraph.data.stgraph import STGraph
-
     arr = np.asarray(x.detach().cpu() if isinstance(x, torch.Tensor) else x, dtype=np.float32)
     if arr.ndim == 2:
         arr = arr[:, :, None]
@@ -843,7 +847,7 @@ def from_numpy(
     if node_ids is not None:
         base["node_ids"] = list(node_ids)
     base.update(meta or {})
-    return STGraph(
+    return cls(
         x=np.ascontiguousarray(arr.transpose(1, 0, 2)),
         mask=m,
         time=time,
@@ -856,12 +860,13 @@ def from_numpy(
 def from_pandas(
     frame: pd.DataFrame,
     *,
+    cls: type[G],
     pos: Any = None,
     adjacency: Any = None,
     variable: str = "value",
     unit: str = "",
     meta: dict | None = None,
-) -> STGraph:
+) -> G:
     """An STGraph from a wide table: a ``DatetimeIndex`` (or a time column as index) by one column
     per node (``meta["node_ids"]`` = the column names as strings), or a two-level
     ``(variable, node)`` column index as :func:`to_pandas_wide` writes. ``interval`` is the
@@ -869,6 +874,7 @@ def from_pandas(
 
     Args:
         frame: the table; non-numeric entries are missing.
+        cls: the class to build (``STGraph.from_*`` passes itself).
         pos: ``[N, 2]`` lon/lat in column order, or a DataFrame indexed by node id with
             ``lon``/``lat`` (or ``longitude``/``latitude``) columns.
         adjacency: as in :func:`from_numpy`.
@@ -912,6 +918,7 @@ def from_pandas(
     return from_numpy(
         cube,
         adjacency,
+        cls=cls,
         time=index,
         pos=pos,
         node_ids=ids,

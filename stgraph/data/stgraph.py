@@ -644,7 +644,7 @@ class STGraph(Data):
         ``weight``, ``node_attrs``, ``edge_attrs``, ``x``, ``mask``, ``time``, ``meta``)."""
         from stgraph.data import interop
 
-        return interop.from_networkx(g, **options)
+        return interop.from_networkx(g, **options, cls=cls)
 
     @classmethod
     def from_numpy(cls, x: Any, adjacency: Any = None, **options: Any) -> STGraph:
@@ -653,7 +653,7 @@ class STGraph(Data):
         (:func:`stgraph.data.interop.from_numpy`)."""
         from stgraph.data import interop
 
-        return interop.from_numpy(x, adjacency, **options)
+        return interop.from_numpy(x, adjacency, **options, cls=cls)
 
     @classmethod
     def from_pandas(cls, frame: pd.DataFrame, **options: Any) -> STGraph:
@@ -662,7 +662,7 @@ class STGraph(Data):
         ``unit``, ``meta``)."""
         from stgraph.data import interop
 
-        return interop.from_pandas(frame, **options)
+        return interop.from_pandas(frame, **options, cls=cls)
 
     @classmethod
     def from_xarray(cls, ds: xr.Dataset, **options: Any) -> STGraph:
@@ -670,7 +670,7 @@ class STGraph(Data):
         (:func:`stgraph.data.interop.from_xarray`)."""
         from stgraph.data import interop
 
-        return interop.from_xarray(ds, **options)
+        return interop.from_xarray(ds, **options, cls=cls)
 
     def to_geopandas(self) -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame]:
         """``(nodes, edges)`` GeoDataFrames: nodes as points with ``node_id`` and ``node_attr``

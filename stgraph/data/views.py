@@ -11,26 +11,25 @@ layouts such layers expect:
 * :func:`feature_view`: one static ``Data`` with ``x [N, T·V]`` (column ``t·V + v``), for layers
   that take the whole series as node features.
 * :func:`steps_first`: ``x`` as ``[T, N, V]``; stock layers broadcast over the leading time axis.
+
+The functions take any :class:`~stgraph.data.STGraph` (typed as its base, PyG's ``Data``: this
+module never imports :mod:`stgraph.data.stgraph`, whose methods call it).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 from torch_geometric.data import Data
-
-if TYPE_CHECKING:
-    from stgraph.data.stgraph import STGraph
 
 __all__ = ["TemporalSignal", "feature_view", "snapshot", "snapshots", "steps_first"]
 
 EDGE_MODES = ("auto", "static", "dynamic", "both")
 
 
-def _step_edges(graph: STGraph, t: int, edges: str) -> tuple[Tensor | None, Tensor | None]:
+def _step_edges(graph: Data, t: int, edges: str) -> tuple[Tensor | None, Tensor | None]:
     """``(edge_index, edge_weight)`` in force at step ``t``: the static edges, the dynamic edges
     of step ``t`` or both (``"auto"``: static when the graph has them, else dynamic)."""
     if edges not in EDGE_MODES:
@@ -55,7 +54,7 @@ def _step_edges(graph: STGraph, t: int, edges: str) -> tuple[Tensor | None, Tens
     return ei, torch.cat([p[1] for p in parts])
 
 
-def snapshot(graph: STGraph, t: int, *, edges: str = "auto") -> Data:
+def snapshot(graph: Data, t: int, *, edges: str = "auto") -> Data:
     """Step ``t`` as a PyG ``Data``: ``x [N, V]``, ``mask [N, V]``, ``edge_index``,
     ``edge_weight`` (and ``edge_attr`` of static edges with ``edges="static"``), ``pos``,
     ``node_attr``, ``time`` (unix seconds, ``[1]``) and ``step``.
@@ -85,20 +84,20 @@ def snapshot(graph: STGraph, t: int, *, edges: str = "auto") -> Data:
     return out
 
 
-def snapshots(graph: STGraph, *, edges: str = "auto") -> Iterator[Data]:
+def snapshots(graph: Data, *, edges: str = "auto") -> Iterator[Data]:
     """Every step in order as :func:`snapshot` ``Data`` (``x [N, V]``)."""
     for t in range(graph.num_steps):
         yield snapshot(graph, t, edges=edges)
 
 
-def steps_first(graph: STGraph) -> Tensor:
+def steps_first(graph: Data) -> Tensor:
     """``x`` as ``[T, N, V]`` (a view): stock PyG layers, which propagate along ``node_dim=-2``,
     then treat the time axis as a batch dimension, ``GCNConv(V, H)(steps_first(g),
     g.edge_index)`` giving ``[T, N, H]``."""
     return graph.x.transpose(0, 1)
 
 
-def feature_view(graph: STGraph) -> Data:
+def feature_view(graph: Data) -> Data:
     """The whole series as static node features: ``x [N, T·V]`` and ``mask [N, T·V]`` (column
     ``t·V + v`` holds variable ``v`` at step ``t``), with the static edges, ``edge_attr``, ``pos``
     and ``node_attr``."""
@@ -137,7 +136,7 @@ class TemporalSignal:
 
     def __init__(
         self,
-        graph: STGraph,
+        graph: Data,
         *,
         lags: int = 1,
         horizon: int = 1,
