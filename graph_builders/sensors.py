@@ -28,6 +28,7 @@ from graph_builders._inputs import (
     MAX_DROP_SHARE,
     build_graph,
     check_lonlat,
+    check_memory,
     log,
     match_columns,
     parse_interval,
@@ -108,6 +109,20 @@ def _time_axis(
         )
     steps = rel // td.value
     return steps, td, t0, int(steps.max()) + 1
+
+
+def _check_size(name: str, n_steps: int, n_sensors: int, n_vars: int, t0, td, col) -> None:
+    """Refuse a readings array beyond the memory budget (a stray date, a too short interval)."""
+    # float64 values + their bool flags, then the float32 x and bool mask of the graph
+    n_bytes = float(n_steps) * n_sensors * n_vars * (8 + 1 + 4 + 1)
+    last = t0 + td * (n_steps - 1)
+    check_memory(
+        name,
+        f"{n_steps:,} steps of {td} ({t0} .. {last}) x {n_sensors:,} sensors x {n_vars} "
+        "variable(s)",
+        n_bytes,
+        hint=f"; check column {col!r} for a stray date, or pass a longer interval",
+    )
 
 
 # ---------------------------------------------------------------------------------------- snapping
@@ -848,6 +863,7 @@ def _wide_readings(
         steps, td, t0, n_steps = _time_axis(
             wall, interval=interval, name=name, col=time_col, sort_time=sort_time, unique=True
         )
+        _check_size(name, n_steps, len(sensor_cols), 1, t0, td, time_col)
         vals, bad_in = _numeric(raw[sensor_cols], name)
         values = np.full((n_steps, len(sensor_cols)), np.nan)
         values[steps] = vals
@@ -920,6 +936,7 @@ def _long_readings(
             f"{', ' + variable_col if variable_col else ''}) key, e.g. row {i}: "
             f"{wall.iloc[i]}, {sid.iloc[i]}"
         )
+    _check_size(name, n_steps, len(read_ids), len(var_names), t0, td, time_col)
     vals, bad_in = _numeric(raw[[value_col]], name)
     values = np.full((n_steps, len(read_ids), len(var_names)), np.nan)
     at = (key["t"].to_numpy(), key["s"].to_numpy(), key["v"].to_numpy())

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from graph_builders import sensors
-from graph_builders._inputs import TooManyDroppedError
+from graph_builders._inputs import MemoryBudgetError, TooManyDroppedError
 from graph_builders.build import config_from_dict, run_build
 from stgraph.cli import main
 from stgraph.data import load
@@ -157,3 +157,27 @@ def test_the_drop_rule_warns_and_strict_refuses(pm25, tmp_path, caplog):
     assert any("infinite_values" in r.getMessage() for r in caplog.records)
     with pytest.raises(TooManyDroppedError, match=r"inf\.csv: dropped 6,048 of 12,096 readings"):
         sensors.from_table(loc, tmp_path / "inf.csv", strict=True)
+
+
+def test_a_time_axis_beyond_the_memory_budget_is_refused(monkeypatch):
+    # 1970-2020 at 1 s: 1.6 billion steps; refused before any array is made (was a MemoryError)
+    loc = pd.DataFrame({"sensor_id": ["a", "b"], "longitude": [2.1, 2.2], "latitude": [41.3, 41.4]})
+    rd = pd.DataFrame(
+        {"time": ["1970-01-01 00:00:00", "2020-01-01 00:00:01"], "a": [1.0, 2.0], "b": [3.0, 4.0]}
+    )
+    with pytest.raises(MemoryBudgetError, match=r"1,577,836,802 steps .* memory budget"):
+        sensors.from_table(loc, rd, time_col="time", interval="1s")
+    monkeypatch.setenv("STGRAPH_MEMORY_BUDGET", "1K")  # a budget of one KiB: 2 steps pass
+    g = sensors.from_table(
+        loc, rd.iloc[[0]].assign(time="2020-01-01"), time_col="time", interval="1h"
+    )
+    assert g.num_steps == 1
+    with pytest.raises(
+        MemoryBudgetError, match=r"1,441 steps .* would take 39.40 KiB, more than the memory budget of 1.00 KiB"
+    ):
+        sensors.from_table(
+            loc, rd.assign(time=["2020-01-01", "2020-01-02"]), time_col="time", interval="1min"
+        )
+    monkeypatch.setenv("STGRAPH_MEMORY_BUDGET", "lots")
+    with pytest.raises(ValueError, match="STGRAPH_MEMORY_BUDGET"):
+        sensors.from_table(loc, rd, time_col="time", interval="1s")
