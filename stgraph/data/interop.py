@@ -10,14 +10,13 @@ edges (:func:`to_geopandas`), an xarray Dataset (:func:`to_xarray`: a ``(time, l
 longitude)`` grid for raster graphs, ``(node, time)`` otherwise) and a wide pandas table
 (:func:`to_pandas_wide`).
 
-The libraries are imported when a conversion is called; a missing one is an :class:`ImportError`
-of one line naming the package and the extra that installs it. The methods of the same names on
+The libraries are imported when a conversion is called; a missing one is a
+:class:`~stgraph.utils.extras.MissingExtraError` of one line naming the extra that installs it. The methods of the same names on
 :class:`~stgraph.data.STGraph` call these functions.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 import re
 from collections.abc import Iterable, Sequence
@@ -26,6 +25,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 import torch
 from torch_geometric.data import Data
+
+from stgraph.utils.extras import require
 
 if TYPE_CHECKING:
     import geopandas as gpd
@@ -53,34 +54,12 @@ __all__ = [
     "to_xarray",
 ]
 
-#: The extra that installs each optional package.
-_EXTRAS = {
-    "geopandas": "osm",
-    "shapely": "osm",
-    "osmnx": "osm",
-    "xarray": "raster",
-    "networkx": "core",
-}
 #: OSM editing metadata (pyrosm, OSMnx): numbers that are not features.
 _OSM_META = {"version", "timestamp", "changeset", "visible", "uid"}
 #: Node attributes that hold coordinates or identity, not context features.
 _NODE_RESERVED = {"x", "y", "lon", "lat", "pos", "node_id", "osmid", "geometry"} | _OSM_META
 #: Edge attributes that are not features: identity, geometry, time of dynamic edges.
 _EDGE_RESERVED = {"osmid", "key", "u", "v", "geometry", "step", "time", "reversed"} | _OSM_META
-
-
-def _require(module: str, what: str) -> Any:
-    """Import ``module`` or raise a one-line ImportError naming the extra that installs it."""
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        extra = _EXTRAS.get(module.split(".")[0], "osm")
-        hint = (
-            f"pip install {module.split('.')[0]}"
-            if extra == "core"
-            else (f"pip install 'stgraph[{extra}]'")
-        )
-        raise ImportError(f"{what} needs {module.split('.')[0]}: {hint}") from None
 
 
 def _jsonable(meta: dict) -> dict:
@@ -161,7 +140,7 @@ def to_networkx(graph: Data, *, dynamic: bool = False) -> nx.MultiDiGraph:
         graph: the graph.
         dynamic: also add the dynamic edges, each with its ``step`` (and ``time`` when known).
     """
-    nx = _require("networkx", "to_networkx")
+    nx = require("networkx", "to_networkx")
     from stgraph.utils.geo import haversine_m
 
     meta = graph.meta or {}
@@ -460,7 +439,7 @@ def to_geopandas(graph: Data) -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame]:
     Raises:
         ValueError: the graph has no ``pos``.
     """
-    gpd = _require("geopandas", "to_geopandas")
+    gpd = require("geopandas", "to_geopandas")
     import pandas as pd
 
     if graph.pos is None:
@@ -484,8 +463,8 @@ def to_geopandas(graph: Data) -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame]:
 
 def _edges_frame(graph: Data, pos: np.ndarray, crs: Any, gpd: Any) -> gpd.GeoDataFrame:
     import pandas as pd
-    import shapely
 
+    shapely = require("shapely", "to_geopandas")
     ei = (
         graph.edge_index.numpy()
         if graph.edge_index is not None
@@ -611,7 +590,7 @@ def to_xarray(graph: Data, *, grid: bool | None = None) -> xr.Dataset:
         grid: force (``True``) or refuse (``False``) the grid layout; ``None``: grid when the
             graph is one.
     """
-    xr = _require("xarray", "to_xarray")
+    xr = require("xarray", "to_xarray")
     from pyproj import CRS
 
     meta = graph.meta or {}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import networkx as nx
 import numpy as np
 import pandas as pd
@@ -340,3 +342,20 @@ def test_events_from_a_geodataframe_of_points(data_dir):
     moved = float((utm.x - ref.x).abs().sum()) / 2
     assert float(utm.x.sum()) + utm.meta["dropped"]["outside_regions"] == float(ref.x.sum())
     assert moved <= 1e-3 * len(df)
+
+
+@pytest.mark.parametrize(
+    ("module", "call", "extra"),
+    [
+        ("xarray", lambda g: g.to_xarray(), "raster"),
+        ("geopandas", lambda g: g.to_geopandas(), "osm"),
+    ],
+)
+def test_a_missing_extra_is_one_line(los, monkeypatch, module, call, extra):
+    from stgraph.utils.extras import MissingExtraError
+
+    monkeypatch.setitem(sys.modules, module, None)  # as if not installed
+    with pytest.raises(MissingExtraError) as info:
+        call(los)
+    text = str(info.value)
+    assert "\n" not in text and f"pip install 'stgraph[{extra}]'" in text and module in text
