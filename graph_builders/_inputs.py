@@ -229,12 +229,13 @@ def read_table(
     required: Sequence[str] = (),
     header: Any = "infer",
     names: Sequence[str] | None = None,
+    coords: tuple[str, str] | None = None,
     **read_kw: Any,
 ) -> pd.DataFrame:
     """A DataFrame from a DataFrame, a CSV (optionally ``.gz``/``.bz2``), a ZIP holding one CSV,
     or a Parquet file; checks that the ``required`` columns are present. A GeoDataFrame of points
-    gives the coordinate columns from its geometry in EPSG:4326
-    (:func:`stgraph.data.interop.geodataframe_table`).
+    gives the coordinate columns from its geometry in EPSG:4326: ``coords`` names them
+    (lon, lat), else :func:`stgraph.data.interop.geodataframe_table` picks them from ``required``.
 
     Raises:
         FileNotFoundError: the path does not exist.
@@ -245,7 +246,7 @@ def read_table(
     from stgraph.data.interop import geodataframe_table, is_point_geodataframe
 
     if is_point_geodataframe(source):  # point geometry (any CRS) for the coordinate columns
-        source = geodataframe_table(source, required)
+        source = geodataframe_table(source, coords if coords is not None else required)
     if isinstance(source, pd.DataFrame):
         df = source
     elif isinstance(source, (str, os.PathLike)):

@@ -195,7 +195,7 @@ def from_points(
             degrees, no event left to count.
     """
     name = source_name(table)
-    df = read_table(table, names=names, header=header)
+    df = read_table(table, names=names, header=header, coords=(lon_col, lat_col))
     if duplicates not in ("keep", "drop"):
         raise ValueError(f"duplicates: expected 'keep' or 'drop', got {duplicates!r}")
     wanted = {"lon_col": lon_col, "lat_col": lat_col, "types": types}

@@ -609,7 +609,8 @@ def _read_locations(
 ) -> tuple[list[str], np.ndarray, np.ndarray]:
     """Sensor ids, lon/lat (NaN where missing or impossible) of the locations table, and the id
     column's name as found (names are matched ignoring case)."""
-    loc = read_table(locations, dtype=str)  # ids are text ("001001"); lon/lat parsed below
+    # ids are text ("001001"); lon/lat parsed below
+    loc = read_table(locations, dtype=str, coords=(lon_col, lat_col))
     cols = match_columns(loc, {"id_col": id_col, "lon_col": lon_col, "lat_col": lat_col}, name)
     id_col, lon_col, lat_col = cols["id_col"], cols["lon_col"], cols["lat_col"]
     ids = _norm_ids(loc[id_col].tolist())

@@ -173,7 +173,8 @@ def test_a_time_axis_beyond_the_memory_budget_is_refused(monkeypatch):
     )
     assert g.num_steps == 1
     with pytest.raises(
-        MemoryBudgetError, match=r"1,441 steps .* would take 39.40 KiB, more than the memory budget of 1.00 KiB"
+        MemoryBudgetError,
+        match=r"1,441 steps .* would take 39.40 KiB, more than the memory budget of 1.00 KiB",
     ):
         sensors.from_table(
             loc, rd.assign(time=["2020-01-01", "2020-01-02"]), time_col="time", interval="1min"
@@ -181,3 +182,17 @@ def test_a_time_axis_beyond_the_memory_budget_is_refused(monkeypatch):
     monkeypatch.setenv("STGRAPH_MEMORY_BUDGET", "lots")
     with pytest.raises(ValueError, match="STGRAPH_MEMORY_BUDGET"):
         sensors.from_table(loc, rd, time_col="time", interval="1s")
+
+
+def test_point_geodataframe_locations_with_named_columns(pm25):
+    gpd = pytest.importorskip("geopandas")
+    loc, rd, values = pm25
+    table = pd.read_csv(loc, dtype=str)
+    points = gpd.GeoDataFrame(
+        {"Station": table.sensor_id},
+        geometry=gpd.points_from_xy(table.longitude.astype(float), table.latitude.astype(float)),
+        crs=4326,
+    )
+    g = sensors.from_table(points, rd, id_col="station", lon_col="Lon", lat_col="Lat")
+    _check_pm25(g, values)
+    np.testing.assert_allclose(g.pos[:, 0].numpy(), table.longitude.astype(float), rtol=1e-9)
