@@ -32,6 +32,8 @@ from graph_builders.trajectories import (
 )
 from stgraph.data.stgraph import STGraph
 from stgraph.data.weights import DISTANCE_M
+from stgraph.errors import DataFormatError
+from stgraph.utils.memory import check_memory
 
 __all__ = ["from_tracks"]
 
@@ -51,6 +53,16 @@ def _bin_tracks(
     agg["points"] = grouped.size()
     agg = agg.reset_index()
     return agg, t0, int(b.max()) + 1
+
+
+def _check_size(what: str, rows: int, steps: int, columns: int) -> None:
+    """Refuse a ``[rows, steps, columns]`` float64 array (plus its mask and float32 copy)
+    beyond the memory budget."""
+    check_memory(
+        f"moving.from_tracks: {rows:,} {what} x {steps:,} steps x {columns} variables",
+        rows * steps * columns * (2 * 8 + 4 + 1),
+        hint="use a longer interval or a time range of the reports",
+    )
 
 
 def _knn_edges(xy: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -140,6 +152,7 @@ def from_tracks(
         units.setdefault(_DERIVED_SPEED, "m/s")
     track_names = pts.attrs["track_names"]
     binned, t0, n_steps = _bin_tracks(pts, value_cols, step_s)
+    check_memory(f"moving.from_tracks: {n_steps:,} steps of {step_s} s", n_steps * 8 * 4)
     times = t0 + step_s * np.arange(n_steps, dtype=np.int64)
     proj = MetricProjection.about(pts["lon"].to_numpy(), pts["lat"].to_numpy())
     source = pts.attrs["source"]
@@ -210,7 +223,9 @@ def _read_reports(
     present = [c for c in value_cols if not (derive and c == _DERIVED_SPEED)]
     pts, dropped = read_points(table, value_cols=present, source=source, **cols)
     if len(pts) == 0:
-        raise ValueError(f"from_tracks: no usable report (dropped: {dropped})")
+        raise DataFormatError(
+            f"{source or 'table'}: no usable report (an empty table; dropped: {dropped})"
+        )
     if not derive:
         return pts, dropped, 0, False
     seg = split_segments(pts["track"].to_numpy(), pts["time"].to_numpy(), interval_seconds(max_gap))
@@ -238,6 +253,7 @@ def _knn_graph(
     step = binned["bin"].to_numpy()
     n, t = len(used), len(times)
     names = list(value_cols) + (["lon", "lat"] if include_position else [])
+    _check_size("sensors", n, t, len(names))
     x = np.full((n, t, len(names)), np.nan, dtype=np.float64)
     for j, col in enumerate(names):
         x[node, step, j] = binned[col].to_numpy()
@@ -327,6 +343,7 @@ def _interpolate(
 ) -> STGraph:
     target = node_positions(nodes, option="nodes")
     m, t = len(target), len(times)
+    _check_size("nodes", m, t, 2 * len(value_cols))
     txy = proj(target[:, 0], target[:, 1])
     oxy = proj(binned["lon"].to_numpy(), binned["lat"].to_numpy())
     pairs = cKDTree(oxy).sparse_distance_matrix(cKDTree(txy), radius_m, output_type="coo_matrix")
@@ -358,7 +375,7 @@ def _interpolate(
     used_obs[obs] = True
     meta["dropped"]["observations_beyond_radius"] = int((~used_obs).sum())
     if not used_obs.any():
-        raise ValueError(
+        raise DataFormatError(
             f"from_tracks: no report lies within radius_m={radius_m} of any node; check the nodes' "
             "coordinates or widen the radius"
         )

@@ -29,6 +29,7 @@ from stgraph.data.stgraph import STGraph
 from stgraph.errors import ChecksumError, DataFormatError
 from stgraph.utils.geo import EARTH_RADIUS_M, haversine_m
 from stgraph.utils.grid import NEIGHBOUR_OFFSETS, grid_edges
+from stgraph.utils.memory import check_memory
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -355,6 +356,7 @@ def from_grid(
         engine=engine,
     )
     variables = _units(da, var_dim, units)
+    _check_memory(da, name)
     dlat, dlon, mean_lat, da = _cell_sizes(da, lat_dim, lon_dim, coarsen, name)
     da, valid = _coarsen(da, coarsen, lat_dim, lon_dim, time_dim, var_dim, reduce, boundary, name)
     c = _cells(da, lat_dim, lon_dim, drop_empty)
@@ -407,6 +409,18 @@ def _graph(
         edge_attr=torch.from_numpy(dist.astype(np.float32)[:, None]),
         node_attr=torch.from_numpy(node_attr.astype(np.float32)),
         meta=meta,
+    )
+
+
+def _check_memory(da: Any, name: str) -> None:
+    """Refuse a raster whose arrays (the values, their float64 copies while coarsening and
+    flattening, the float32 ``x`` and the masks) would exceed the memory budget, before the file
+    is read."""
+    n = int(np.prod([int(s) for s in da.shape], dtype=object))
+    check_memory(
+        f"raster.from_grid({name}): {' x '.join(f'{d}={s:,}' for d, s in da.sizes.items())}",
+        n * (np.dtype(da.dtype).itemsize + 3 * 8 + 4 + 2),
+        hint="select a variable, a time range (da.sel(time=...)) or a smaller region first",
     )
 
 

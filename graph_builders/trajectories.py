@@ -45,6 +45,7 @@ from graph_builders.regions import Grid, as_grid, grid_nodes
 from stgraph.data.stgraph import STGraph
 from stgraph.errors import DataFormatError
 from stgraph.utils.geo import EARTH_RADIUS_M, haversine_m
+from stgraph.utils.memory import check_memory
 
 __all__ = [
     "DROP_REASONS",
@@ -144,10 +145,32 @@ def read_point_table(path: str | os.PathLike) -> pd.DataFrame:
         ) from exc
 
 
+#: Unix seconds a time may take: the range of pandas' nanosecond timestamps (1677-2262).
+_TIME_RANGE_S = (pd.Timestamp.min.value // 10**9 + 1, pd.Timestamp.max.value // 10**9 - 1)
+
+
 def _parse_times(values: pd.Series) -> np.ndarray:
-    """Unix seconds (float, NaN where unparseable). Naive strings are taken as UTC."""
+    """Unix seconds (float, NaN where unparseable or outside 1677-2262). Naive strings are taken
+    as UTC."""
     if pd.api.types.is_numeric_dtype(values):
-        return pd.to_numeric(values, errors="coerce").to_numpy(np.float64)
+        out = pd.to_numeric(values, errors="coerce").to_numpy(np.float64)
+        lo, hi = _TIME_RANGE_S
+        return np.where((out >= lo) & (out <= hi), out, np.nan)
+    try:
+        return _parse_time_values(values)
+    except (OverflowError, ValueError):  # pandas.errors.OutOfBoundsDatetime is a ValueError
+        return np.array([_parse_one_time(v) for v in values], dtype=np.float64)
+
+
+def _parse_one_time(value: Any) -> float:
+    """One time as unix seconds (NaN when unparseable or out of range)."""
+    try:
+        return float(_parse_time_values(pd.Series([value]))[0])
+    except (pd.errors.OutOfBoundsDatetime, OverflowError, ValueError, TypeError):
+        return np.nan
+
+
+def _parse_time_values(values: pd.Series) -> np.ndarray:
     if pd.api.types.is_datetime64_any_dtype(values):
         ts = values if getattr(values.dt, "tz", None) is not None else values.dt.tz_localize("UTC")
     else:
@@ -779,7 +802,7 @@ def _aggregate(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]:
     ok = node_of >= 0
     if not ok.any():
-        raise ValueError(
+        raise DataFormatError(
             "from_points: no point was matched; check the coordinates, the grid/road graph extent "
             "and max_dist_m (see the dropped counts)"
         )
@@ -787,11 +810,12 @@ def _aggregate(
     bins_all = (time - t0) // step_s
     n_steps = int(bins_all[ok].max()) + 1
     size = n_nodes * n_steps
-    if size * 3 * 4 > 4 * 2**30:
-        raise ValueError(
-            f"from_points: {n_nodes} nodes x {n_steps} steps x 3 variables exceeds 4 GiB; use a "
-            "longer interval, a smaller grid/bbox or drop_empty"
-        )
+    # per node-step at the peak: 5 float64 bincounts, the float64 stack [3], x float32 [3], mask
+    check_memory(
+        f"trajectories.from_points: {n_nodes:,} nodes x {n_steps:,} steps x 3 variables",
+        size * (5 * 8 + 3 * 8 + 3 * 4 + 3),
+        hint="use a longer interval, a smaller grid/bbox, or a time range of the points",
+    )
     nd, b = node_of[ok], bins_all[ok]
     flat = nd * n_steps + b
     count = np.bincount(flat, minlength=size).astype(np.float64)

@@ -32,3 +32,8 @@ class CheckpointError(STGraphError, ValueError):
 
 class RunLockedError(STGraphError):
     """A run directory is being written by another live process (one writer per directory)."""
+
+
+class MemoryBudgetError(STGraphError, MemoryError):
+    """An allocation was estimated beyond the memory budget and not attempted
+    (:mod:`stgraph.utils.memory`)."""
