@@ -1,9 +1,24 @@
 """Typed point events (crimes, collisions, calls, check-ins) → counts per region, time bin and type.
 
-Regions are one of: a regular lon/lat :class:`Grid` (e.g. the STHSL 3 km crime grid), H3 cells
-(:class:`H3Cells`), polygons (a GeoDataFrame), or the nodes of a road graph (nearest node within a
-distance). Each event lands in at most one region; every event that is not counted is counted by
-reason in ``meta["dropped"]``, so ``events in = counted + sum(dropped)`` always holds.
+Regions are one of:
+
+* a regular lon/lat :class:`Grid` (e.g. the STHSL 3 km crime grid): all cells become nodes,
+  row-major, linked to their 4/8 neighbours;
+* H3 cells (:class:`H3Cells`, or an int resolution): nodes are the cells holding at least one
+  counted event, plus every cell of ``bbox`` when given, linked to adjacent cells;
+* polygons (a GeoDataFrame, one node per row): an event in several polygons (overlaps, or on a
+  shared border) goes to the first, counted in ``meta["events_in_several_polygons"]``; polygons
+  that intersect, corners included, are linked;
+* the nodes of a road-graph :class:`STGraph`: each event to the nearest node within
+  ``max_dist_m``, by a k-d tree on UTM coordinates; the road graph's edges are kept.
+
+Each event lands in at most one region; every event that is not counted is counted by reason in
+``meta["dropped"]``, so ``events in = counted + sum(dropped)`` always holds. Column names match in
+any case; the time is one column or is composed from columns and constants
+(:func:`compose_times`); exact duplicate rows are counted; the drop rule of every builder
+(:func:`graph_builders._inputs.report_dropped`) warns, or refuses with ``strict=True``, when more
+than ``max_drop_share`` of the events are dropped for reasons other than the options' own
+(``bbox``, ``start``/``end``, ``categories``, ``duplicates="drop"``).
 
 Example (the STHSL Chicago crime grid; ``header=0`` mirrors the authors' ``pd.read_csv``, which
 took the first line of the header-less CSV as the header — without it the first crime counts too)::
@@ -94,7 +109,8 @@ def read_events(source: Any, *, names: Sequence[str] | None = None, **read_kw: A
     """Read an event table (CSV, ``.csv.gz``, a ZIP holding one CSV, Parquet, or a DataFrame).
 
     ``names`` gives column names to a file without a header row (its first row is then data;
-    with ``header=0`` as well, the first row is skipped as a header).
+    with ``header=0`` as well, the first row is skipped as a header: what ``pd.read_csv`` does by
+    default, and how the STHSL crime tensors were made, one crime short).
     """
     return read_table(source, names=names, **read_kw)
 
@@ -132,38 +148,26 @@ def from_points(
     r"""Count typed point events per region, per time bin and per type.
 
     Args:
-        table: a DataFrame or a path (CSV, ``.gz``, ZIP with one CSV, Parquet); ``names`` names
-            the columns of a file without a header. ``header=0`` with ``names`` skips the first
-            row as a header (what ``pd.read_csv`` does by default: the STHSL crime tensors were
-            made so, one crime short).
-        regions: where events are counted: a :class:`Grid` (all cells become nodes, row-major,
-            linked to their 4/8 neighbours); :class:`H3Cells` or an int (H3 resolution: nodes are
-            the cells holding at least one counted event, plus every cell of ``bbox`` when given;
-            linked to adjacent cells); a GeoDataFrame of polygons (one node per row; an event in
-            several polygons (overlaps, or on a shared border) goes to the first, counted in
-            ``meta["events_in_several_polygons"]``; polygons that intersect, corners included,
-            are linked); or a road-graph :class:`STGraph` (each event to the nearest node within
-            ``max_dist_m``, by a k-d tree on UTM coordinates; the road graph's edges are kept).
+        table: a DataFrame, a GeoDataFrame of points or a path (CSV, ``.gz``, ZIP with one CSV,
+            Parquet); ``names``/``header`` as :func:`read_events`.
+        regions: where events are counted (see the module docstring): a :class:`Grid`,
+            :class:`H3Cells` or an int (H3 resolution), a GeoDataFrame of polygons, or a
+            road-graph :class:`STGraph`.
         interval: time-bin width (``"1D"``, ``"1h"``, ``"15min"``, a Timedelta or seconds).
         types (str, optional): column holding the event type; each type is one variable. Without
             it, one variable ``"count"``.
         categories (list, optional): the types to count, in this order (others are dropped as
             ``unknown_type``); default all types seen, sorted.
-        lon_col, lat_col, time_col (str): column names (as ``types``), matched ignoring case
-            (``Longitude`` is ``longitude``); a missing one is an error listing the columns
-            found.
-        time (dict, optional): the time composed from parts instead of ``time_col``: keys of
-            :data:`TIME_PARTS` (``year``, ``month``, ``day``, ``hour``, ``minute``, ``second``),
-            each a column name or a constant, e.g. ``{"year": 2017, "month": "Month", "day":
-            "Day", "hour": "Hour"}``. ``year`` is required; ``month``/``day`` default to 1, the
-            others to 0. Months may be numbers or names (``"October"``, ``"oct"``); a row whose
-            parts do not make a date is dropped as ``unparseable_time``.
+        lon_col, lat_col, time_col (str): column names (as ``types``), matched ignoring case; a
+            missing one is an error listing the columns found.
+        time (dict, optional): the time from parts instead of ``time_col``
+            (:func:`compose_times`), e.g. ``{"year": 2017, "month": "Month", "day": "Day",
+            "hour": "Hour"}``; rows whose parts make no date are ``unparseable_time``.
         time_format (str, optional): strptime format of ``time_col`` (much faster than
             inference); unparseable values are dropped and counted.
         tz (str, optional): time zone of naive times (wall clock); bins are wall-clock bins in
-            ``tz`` and ``time`` holds their start in unix seconds. Default: UTC. Bins shorter
-            than a day in a zone with daylight saving meet hours that are skipped or repeated:
-            an error says to give the times in UTC or in a fixed offset (``"Etc/GMT-1"``).
+            ``tz`` and ``time`` holds their start in unix seconds. Default: UTC. A bin on an hour
+            skipped or repeated by daylight saving is an error saying what to do.
         start, end: bin range ``[start, end)``; default from the first event's bin to the last.
             Events outside are dropped and counted (``outside_time_range``).
         bbox: ``(min_lon, min_lat, max_lon, max_lat)``; events outside are dropped and counted.
@@ -171,13 +175,9 @@ def from_points(
         max_invalid_share (float): coordinates beyond ±180/±90 are dropped and counted
             (``invalid_coordinates``) while they are at most this share of the rows (default 1 %);
             beyond it the column is taken to be in another CRS: a :class:`DataFormatError`.
-        duplicates (str): ``"keep"`` (default) counts exact duplicate rows (every column equal
-            to an earlier row's) in ``meta["summary"]["duplicates"]``; ``"drop"`` also drops
-            them (reason ``duplicate``).
-        strict, max_drop_share: the builders' drop rule
-            (:func:`graph_builders._inputs.report_dropped`): more than ``max_drop_share`` of the
-            events dropped for reasons other than the options' own (``bbox``, ``start``/``end``,
-            ``duplicates="drop"``) is a warning on stderr, with ``strict=True`` an error.
+        duplicates (str): ``"keep"`` counts rows equal to an earlier row in every column
+            (``meta["summary"]["duplicates"]``); ``"drop"`` also drops them (``duplicate``).
+        strict, max_drop_share: the drop rule (module docstring): warn, or refuse.
         max_dist_m (float): road graphs only: farther events are dropped (was ``max_distance_m``).
         neighbourhood (int): grids only: 4 or 8 neighbours.
         region_id_col (str, optional): polygons only: column with region ids for
@@ -198,27 +198,15 @@ def from_points(
     df = read_table(table, names=names, header=header, coords=(lon_col, lat_col))
     if duplicates not in ("keep", "drop"):
         raise ValueError(f"duplicates: expected 'keep' or 'drop', got {duplicates!r}")
-    wanted = {"lon_col": lon_col, "lat_col": lat_col, "types": types}
-    if time is None:
-        wanted["time_col"] = time_col
-    hint = (
-        " (a time spread over several columns: time={'year': 2017, 'month': 'Month', ...}, "
-        "in the CLI --time year=2017,month=Month,day=Day,hour=Hour)"
-        if time is None and time_col not in df.columns
-        else ""
-    )
-    cols = match_columns(df, wanted, name, hint=hint)
+    cols = _columns(df, lon_col, lat_col, time_col if time is None else None, types, name)
     td = parse_interval(interval)
     ev = _read_events(
         df,
-        lon_col=cols["lon_col"],
-        lat_col=cols["lat_col"],
-        time_col=cols.get("time_col"),
+        cols,
         time_parts=time,
         time_format=time_format,
         tz=tz,
         crs=crs,
-        types=cols["types"],
         categories=categories,
         bbox=bbox,
         max_invalid_share=max_invalid_share,
@@ -245,24 +233,12 @@ def from_points(
     times = _bin_times(t0, td, n_bins, tz, name)
     head = {"domain": domain, "city": city, "interval": interval, "types": types, "tz": tz}
     meta = _events_meta(ev, assign, td, name=name, **head)
-    meta["summary"]["duplicates"] = int(dup.sum())
-    if dup.any():
-        log.info(
-            "%s: %d rows repeat an earlier row exactly (%s)",
-            name,
-            int(dup.sum()),
-            "dropped" if duplicates == "drop" else "counted; duplicates='drop' drops them",
-        )
-    chosen = [*_CHOSEN, *(["unknown_type"] if categories is not None else [])]
-    report_dropped(
-        name,
-        meta["dropped"],
-        len(ev.reason),
-        what="events",
-        strict=strict,
-        max_share=max_drop_share,
-        ignore=chosen,
-    )
+    _report(meta, dup, name, duplicates, categories is not None, strict, max_drop_share)
+    return _graph(x, times, assign, meta)
+
+
+def _graph(x: np.ndarray, times: np.ndarray, assign: _Assignment, meta: dict) -> STGraph:
+    """The counts on the regions' nodes and edges (``mask`` all ``True``: zero is observed)."""
     return build_graph(
         torch.from_numpy(x),
         torch.ones(x.shape, dtype=torch.bool),
@@ -273,6 +249,57 @@ def from_points(
         edge_attr=assign.edge_attr,
         node_attr=assign.node_attr,
         meta=meta,
+    )
+
+
+def _columns(
+    df: pd.DataFrame,
+    lon_col: str,
+    lat_col: str,
+    time_col: str | None,
+    types: str | None,
+    name: str,
+) -> dict[str, str | None]:
+    """The columns as named in ``df`` (any case); a missing time column hints at ``time=``."""
+    wanted = {"lon_col": lon_col, "lat_col": lat_col, "types": types}
+    hint = ""
+    if time_col is not None:
+        wanted["time_col"] = time_col
+        hint = (
+            " (a time spread over several columns: time={'year': 2017, 'month': 'Month', ...}, "
+            "in the CLI --time year=2017,month=Month,day=Day,hour=Hour)"
+        )
+    return match_columns(df, wanted, name, hint=hint)
+
+
+def _report(
+    meta: dict[str, Any],
+    dup: np.ndarray,
+    name: str,
+    duplicates: str,
+    chose_categories: bool,
+    strict: bool,
+    max_share: float,
+) -> None:
+    """Duplicates into ``meta["summary"]``, and the drop rule on the events dropped."""
+    meta["summary"]["duplicates"] = int(dup.sum())
+    if dup.any():
+        log.info(
+            "%s: %d rows repeat an earlier row exactly (%s)",
+            name,
+            int(dup.sum()),
+            "dropped" if duplicates == "drop" else "counted; duplicates='drop' drops them",
+        )
+    chosen = [*_CHOSEN, *(["unknown_type"] if chose_categories else [])]
+    total = meta["summary"]["events_in"]
+    report_dropped(
+        name,
+        meta["dropped"],
+        total,
+        what="events",
+        strict=strict,
+        max_share=max_share,
+        ignore=chosen,
     )
 
 
@@ -300,21 +327,22 @@ class _Events:
 
 def _read_events(
     df: pd.DataFrame,
+    cols: dict[str, str | None],
     *,
-    lon_col: str,
-    lat_col: str,
-    time_col: str | None,
     time_parts: Mapping[str, str | int] | None,
     time_format: str | None,
     tz: str | None,
     crs: Any,
-    types: str | None,
     categories: Sequence[str] | None,
     bbox: Sequence[float] | None,
     max_invalid_share: float,
     name: str,
 ) -> _Events:
-    """Coordinates, times and types of the events; the invalid ones dropped by reason."""
+    """Coordinates, times and types of the events (``cols``: the columns' names in ``df``); the
+    invalid ones dropped by reason."""
+    lon_col, lat_col, time_col, types = (
+        cols.get(k) for k in ("lon_col", "lat_col", "time_col", "types")
+    )
     n_in = len(df)
     lon = pd.to_numeric(df[lon_col], errors="coerce").to_numpy(np.float64)
     lat = pd.to_numeric(df[lat_col], errors="coerce").to_numpy(np.float64)

@@ -10,8 +10,14 @@ sensor id, then connects the sensors either
 * by **proximity** (haversine distances: Gaussian kernel, kNN, radius or Delaunay) when there is
   no road graph.
 
-Every sensor left out is counted by reason in ``meta["dropped"]`` (ids in ``meta["dropped_ids"]``).
-Snapping is reported in ``meta["snap"]`` (median and max distance, how many beyond ``max_dist_m``).
+Every sensor left out is counted by reason in ``meta["dropped"]`` (ids in ``meta["dropped_ids"]``),
+and so are the readings of the kept sensors that are masked for a reason of their own (not a
+number, ``±inf``, beyond float32's range: ``1e39`` would be stored as ``inf``). Ids are
+identifiers, read as text on both sides of the join (``"001001"`` stays ``"001001"``); a join that
+keeps few or no sensors shows a few ids of each side. The drop rule of every builder
+(:func:`graph_builders._inputs.report_dropped`) warns, or refuses with ``strict=True``, when more
+than ``max_drop_share`` of the sensors or of the readings are dropped. Snapping is reported in
+``meta["snap"]`` (median and max distance, how many beyond ``max_dist_m``).
 """
 
 from __future__ import annotations
@@ -301,16 +307,13 @@ def from_table(
             connected by directed road distance through the Gaussian kernel; without it they are
             connected by ``method`` on haversine distances.
         id_col, lon_col, lat_col (str): column names of ``locations`` (and ``id_col`` of long
-            readings), matched ignoring case. Ids are identifiers: read as text on both sides
-            of the join (``"001001"`` stays ``"001001"``).
+            readings), matched ignoring case; ids are read as text.
         crs: CRS of the location coordinates when not lon/lat (e.g. ``"EPSG:32721"``).
             Coordinates beyond ±180/±90 count as missing (``no_coordinates``) for up to 10 % of
             the sensors; more mean another CRS: an error naming the column and the range.
-        time_col (str, optional): time column of the readings. Without it and without
-            ``start``, a wide table's one non-numeric column that is not a located sensor and
-            holds times (e.g. ``datetime``) is taken as the time column
-            (``meta["time_col"]``); otherwise rows are steps ``start + i · interval`` (``time``
-            is ``None`` when ``start`` is not given). A time column is never a sensor.
+        time_col (str, optional): time column of the readings; without it (and ``start``), a
+            wide table's one column of times that is no located sensor (``meta["time_col"]``),
+            else rows are steps ``start + i · interval`` (``time`` ``None`` without ``start``).
         time_format, tz: how to parse ``time_col`` (naive times are wall clock in ``tz``; UTC
             when ``None``).
         start, interval: first step and step length (``"5min"``, ``"1h"``, seconds). With
@@ -320,11 +323,9 @@ def from_table(
         value_col, variable_col, variable, units: long format columns; ``variable`` names the
             single variable otherwise; ``units`` its unit or one per variable (was ``unit``).
         missing_value (float, optional): a sentinel meaning "no reading" (e.g. ``-1``); such
-            entries are masked and counted in ``meta["missing_marked"]``. NaN entries are masked
-            too; entries that are not numbers, ``±inf`` or beyond float32's range are masked and
-            counted in ``meta["dropped"]`` (:data:`VALUE_DROP_REASONS`); a wide column with no
-            number at all is no sensor (``non_numeric_sensor``). ``meta["missing_values"]``
-            counts every masked entry of the kept sensors.
+            entries are masked and counted in ``meta["missing_marked"]``. NaN and bad entries
+            (:data:`VALUE_DROP_REASONS`) are masked too; a wide column without a number is no
+            sensor. ``meta["missing_values"]`` counts every masked entry of the kept sensors.
         max_dist_m (float): sensors farther from the road graph are dropped (``far="drop"``,
             counted as ``snap_too_far``) or kept (``far="keep"``); was ``max_snap_m``.
         snap (str): ``"edge"`` (nearest road segment, position along it) or ``"node"``.
@@ -335,10 +336,7 @@ def from_table(
             ``threshold``, ``sigma_m``, ``radius_m``). ``distances=`` a ``from, to, distance``
             table (DataFrame or CSV, by sensor id; e.g. DCRNN's ``distances_*.csv`` or a PGT
             ``links`` table) uses those distances instead of haversine ones.
-        strict, max_drop_share: the builders' drop rule
-            (:func:`graph_builders._inputs.report_dropped`): more than ``max_drop_share`` of the
-            sensors, or of the readings of the kept sensors, dropped is a warning (stderr), or
-            with ``strict=True`` a :class:`~graph_builders._inputs.TooManyDroppedError`.
+        strict, max_drop_share: the drop rule (module docstring): warn, or refuse.
 
     Returns:
         STGraph ``x [N, T, V]`` (masked where missing), ``pos`` lon/lat, weighted directed
@@ -365,40 +363,35 @@ def from_table(
         missing_value=missing_value,
         name=read_name,
     )
-    sel = _select(
-        ids,
-        lon,
-        lat,
-        rd,
-        road_graph,
-        proximity_kw.pop("distances", None),
-        snap=snap,
-        far=far,
-        max_dist_m=max_dist_m,
-        names=(loc_name, read_name),
-    )
+    names = (loc_name, read_name)
+    table = proximity_kw.pop("distances", None)
+    snapping = {"snap": snap, "far": far, "max_dist_m": max_dist_m}
+    sel = _select(ids, lon, lat, rd, road_graph, table, names=names, **snapping)
+    about = {"units": units, "domain": domain, "city": city, "tz": tz, "files": list(names)}
     graph = _assemble(
-        sel,
-        rd,
-        lon,
-        lat,
-        road_graph,
-        method=method,
-        units=units,
-        domain=domain,
-        city=city,
-        tz=tz,
-        proximity_kw=proximity_kw,
-        files=[loc_name, read_name],
+        sel, rd, lon, lat, road_graph, method=method, proximity_kw=proximity_kw, **about
     )
-    dropped = graph.meta["dropped"]
-    rule = {"strict": strict, "max_share": max_drop_share}
-    n_sensors = len(set(ids) | set(rd.ids) | set(rd.non_numeric))
-    sensor_drops = {k: dropped[k] for k in SENSOR_DROP_REASONS}
-    report_dropped(f"{loc_name} + {read_name}", sensor_drops, n_sensors, what="sensors", **rule)
-    value_drops = {k: dropped[k] for k in VALUE_DROP_REASONS}
-    report_dropped(read_name, value_drops, int(graph.x.numel()), what="readings", **rule)
+    _report(graph, ids, rd, names, strict=strict, max_share=max_drop_share)
     return graph
+
+
+def _report(
+    graph: STGraph,
+    loc_ids: list[str],
+    rd: _Readings,
+    names: tuple[str, str],
+    *,
+    strict: bool,
+    max_share: float,
+) -> None:
+    """The drop rule on the sensors (of either table) and on the readings of the kept ones."""
+    dropped = graph.meta["dropped"]
+    rule = {"strict": strict, "max_share": max_share}
+    n_sensors = len(set(loc_ids) | set(rd.ids) | set(rd.non_numeric))
+    sensor_drops = {k: dropped[k] for k in SENSOR_DROP_REASONS}
+    report_dropped(" + ".join(names), sensor_drops, n_sensors, what="sensors", **rule)
+    value_drops = {k: dropped[k] for k in VALUE_DROP_REASONS}
+    report_dropped(names[1], value_drops, int(graph.x.numel()), what="readings", **rule)
 
 
 @dataclass
