@@ -356,7 +356,7 @@ def from_grid(
         engine=engine,
     )
     variables = _units(da, var_dim, units)
-    _check_memory(da, name)
+    _check_size(da, name)
     dlat, dlon, mean_lat, da = _cell_sizes(da, lat_dim, lon_dim, coarsen, name)
     da, valid = _coarsen(da, coarsen, lat_dim, lon_dim, time_dim, var_dim, reduce, boundary, name)
     c = _cells(da, lat_dim, lon_dim, drop_empty)
@@ -412,10 +412,13 @@ def _graph(
     )
 
 
-def _check_memory(da: Any, name: str) -> None:
-    """Refuse a raster whose arrays (the values, their float64 copies while coarsening and
-    flattening, the float32 ``x`` and the masks) would exceed the memory budget, before the file
-    is read."""
+def _check_size(da: Any, name: str) -> None:
+    """Refuse an empty raster, and one whose arrays (the values, their float64 copies while
+    coarsening and flattening, the float32 ``x`` and the masks) would exceed the memory budget,
+    before the file is read."""
+    empty = [d for d, s in da.sizes.items() if s == 0]
+    if empty:
+        raise DataFormatError(f"{name}: empty raster: no cell along {empty} ({dict(da.sizes)})")
     n = int(np.prod([int(s) for s in da.shape], dtype=object))
     check_memory(
         f"raster.from_grid({name}): {' x '.join(f'{d}={s:,}' for d, s in da.sizes.items())}",
