@@ -37,10 +37,11 @@ def _card(run: Path, name: str, command: str, run_label: str) -> str:
     lines = [
         f"# {name}",
         "",
-        "The small stgraph backbone (`stgraph.nn.STFM`, configs/model/small.yaml, "
-        f"{params:,} parameters) pretrained on the corpus below with masked reconstruction and "
-        "forecasting mixed per batch. No parameter depends on the number of nodes, node identity, "
-        "the variables or the city: the same weights run on any graph.",
+        "The small stgraph backbone (`stgraph.nn.STFM`, configs/model/small.yaml"
+        + (", with its seasonal reference (`season: true`)" if model.seasonal is not None else "")
+        + f", {params:,} parameters) pretrained on the corpus below with masked reconstruction "
+        "and forecasting mixed per batch. No parameter depends on the number of nodes, node "
+        "identity, the variables or the city: the same weights run on any graph.",
         "",
         'Load it offline: `stgraph.from_pretrained("' + name + '")`.',
         "",
@@ -124,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--name", default="stgraph-small")
     ap.add_argument(
         "--command",
-        default="stgraph pretrain --config configs/pretrain/small.yaml -o runs/pretrain-small",
+        default="stgraph pretrain --config configs/pretrain/small.yaml -o runs/fold-a",
     )
     args = ap.parse_args(argv)
     state = json.loads((args.run / "resume" / "trainer_state.json").read_text())

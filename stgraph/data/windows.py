@@ -224,7 +224,13 @@ class SlidingWindows(Dataset):
 def windows_for_split(
     graph: STGraph, split, input_steps: int, horizon: int, *, stride: int = 1, history: bool = False
 ) -> dict[str, SlidingWindows | None]:
-    """One :class:`SlidingWindows` per non-empty split part (``None`` for an empty part)."""
+    """One :class:`SlidingWindows` per non-empty split part (``None`` for an empty part).
+
+    With ``history=True`` the validation and test inputs may reach back into the part before;
+    a validation or test part shorter than one window (input + horizon) always does (a 12-day
+    validation part of daily data still scores 12 - horizon + 1 targets' windows instead of
+    none), while longer parts keep their inputs inside unless ``history`` is set.
+    """
     out: dict[str, SlidingWindows | None] = {}
     for part in ("train", "val", "test"):
         a, b = split[part]
@@ -238,7 +244,7 @@ def windows_for_split(
             stride=stride,
             start=a,
             stop=b,
-            history=history and part != "train",
+            history=part != "train" and (history or b - a < input_steps + horizon),
         )
     return out
 

@@ -22,9 +22,12 @@ class SeasonalAnchor(torch.nn.Module):
       past of each node;
     * **output side** (:meth:`anchor`): the forecast's level moves from the anchor :math:`\ell`
       towards the reference of each target step, :math:`\ell + g\,(s - \ell)`, with
-      :math:`g_{nhv} = \sigma\big((q_h W_q + u_n W_u) \cdot e_v / \sqrt C + b^\top e_v\big)`
-      from the target step's time query, the node's last token and the variable, and
-      :math:`g = 0` where the step has no reference.
+      :math:`g_{nhv} = \sigma\big((q_h W_q + u_n W_u) \cdot e_v / \sqrt C + b^\top e_v
+      + w^\top k_{nv}\big)` from the target step's time query, the node's last token, the
+      variable and the reference's skill on the input window :math:`k_{nv}` (the log ratio of its
+      mean error to that of persistence, and whether it could be measured), and :math:`g = 0`
+      where the step has no reference. The gate starts open (:math:`w = 0`, bias
+      ``gate_bias``): on strongly periodic data the reference is the better level at once.
 
     Args:
         channels (int): token size ``C``.
@@ -38,11 +41,32 @@ class SeasonalAnchor(torch.nn.Module):
         self.query = torch.nn.Linear(channels, channels)
         self.node = torch.nn.Linear(channels, channels, bias=False)
         self.bias = torch.nn.Linear(channels, 1)
+        self.skill = torch.nn.Linear(2, 1)
         self.reset_parameters()
+
+    #: initial gate logit: sigmoid(1) = 0.73 towards the reference
+    gate_bias = 1.0
 
     def reset_parameters(self) -> None:
         for m in (self.gap, self.query, self.node, self.bias):
             m.reset_parameters()
+        torch.nn.init.zeros_(self.skill.weight)
+        torch.nn.init.constant_(self.skill.bias, self.gate_bias)
+
+    @staticmethod
+    def input_skill(x: Tensor, mask: Tensor, season: Tensor, season_mask: Tensor) -> Tensor:
+        """``[N, V, 2]``: log(mean |x - s| / mean |x_t - x_{t-1}|) over the input window (0 where
+        it cannot be measured), and 1 where it could."""
+        both = mask & season_mask
+        n_s = both.sum(1)
+        e_s = ((x - season).abs() * both).sum(1) / n_s.clamp_min(1)
+        step = mask[:, 1:] & mask[:, :-1]
+        n_p = step.sum(1)
+        e_p = ((x[:, 1:] - x[:, :-1]).abs() * step).sum(1) / n_p.clamp_min(1)
+        ok = (n_s > 0) & (n_p > 0)
+        eps = 1e-3 * (e_s + e_p).amax(0, keepdim=True).clamp_min(1e-6)
+        ratio = torch.log((e_s + eps) / (e_p + eps)).clamp(-5, 5)
+        return torch.stack([torch.where(ok, ratio, torch.zeros_like(ratio)), ok.float()], -1)
 
     def embed(
         self,
@@ -73,14 +97,19 @@ class SeasonalAnchor(torch.nn.Module):
         last_token: Tensor,
         var_emb: Tensor,
         batch: Tensor,
+        skill: Tensor | None = None,
     ) -> Tensor:
         """The level ``[N, H, V]``: ``loc`` (``[N, 1, V]`` or ``[N, H, V]``) moved towards the
         reference ``season`` ``[N, H, V]`` of each target step; ``query`` ``[B, H, C]``,
-        ``last_token`` ``[N, C]``, ``var_emb`` ``[V, C]``."""
+        ``last_token`` ``[N, C]``, ``var_emb`` ``[V, C]``, ``skill`` ``[N, V, 2]``
+        (:meth:`input_skill`; ``None``: not measured)."""
         root = var_emb.size(-1) ** 0.5
         logit = broadcast_graphs(torch.einsum("bhc,vc->bhv", self.query(query), var_emb), batch)
         logit = logit + (self.node(last_token) @ var_emb.t()).unsqueeze(1)
         logit = logit / root + self.bias(var_emb).view(1, 1, -1)
+        if skill is None:
+            skill = logit.new_zeros(logit.size(0), logit.size(2), 2)
+        logit = logit + self.skill(skill).squeeze(-1).unsqueeze(1)
         g = torch.sigmoid(logit) * season_mask.to(logit.dtype)
         return loc + g * (torch.where(season_mask, season, loc.expand_as(season)) - loc)
 

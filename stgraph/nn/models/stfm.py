@@ -53,6 +53,7 @@ class STFMState:
     last_value: Tensor | None = None  # [N, 1, V] last observed input (loc where none)
     season: Tensor | None = None  # [N, H, V] seasonal reference of the target steps
     season_mask: Tensor | None = None  # [N, H, V]
+    season_skill: Tensor | None = None  # [N, V, 2] the reference's skill on the input window
 
 
 def _transform_batch(transform: AddGraphStructure, data: Batch) -> Batch:
@@ -325,7 +326,7 @@ class STFM(torch.nn.Module):
             names = node_attr_names or [f"attr{i}" for i in range(node_attr.size(1))]
             ctx = self.context(node_attr, self.names(list(names)), batch)
         h = h + self.spatial(structure.rwse, structure.rel_pos, structure.has_pos, ctx).unsqueeze(1)
-        future = (None, None)
+        future = (None, None, None)
         if self.seasonal is not None:
             if season is None or season_mask is None:  # no reference: as if none was observed
                 season = torch.zeros_like(x)
@@ -333,7 +334,8 @@ class STFM(torch.nn.Module):
             h = h + self.seasonal.embed(
                 x, mask, season[:, :length], season_mask[:, :length], loc, scale
             )
-            future = (season[:, length:], season_mask[:, length:])
+            skill = self.seasonal.input_skill(x, mask, season[:, :length], season_mask[:, :length])
+            future = (season[:, length:], season_mask[:, length:], skill)
         dyn_step = None
         if dyn_edge_index is not None and dyn_edge_index.numel():
             dyn_step = torch.div(dyn_edge_time + pad, self.patch_len, rounding_mode="floor")
@@ -454,6 +456,7 @@ class STFM(torch.nn.Module):
                 state.tokens[:, -1],
                 state.var_emb,
                 state.batch,
+                state.season_skill,
             )
         if self.global_residual:
             return MaskedInstanceNorm.inverse(y[..., 0], loc, state.scale) + (
