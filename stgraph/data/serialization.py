@@ -8,6 +8,7 @@ and its io import in one direction.
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import os
@@ -184,6 +185,8 @@ def read_graph_dir(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], di
     must be the ones it declares (names, dtypes, shapes), with the dtype kinds of the data model
     (float ``x``, bool ``mask``, int64 indices), and the tensors file must match the sha256
     recorded at save time (directories written before the sha256 was recorded load without it).
+    A directory that a crash left moved aside (``.<name>.old-<pid>``, see
+    :mod:`stgraph.utils.atomic`) is read in its place.
 
     Raises:
         FileNotFoundError: a file is missing.
@@ -192,6 +195,9 @@ def read_graph_dir(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], di
         ChecksumError: the tensors file does not match the sha256 in ``meta.json``.
     """
     path = Path(path)
+    if not path.exists():  # a crash between the two renames of a replace: read the old copy
+        aside = sorted(path.parent.glob(f"{glob.escape('.' + path.name)}.old-*"))
+        path = aside[-1] if aside and path.parent.is_dir() else path
     meta_file, tensor_file = path / META_FILE, path / TENSOR_FILE
     for f in (meta_file, tensor_file):
         if not f.is_file():

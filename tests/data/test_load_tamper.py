@@ -153,3 +153,10 @@ def test_every_load_failure_is_an_stgraph_error(saved):
     (saved / "meta.json").write_text("[]")
     with pytest.raises(STGraphError):
         stgraph.load(saved)
+
+
+def test_a_graph_moved_aside_by_a_crash_is_read_in_its_place(saved):
+    """A kill between the two renames of the fallback swap leaves only ``.g.old-<pid>``."""
+    aside = saved.with_name(".g.old-12345")
+    saved.rename(aside)
+    assert stgraph.load(saved).x.shape == (4, 6, 2)
