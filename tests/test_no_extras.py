@@ -45,7 +45,7 @@ def _run(code: str, *args: str, cwd: Path | None = None) -> subprocess.Completed
         text=True,
         env=env,
         cwd=cwd or REPO,
-        timeout=300,
+        timeout=550,  # a loaded machine: each run imports torch in a fresh interpreter
     )
 
 
