@@ -64,7 +64,7 @@ REPORT_STEPS = (3, 6, 12)
 DOMAIN_STRIDE = 6
 #: Schedules, in optimiser steps at most: stated in the report.
 SUPERVISED = {"epochs": 10, "max_batches_per_epoch": 50, "lr": 1e-3, "patience": 3}
-FEW_SHOT = {"epochs": 8, "max_batches_per_epoch": 25, "lr": 5e-4, "patience": 3}
+FEW_SHOT = {"epochs": 4, "max_batches_per_epoch": 20, "lr": 5e-4, "patience": 2}
 
 
 # ------------------------------------------------------------------ cases
@@ -286,7 +286,7 @@ def section_few_shot(args, folds: dict[str, Path]) -> dict:
             sup = {
                 r["horizon_steps"]: r["supervised_mae"] for r in sup_rows if r["dataset"] == label
             }
-            for budget in (short_budget(graph), "10%"):
+            for budget in [short_budget(graph) if b == "short" else b for b in args.budgets]:
                 tag = budget.replace("%", "pct")
                 try:
                     ft = finetuned(
@@ -525,7 +525,7 @@ def section_los_loop(args, folds: dict[str, Path]) -> dict:
     out = args.workdir / "los_loop"
     proto = {"name": "tgcn-val", "overrides": {}}
     runs = {}
-    for name in ("scratch", "finetuned"):
+    for name in ("finetuned", "scratch"):
         raw = {
             "seed": 0,
             "dataset": {"graph": str(gdir)},
@@ -615,8 +615,12 @@ def report(args, sections: dict[str, dict], seconds: dict[str, float]) -> str:
         md += ["Per-node error maps (zero-shot against supervised, one colour scale):", ""]
         md += [f"- {k}: " + ", ".join(f"`{p}`" for p in v) for k, v in maps.items()] + [""]
     fs = [r for r in sections.get("few_shot", {}).get("rows", []) if "error" not in r]
+    sup = {(r["dataset"], r["horizon_steps"]): r["supervised_mae"] for r in zs}
     if fs:
         for r in fs:
+            r["supervised_mae"] = r.get("supervised_mae") or sup.get(
+                (r["dataset"], r["horizon_steps"])
+            )
             r["beats_scratch"] = r["finetuned_mae"] < r["scratch_mae"]
             r["vs_supervised"] = (
                 r["finetuned_mae"] / r["supervised_mae"] if r.get("supervised_mae") else None
@@ -733,6 +737,12 @@ def main(argv: list[str] | None = None) -> int:
         nargs="*",
         default=[],
         help="NAME=RUN_DIR pretraining runs for the domain section (e.g. full=runs/abl-full)",
+    )
+    ap.add_argument(
+        "--budgets",
+        nargs="*",
+        default=["short", "10%"],
+        help="few-shot budgets: 'short' (one day, see short_budget) and/or shares or spans",
     )
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--workdir", type=Path, default=REPO / "runs" / "generalization")
