@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from stgraph.datasets.files import sha256_of
-from stgraph.errors import ChecksumError, DataFormatError, STGraphError
+from stgraph.errors import ChecksumError, DataFormatError, MemoryBudgetError, STGraphError  # noqa: F401 (re-exported)
 
 if TYPE_CHECKING:
     from stgraph.data.stgraph import STGraph
@@ -95,68 +95,18 @@ def report_dropped(
     return share
 
 
-#: Share of the memory available when a build starts that one array may take (default budget).
-MEMORY_SHARE = 0.5
-
-
-class MemoryBudgetError(STGraphError, MemoryError):
-    """An array a builder would allocate is larger than the memory budget."""
-
-
-def _available_bytes() -> int | None:
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return None
-
-
-def memory_budget() -> int | None:
-    """Bytes one builder array may take: ``$STGRAPH_MEMORY_BUDGET`` (bytes, or ``8G``, ``500M``),
-    else :data:`MEMORY_SHARE` of the memory available now (``None``: unknown, no check)."""
-    text = os.environ.get("STGRAPH_MEMORY_BUDGET", "").strip()
-    if text:
-        units = {"K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
-        scale = units.get(text[-1].upper(), 1)
-        try:
-            return int(float(text[:-1] if scale > 1 else text) * scale)
-        except ValueError as exc:
-            raise ValueError(
-                f"STGRAPH_MEMORY_BUDGET={text!r}: expected bytes or e.g. 8G, 500M"
-            ) from exc
-    avail = _available_bytes()
-    return None if avail is None else int(avail * MEMORY_SHARE)
-
-
 def check_memory(name: str, what: str, n_bytes: float, *, hint: str = "") -> None:
-    """Refuse an allocation of ``n_bytes`` above :func:`memory_budget`, before it is made.
+    """Refuse an allocation of ``n_bytes`` above the memory budget, before it is made: the one
+    rule of :func:`stgraph.utils.memory.check_memory` (``$STGRAPH_MEMORY_BUDGET`` or a share of
+    the memory available), with the builder's ``name`` in front.
 
     Raises:
         MemoryBudgetError: naming the source, the array (``what``), its estimated size, the
             budget and how to change it, instead of a MemoryError or the OOM killer.
     """
-    budget = memory_budget()
-    if budget is None or n_bytes <= budget:
-        return
-    raise MemoryBudgetError(
-        f"{name}: {what} would take {_gib(n_bytes)}, more than the memory budget of "
-        f"{_gib(budget)} ({100 * MEMORY_SHARE:g} % of the memory available, or "
-        f"$STGRAPH_MEMORY_BUDGET){hint}"
-    )
+    from stgraph.utils.memory import check_memory as _check
 
-
-def _gib(n: float) -> str:
-    """Bytes in the largest binary unit that keeps a number >= 1 (``40.3 KiB``, ``2.38 TiB``)."""
-    for unit, size in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if n >= size:
-            return f"{n / size:,.2f} {unit}"
-    return f"{int(n)} B"
+    _check(f"{name}: {what}", int(n_bytes), hint=hint.lstrip("; "))
 
 
 def match_columns(

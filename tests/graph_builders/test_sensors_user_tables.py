@@ -174,7 +174,7 @@ def test_a_time_axis_beyond_the_memory_budget_is_refused(monkeypatch):
     assert g.num_steps == 1
     with pytest.raises(
         MemoryBudgetError,
-        match=r"1,441 steps .* would take 39.40 KiB, more than the memory budget of 1.00 KiB",
+        match=r"1,441 steps .* needs about 39.40 KiB, more than the memory budget 1.00 KiB",
     ):
         sensors.from_table(
             loc, rd.assign(time=["2020-01-01", "2020-01-02"]), time_col="time", interval="1min"
