@@ -27,6 +27,7 @@ from graph_builders._inputs import MAX_DROP_SHARE, report_dropped, source_name
 from graph_builders.regions import cell_ids
 from stgraph.data.stgraph import STGraph
 from stgraph.errors import ChecksumError, DataFormatError
+from stgraph.utils.extras import require
 from stgraph.utils.geo import EARTH_RADIUS_M, haversine_m
 from stgraph.utils.grid import NEIGHBOUR_OFFSETS, grid_edges
 from stgraph.utils.memory import check_memory
@@ -54,7 +55,7 @@ def open_raster(path: str | os.PathLike, *, engine: str | None = None) -> xr.Dat
         DataFormatError: the file cannot be read as a raster, or a GRIB file is truncated.
         ChecksumError: a GRIB file does not match the checksum file beside it.
     """
-    import xarray as xr
+    xr = require("xarray", "raster sources (graph_builders.raster)")
 
     path = Path(path)
     if not path.exists():
@@ -164,7 +165,7 @@ def _as_dataarray(
     engine: str | None,
 ) -> tuple[Any, str, list[str]]:
     """Normalise the accepted inputs to one DataArray; returns (array, name, files)."""
-    import xarray as xr
+    xr = require("xarray", "raster sources (graph_builders.raster)")
 
     files: list[str] = []
     if isinstance(data, (str, os.PathLike)):
