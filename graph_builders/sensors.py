@@ -287,7 +287,7 @@ def from_table(
     max_dist_m: float = 100.0,
     far: Literal["drop", "keep"] = "drop",
     snap: Literal["edge", "node"] = "edge",
-    method: str = "gaussian",
+    method: str | None = None,
     domain: str | None = None,
     city: str | None = None,
     strict: bool = False,
@@ -329,9 +329,11 @@ def from_table(
         max_dist_m (float): sensors farther from the road graph are dropped (``far="drop"``,
             counted as ``snap_too_far``) or kept (``far="keep"``); was ``max_snap_m``.
         snap (str): ``"edge"`` (nearest road segment, position along it) or ``"node"``.
-        method (str): proximity method without a road graph (``"gaussian"``, ``"knn"``,
-            ``"radius"``, ``"delaunay"``). With a road graph the Gaussian kernel is used unless
-            ``method="knn"`` (k nearest by road distance).
+        method (str): proximity method (``"gaussian"``, ``"knn"``, ``"radius"``,
+            ``"delaunay"``). Default: on great-circle distances the registry's recipe,
+            :data:`graph_builders.proximity.SENSOR_DEFAULTS` (each sensor's 8 nearest, Gaussian
+            weights: a sparse graph); with a road graph or a ``distances=`` table the Gaussian
+            kernel (DCRNN's) on those distances.
         **proximity_kw: passed to :func:`graph_builders.proximity.connect` (e.g. ``k``,
             ``threshold``, ``sigma_m``, ``radius_m``). ``distances=`` a ``from, to, distance``
             table (DataFrame or CSV, by sensor id; e.g. DCRNN's ``distances_*.csv`` or a PGT
@@ -510,7 +512,7 @@ def _assemble(
     lat: np.ndarray,
     road_graph: STGraph | None,
     *,
-    method: str,
+    method: str | None,
     units: str | Sequence[str],
     domain: str | None,
     city: str | None,
@@ -530,6 +532,10 @@ def _assemble(
     rd.info["missing_values"] = int((~mask).sum())  # of the kept sensors, whatever the reason
     x = np.where(mask, x, 0.0).astype(np.float32)
     pos = np.stack([lon[sel.nodes], lat[sel.nodes]], 1)
+    if method is None and sel.distances is None:  # the registry's sparse recipe
+        defaults = {k: v for k, v in proximity.SENSOR_DEFAULTS.items() if k != "method"}
+        method, proximity_kw = proximity.SENSOR_DEFAULTS["method"], {**defaults, **proximity_kw}
+    method = method or "gaussian"
     edges = proximity.connect(pos, method=method, distances=sel.distances, **proximity_kw)
     ei = torch.as_tensor(edges.edge_index, dtype=torch.long)
     src, dst = ei.numpy()

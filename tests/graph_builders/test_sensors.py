@@ -53,6 +53,7 @@ def test_los_loop_proximity_graph(los_paths, data_dir):
         units="mph",
         city="Los Angeles",
         domain="traffic",
+        method="gaussian",
     )
     ids = (data_dir / "metr-la-graph" / "graph_sensor_ids.txt").read_text().strip().split(",")
     assert g.meta["node_ids"] == ids and tuple(g.x.shape) == (207, 2016, 1)
@@ -359,3 +360,25 @@ def test_two_sensors_on_one_one_way_segment(baltimore):
     assert D[0, 1] == pytest.approx(0.5 * L, rel=0.01)
     around = nx.dijkstra_path_length(dg, int(ei[1, e]), int(ei[0, e]), weight="weight")
     assert D[1, 0] == pytest.approx(0.5 * L + around, rel=0.01)
+
+
+def test_default_sensor_graph_is_the_registry_recipe(data_dir):
+    """Without a road graph or a method, each sensor links its 8 nearest (a sparse graph)."""
+    from stgraph import datasets
+
+    reg = datasets.load("melbourne-pedestrian")
+    loc = pd.DataFrame(
+        {
+            "sensor_id": [str(i) for i in range(reg.num_nodes)],
+            "longitude": reg.pos[:, 0].double().numpy(),
+            "latitude": reg.pos[:, 1].double().numpy(),
+        }
+    )
+    times = pd.date_range("2021-01-01", periods=48, freq="h")
+    readings = pd.DataFrame(reg.x[:, :48, 0].numpy().T, columns=loc["sensor_id"])
+    readings.insert(0, "time", times.astype(str))
+    g = sensors.from_table(loc, readings, time_col="time", interval="1h")
+    assert g.edge_index.size(1) == 8 * reg.num_nodes
+    assert set(map(tuple, g.edge_index.t().tolist())) == set(
+        map(tuple, reg.edge_index.t().tolist())
+    )
