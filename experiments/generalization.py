@@ -117,8 +117,9 @@ def short_budget(graph: STGraph) -> str:
 
 
 def lengths(graph: STGraph) -> tuple[int, int]:
-    """12 steps in, 12 out; 4 and 4 for a series too short for that (PedalMe: 35 weeks)."""
-    return (12, 12) if graph.num_steps >= 120 else (4, 4)
+    """12 steps in, 12 out; 4 in and 2 out for a series too short for that (PedalMe: 35 weeks,
+    whose 3-week validation part holds no longer horizon)."""
+    return (12, 12) if graph.num_steps >= 120 else (4, 2)
 
 
 def case_protocol(graph: STGraph):
@@ -333,7 +334,7 @@ def errors_by_time(model, windows, tz: str | None) -> dict[str, list]:
     """MAE of ``model`` over ``windows`` by local hour of day of the target and weekday/weekend."""
     from stgraph.tasks.forecast import ForecastTask
 
-    task = ForecastTask()
+    task = ForecastTask(windows.horizon)
     err_h, cnt_h = np.zeros(24), np.zeros(24)
     err_w, cnt_w = np.zeros(2), np.zeros(2)
     model.eval()

@@ -45,4 +45,4 @@ def test_short_budget_holds_a_window(gen, data_dir):
     assert gen.short_budget(datasets.load("los-loop")) == "1d"
     assert gen.short_budget(datasets.load("chicago-crime")) == "4w"
     assert gen.short_budget(datasets.load("chickenpox")) == "30w"
-    assert gen.lengths(datasets.load("pedalme")) == (4, 4)
+    assert gen.lengths(datasets.load("pedalme")) == (4, 2)
