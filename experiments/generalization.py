@@ -715,13 +715,18 @@ def report(args, sections: dict[str, dict], seconds: dict[str, float]) -> str:
     ll = sections.get("los_loop", {}).get("rows", [])
     if ll:
         md += [
-            "## Los-loop, tgcn-val: pretrained + fine-tuned against from scratch (same run)",
+            "## Los-loop, tgcn-val: pretrained + fine-tuned against from scratch",
             "",
         ]
         md += _table(
             ll,
             ["horizon_steps", "finetuned_mae", "scratch_mae", "finetuned_rmse", "scratch_rmse"],
         )
+        if sections["los_loop"].get("scratch"):
+            md += [f"From scratch: {sections['los_loop']['scratch']}.", ""]
+    missing = [name for name in SECTIONS if name not in sections and name != "supervised"]
+    if missing:
+        md += ["Not in this report (not run to the end): " + ", ".join(missing) + ".", ""]
     md += ["Section wall times (s): " + ", ".join(f"{k} {v:.0f}" for k, v in seconds.items()), ""]
     return "\n".join(md)
 
