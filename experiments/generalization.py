@@ -47,7 +47,7 @@ import yaml
 from torch_geometric.loader import DataLoader
 
 from stgraph.data.stgraph import STGraph
-from stgraph.pretrained import read_options, resolve_pretrained
+from stgraph.pretrained import architecture_options
 from stgraph.tasks.corpus import SourceSpec, node_half, parse_source
 from stgraph.tasks.registry import build_model
 from stgraph.train import load_config, train
@@ -159,10 +159,7 @@ def mae_at(result: dict, step: int) -> float:
 # ------------------------------------------------------------------ training runs
 def scratch_options(checkpoint: Path) -> dict[str, Any]:
     """The pretrained architecture's options, without the pretraining-only readout."""
-    d = Path(checkpoint)
-    opts = dict(read_options(d if (d / "model.yaml").is_file() else resolve_pretrained(d)))
-    opts["tasks"] = [t for t in opts.get("tasks") or [] if t != "reconstruction"]
-    return opts
+    return architecture_options(checkpoint)
 
 
 def run_training(raw: dict, out: Path, schedule: dict, threads: int) -> dict:

@@ -71,6 +71,16 @@ def read_options(directory: Path) -> dict:
     return options
 
 
+def architecture_options(path_or_name: str | os.PathLike) -> dict:
+    """The STFM options of a checkpoint (a shipped name, a checkpoint directory, or a pretraining
+    run directory that has written its ``model.yaml``) without the pretraining-only
+    reconstruction readout: the same architecture, for training it from scratch."""
+    d = Path(path_or_name)
+    options = dict(read_options(d if (d / MODEL_OPTIONS_FILE).is_file() else resolve_pretrained(d)))
+    options["tasks"] = [t for t in options.get("tasks") or [] if t != "reconstruction"]
+    return options
+
+
 def check_state(model, state: dict, where: str) -> None:
     """Refuse a state dict whose tensor names or shapes differ from ``model``'s."""
     own = model.state_dict()
@@ -130,6 +140,7 @@ def from_pretrained(path_or_name: str | os.PathLike):
 
 __all__ = [
     "CHECKPOINTS_DIR",
+    "architecture_options",
     "check_state",
     "from_pretrained",
     "list_pretrained",

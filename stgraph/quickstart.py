@@ -127,7 +127,7 @@ def _zero_shot(graph_dir: Path, output: Path) -> tuple[list[dict[str, Any]], lis
 
 
 def _few_shot(graph_dir: Path, output: Path, schedule: dict) -> tuple[dict, dict]:
-    from stgraph.pretrained import read_options, resolve_pretrained
+    from stgraph.pretrained import architecture_options
     from stgraph.train import load_config, train
     from stgraph.train.transfer import finetune_raw
 
@@ -148,8 +148,7 @@ def _few_shot(graph_dir: Path, output: Path, schedule: dict) -> tuple[dict, dict
     raw["train"].update(schedule)
     raw["output"].update(tensorboard=False, progress=False)
     runs["finetuned"] = train(load_config(raw=raw))
-    options = dict(read_options(resolve_pretrained(CHECKPOINT)))
-    options["tasks"] = [t for t in options.get("tasks") or [] if t != "reconstruction"]
+    options = architecture_options(CHECKPOINT)
     _say(
         f"stgraph train --graph {graph_dir} (the same architecture from scratch, "
         f"train.budget={BUDGET}) -o {output / 'scratch'}"

@@ -123,9 +123,10 @@ def budget_windows(cfg: TrainConfig, graph: STGraph, protocol: Protocol, split, 
     """``windows`` with the training part cut to the config's few-shot budget (``finetune.budget``
     or, for a model trained from scratch on the same data, ``train.budget``; unchanged without
     one), and the number of optimiser steps the budget allows (``None``: the schedule's)."""
-    text = cfg.finetune.budget if cfg.finetune is not None else None
-    text = text if text is not None else cfg.train.budget
-    key = "finetune.budget" if cfg.finetune is not None and cfg.finetune.budget else "train.budget"
+    fine = cfg.finetune is not None and cfg.finetune.budget is not None
+    key, text = (
+        ("finetune.budget", cfg.finetune.budget) if fine else ("train.budget", cfg.train.budget)
+    )
     if text is None:
         return windows, None, None
     from stgraph.data.windows import SlidingWindows
