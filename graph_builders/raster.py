@@ -13,6 +13,7 @@ Example::
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -31,6 +32,8 @@ from stgraph.utils.extras import require
 from stgraph.utils.geo import EARTH_RADIUS_M, haversine_m
 from stgraph.utils.grid import NEIGHBOUR_OFFSETS, grid_edges
 from stgraph.utils.memory import check_memory
+
+LOGGER = logging.getLogger("stgraph.builders")
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -296,6 +299,7 @@ def from_grid(
     engine: str | None = None,
     strict: bool = False,
     max_drop_share: float = MAX_DROP_SHARE,
+    partial: bool = False,
 ) -> STGraph:
     r"""A grid graph from a raster: one node per cell (or per ``coarsen × coarsen`` block).
 
@@ -330,6 +334,10 @@ def from_grid(
             (:func:`graph_builders._inputs.report_dropped`): more than ``max_drop_share`` of the
             (coarsened) cells NaN at every step is a warning on stderr (a land/sea mask: raise
             ``max_drop_share``), with ``strict=True`` an error.
+        partial (bool): accept a GRIB file whose steps start at midnight but stop inside a day
+            (what a file cut between two messages looks like: every message is whole, so
+            :func:`check_grib` cannot tell), with a warning that counts its steps; by default
+            that is an error.
 
     Returns:
         STGraph with ``x`` ``[N, T, V]`` (``mask`` False where NaN), ``pos`` = block centres
@@ -341,7 +349,8 @@ def from_grid(
 
     Raises:
         DataFormatError: missing dimensions, coordinates that are not degrees, a raster with no
-            finite value at all, a truncated GRIB file (:func:`check_grib`).
+            finite value at all, a truncated GRIB file (:func:`check_grib`), a GRIB file whose
+            sub-daily steps start at midnight and stop inside a day (unless ``partial=True``).
         TooManyDroppedError: ``strict=True`` and too many all-NaN cells.
     """
     _check_grid_options(coarsen, neighbourhood, reduce, boundary, edge_weight)
@@ -372,6 +381,8 @@ def from_grid(
     n_valid = np.asarray(valid.values, dtype=np.float64).reshape(-1)[c.keep]
     node_attr = np.stack([width_at, np.full(c.node_lat.shape, height), n_valid], axis=1)
     times, interval = _times(da, time_dim, name)
+    if any(Path(f).suffix.lower() in _GRIB_SUFFIXES or engine == "cfgrib" for f in files):
+        _check_whole_days(times, interval, name, partial)
     meta = {
         "variables": variables,
         "domain": domain,
@@ -411,6 +422,32 @@ def _graph(
         node_attr=torch.from_numpy(node_attr.astype(np.float32)),
         meta=meta,
     )
+
+
+def _check_whole_days(
+    times: np.ndarray | None, interval: int | None, name: str, partial: bool
+) -> None:
+    """A GRIB file of sub-daily steps that starts at midnight (UTC) must end with the last step
+    of a day: a cut only ever removes the tail, and a cut between two messages leaves a valid
+    file that :func:`check_grib` cannot tell from a whole one."""
+    if times is None or len(times) < 2 or not interval or interval >= 86_400:
+        return
+    if 86_400 % interval or times[0] % 86_400 or (times[-1] + interval) % 86_400 == 0:
+        return
+    first, last = (pd.Timestamp(int(t), unit="s") for t in (times[0], times[-1]))
+    whole = (len(times) * interval) // 86_400
+    text = (
+        f"{name}: the GRIB steps start at midnight ({first}) but stop inside a day: the last "
+        f"of the {len(times):,} steps of {interval} s is {last}, {len(times) - whole * 86_400 // interval} "
+        f"steps after the last whole day; a GRIB file cut between two messages reads as a "
+        f"shorter valid file like this"
+    )
+    if not partial:
+        raise DataFormatError(
+            text + "; if the file is whole, pass partial=True (options: {partial: true} in a "
+            "build config) to build its steps anyway"
+        )
+    LOGGER.warning("%s; building its %d steps (partial=True)", text, len(times))
 
 
 def _check_size(da: Any, name: str) -> None:

@@ -37,6 +37,22 @@ def test_cut_to_a_third_with_its_checksum_file_is_refused(grib_bytes, data_dir, 
     assert raster.from_grid(path).num_steps == 744
 
 
+def test_cut_between_messages_without_a_checksum_is_refused(grib_bytes, tmp_path, caplog):
+    """The issue's repro: a third of the bytes is 248 whole messages (hourly, from midnight of
+    1 March to 07:00 of the 11th); no checksum file beside it. A cut at the end of a day (24 k
+    messages) is a valid shorter file and builds."""
+    path = tmp_path / "cut.grib"
+    path.write_bytes(grib_bytes[: len(grib_bytes) // 3])
+    with pytest.raises(DataFormatError, match=r"cut\.grib: .*248 steps .*07:00.*partial=True"):
+        raster.from_grid(path)
+    with caplog.at_level("WARNING", logger="stgraph.builders"):
+        assert raster.from_grid(path, partial=True).num_steps == 248
+    assert "8 steps after the last whole day" in caplog.text
+    size = len(grib_bytes) // 744
+    path.write_bytes(grib_bytes[: 10 * 24 * size])  # ten whole days
+    assert raster.from_grid(path).num_steps == 240
+
+
 @pytest.mark.parametrize("content", [b"", b"\x00garbage" * 600, b"GRIB\x00\x0d\x0e\x01"])
 def test_empty_or_garbage_grib_is_a_data_format_error(content, tmp_path):
     path = tmp_path / "bad.grib"
