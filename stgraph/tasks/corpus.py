@@ -286,6 +286,21 @@ class Corpus:
         starts = torch.randperm(len(windows), generator=generator)[:b]
         return i, Batch.from_data_list([windows[int(s)] for s in starts])
 
+    def largest_batch(self, i: int) -> tuple[Batch, int]:
+        """The largest batch graph ``i`` can give, for a memory estimate: a batch of one
+        window of the longest input and lead time drawn (shrunk as :meth:`WindowRange.draw`
+        shrinks them), and the windows of its batches."""
+        cg = self.graphs[i]
+        length, horizon = self.windows.input_steps[1], self.windows.horizon[1]
+        if length + horizon > cg.train_steps:
+            share = cg.train_steps / (length + horizon)
+            length = max(2, math.floor(length * share))
+            horizon = max(1, cg.train_steps - length)
+        windows = SlidingWindows(cg.graph, length, horizon)
+        n = cg.graph.num_nodes
+        b = max(1, min(self.batch_size, self.node_budget // max(n, 1), len(windows)))
+        return Batch.from_data_list([windows[0]]), b
+
 
 __all__ = [
     "NODE_HALVES",

@@ -400,6 +400,7 @@ def _run_steps(
             return first, drawn
     else:
         print(f"starting fresh: no resume state in {run_dir}")
+    _check_step_memory(cfg, corpus, model, mix)
     rows = _read_log(run_dir / "log.csv", first)
     writer = _tensorboard(cfg, run_dir)
     bar = tqdm(
@@ -449,6 +450,36 @@ def _run_steps(
         if writer is not None:
             writer.close()
     return ts.steps, drawn
+
+
+def _check_step_memory(cfg: PretrainConfig, corpus: Corpus, model, mix: ObjectiveMix) -> None:
+    """Refuse, before the first step, a corpus whose largest batch (the longest window of each
+    graph at its windows per batch) would not fit in the memory budget; the probes change no
+    weight and no random state (:mod:`stgraph.train.step_memory`)."""
+    from stgraph.train.step_memory import check_step_memory, estimate_step
+
+    copies = 3 + (1 if cfg.train.ema_decay else 0)  # gradients, AdamW's two moments, the average
+    worst, name = None, ""
+    for i, cg in enumerate(corpus.graphs):
+        probe, windows = corpus.largest_batch(i)
+        gen = torch.Generator().manual_seed(0)
+
+        def loss(b, cg=cg, gen=gen):
+            return pretrain_loss(model, b, cg.loss_scale, mix, gen)[0]
+
+        est = estimate_step(model, loss, probe, windows, optimizer_copies=copies)
+        if worst is None or est.total > worst.total:
+            worst, name = est, corpus.names[i]
+    if worst is None:
+        return
+    check_step_memory(
+        worst,
+        f"pretraining ({name}, the largest batch of the corpus)",
+        hint=f"lower windows.node_budget (now {cfg.windows.node_budget}), windows.batch_size "
+        f"(now {cfg.windows.batch_size}) or the longest input_steps, or raise the budget",
+    )
+    if cfg.output.progress:
+        print(f"largest pretraining step ({name}): about {worst.describe()}")
 
 
 def _log_row(step: int, source: str, parts: dict, loss: float, lr: float, seconds: float) -> dict:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch_geometric.data import Batch
 from torch_geometric.loader import DataLoader
 from tqdm.auto import tqdm
 
@@ -299,6 +300,7 @@ def _fit(
     progress = _restore(run_dir, model, opt, ema, state)
     if progress.rows is None:  # the run had finished
         return progress.epoch
+    _check_step_memory(model, task, cfg, windows["train"])
     if cfg.finetune is not None and state is None:
         _validate_start(model, task, cfg, windows, run_dir, progress)
 
@@ -321,6 +323,30 @@ def _fit(
             writer.close()
     _write_state(run_dir, model, opt, progress.state(finished=True), ema)
     return progress.epoch
+
+
+def _check_step_memory(
+    model: Forecaster, task: Task, cfg: TrainConfig, train_windows: SlidingWindows
+) -> None:
+    """Refuse, before the first step, a step that would not fit in the memory budget
+    (:mod:`stgraph.train.step_memory`; the probe changes no weight and no random state)."""
+    from stgraph.train.step_memory import check_step_memory, estimate_step
+
+    ts = cfg.train
+    windows = min(ts.batch_size, len(train_windows))
+    probe = Batch.from_data_list([train_windows[0]])  # no loader: it would draw a random seed
+    copies = 3 + (1 if ts.ema_decay else 0)  # gradients, Adam's two moments, the average
+    est = estimate_step(
+        model, lambda b: task.loss(model, b), probe, windows, optimizer_copies=copies
+    )
+    check_step_memory(
+        est,
+        f"{cfg.dataset.label}: {cfg.model.name}",
+        hint=f"lower train.batch_size (now {ts.batch_size}) or the input length, or raise the "
+        "budget",
+    )
+    if cfg.output.progress:
+        print(f"one training step: about {est.describe()}")
 
 
 def _validate_start(
