@@ -21,7 +21,13 @@ import numpy as np
 import pandas as pd
 
 from stgraph.datasets.files import sha256_of
-from stgraph.errors import ChecksumError, DataFormatError, MemoryBudgetError, STGraphError  # noqa: F401 (re-exported)
+from stgraph.errors import (  # noqa: F401 (re-exported)
+    ChecksumError,
+    ConfigError,
+    DataFormatError,
+    MemoryBudgetError,
+    STGraphError,
+)
 
 if TYPE_CHECKING:
     from stgraph.data.stgraph import STGraph
@@ -74,10 +80,10 @@ def report_dropped(
 
     Raises:
         TooManyDroppedError: ``strict=True`` and the share is above ``max_share``.
-        ValueError: ``max_share`` outside ``[0, 1)``.
+        ConfigError: ``max_share`` outside ``[0, 1)``.
     """
     if not 0.0 <= float(max_share) < 1.0:
-        raise ValueError(f"max_drop_share: expected a share in [0, 1), got {max_share!r}")
+        raise ConfigError(f"max_drop_share: expected a share in [0, 1), got {max_share!r}")
     skip = set(ignore)
     counted = {k: int(v) for k, v in dropped.items() if v and k not in skip}
     n_drop = sum(counted.values())
@@ -239,7 +245,10 @@ def read_table(
                 "the compressed file is truncated or damaged"
             ) from exc
     else:
-        raise TypeError(f"expected a DataFrame or a path, got {type(source).__name__}")
+        raise DataFormatError(
+            f"table: expected a pandas DataFrame, a point GeoDataFrame or a path to a table file, "
+            f"got {type(source).__name__}"
+        )
     require_columns(df, required, name)
     return df
 
@@ -307,13 +316,14 @@ def check_lonlat(
     return invalid
 
 
-def parse_interval(interval: Any) -> pd.Timedelta:
+def parse_interval(interval: Any, *, option: str = "interval") -> pd.Timedelta:
     """A pandas offset alias (``"1D"``, ``"15min"``, ``"1h"``), a Timedelta string
-    (``"15 minutes"``), a (numpy / datetime) timedelta or seconds → Timedelta."""
+    (``"15 minutes"``), a (numpy / datetime) timedelta or seconds → Timedelta; anything else is a
+    :class:`ConfigError` naming ``option``."""
     if isinstance(interval, (pd.Timedelta, np.timedelta64, datetime.timedelta)):
         td = pd.Timedelta(interval)
     elif isinstance(interval, bool):
-        raise ValueError(f"interval: expected a duration, got {interval!r}")
+        raise ConfigError(f"{option}: expected a duration, got {interval!r}")
     elif isinstance(interval, (int, float, np.integer, np.floating)):
         td = pd.Timedelta(seconds=float(interval))
     else:
@@ -323,20 +333,20 @@ def parse_interval(interval: Any) -> pd.Timedelta:
             try:
                 td = pd.Timedelta(interval)
             except (ValueError, TypeError) as exc:
-                raise ValueError(
-                    f"interval: cannot interpret {interval!r}; expected e.g. '1D', '15min', '1h' "
+                raise ConfigError(
+                    f"{option}: cannot interpret {interval!r}; expected e.g. '1D', '15min', '1h' "
                     "or seconds"
                 ) from exc
     if pd.isna(td) or td <= pd.Timedelta(0):
-        raise ValueError(f"interval: must be positive, got {interval!r}")
+        raise ConfigError(f"{option}: must be positive, got {interval!r}")
     return td
 
 
-def interval_seconds(interval: Any) -> int:
+def interval_seconds(interval: Any, *, option: str = "interval") -> int:
     """:func:`parse_interval` as whole seconds (``"15min"`` → ``900``); at least 1 s."""
-    seconds = round(parse_interval(interval).total_seconds())
+    seconds = round(parse_interval(interval, option=option).total_seconds())
     if seconds < 1:
-        raise ValueError(f"interval: {interval!r} is shorter than one second")
+        raise ConfigError(f"{option}: {interval!r} is shorter than one second")
     return int(seconds)
 
 
@@ -460,7 +470,9 @@ def renamed_options(**old_to_new: str) -> Callable[[F], F]:
             for old, new in old_to_new.items():
                 if old in kwargs:
                     if new in kwargs:
-                        raise TypeError(f"{fn.__name__}: give {new}= only ({old}= is its old name)")
+                        raise ConfigError(
+                            f"{fn.__name__}: give {new}= only ({old}= is its old name)"
+                        )
                     warnings.warn(
                         f"{fn.__name__}: option {old!r} is now {new!r}; the old name will be removed",
                         DeprecationWarning,
@@ -478,15 +490,18 @@ def node_positions(nodes: STGraph | np.ndarray, *, option: str) -> np.ndarray:
     """``[M, 2]`` float64 lon/lat of target nodes given as an STGraph (its ``pos``) or an array.
 
     Raises:
-        ValueError: naming ``option``: an STGraph without ``pos``, or an array not ``[M, 2]``.
+        DataFormatError: naming ``option``: an STGraph without ``pos``, or an array not
+            ``[M, 2]``.
     """
     from stgraph.data.stgraph import STGraph
 
     if isinstance(nodes, STGraph):
         if nodes.pos is None:
-            raise ValueError(f"{option}: the STGraph has no pos (node lon/lat)")
+            raise DataFormatError(f"{option}: the STGraph has no pos (node lon/lat)")
         return nodes.pos.double().numpy()
     pos = np.asarray(nodes, dtype=np.float64)
     if pos.ndim != 2 or pos.shape[1] != 2:
-        raise ValueError(f"{option}: expected an STGraph or [M, 2] lon/lat, got shape {pos.shape}")
+        raise DataFormatError(
+            f"{option}: expected an STGraph or [M, 2] lon/lat, got shape {pos.shape}"
+        )
     return pos

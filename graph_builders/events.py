@@ -61,7 +61,7 @@ from graph_builders._inputs import (
 )
 from graph_builders.regions import Grid, H3Cells, grid_nodes
 from stgraph.data.stgraph import STGraph
-from stgraph.errors import DataFormatError
+from stgraph.errors import ConfigError, DataFormatError
 from stgraph.utils.extras import require
 from stgraph.utils.geo import haversine_m, project, utm_crs
 
@@ -193,11 +193,11 @@ def from_points(
     Raises:
         DataFormatError: missing columns (naming them and the file), coordinates that are not
             degrees, no event left to count.
+        ConfigError: a bad option (``interval``, ``bbox``, ``neighbourhood``, ``duplicates``...).
     """
     name = source_name(table)
     df = read_table(table, names=names, header=header, coords=(lon_col, lat_col))
-    if duplicates not in ("keep", "drop"):
-        raise ValueError(f"duplicates: expected 'keep' or 'drop', got {duplicates!r}")
+    bbox = _check_options(duplicates, bbox, neighbourhood, max_invalid_share)
     cols = _columns(df, lon_col, lat_col, time_col if time is None else None, types, name)
     td = parse_interval(interval)
     ev = _read_events(
@@ -235,6 +235,35 @@ def from_points(
     meta = _events_meta(ev, assign, td, name=name, **head)
     _report(meta, dup, name, duplicates, categories is not None, strict, max_drop_share)
     return _graph(x, times, assign, meta)
+
+
+def _check_options(
+    duplicates: str, bbox: Sequence[float] | None, neighbourhood: int, max_invalid_share: float
+) -> tuple[float, float, float, float] | None:
+    """The options of :func:`from_points` that need no data, checked (a :class:`ConfigError`
+    naming the first bad one); ``bbox`` as four floats."""
+    if duplicates not in ("keep", "drop"):
+        raise ConfigError(f"duplicates: expected 'keep' or 'drop', got {duplicates!r}")
+    if neighbourhood not in (4, 8) or isinstance(neighbourhood, bool):
+        raise ConfigError(f"neighbourhood: expected 4 or 8, got {neighbourhood!r}")
+    share = max_invalid_share
+    if (
+        isinstance(share, bool)
+        or not isinstance(share, (int, float, np.number))
+        or not 0 <= share <= 1
+    ):
+        raise ConfigError(
+            f"max_invalid_share: expected a share in [0, 1], got {max_invalid_share!r}"
+        )
+    if bbox is None:
+        return None
+    try:
+        w, s, e, n = (float(b) for b in bbox)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"bbox={bbox!r}: expected (west, south, east, north) in degrees") from exc
+    if not (-180 <= w < e <= 180 and -90 <= s < n <= 90):
+        raise ConfigError(f"bbox={bbox!r}: expected west < east, south < north, in degrees")
+    return w, s, e, n
 
 
 def _graph(x: np.ndarray, times: np.ndarray, assign: _Assignment, meta: dict) -> STGraph:
@@ -374,7 +403,7 @@ def _read_events(
         else:
             categories = [str(c) for c in categories]
             if len(set(categories)) != len(categories):
-                raise ValueError(f"categories: duplicates in {categories}")
+                raise ConfigError(f"categories: duplicates in {categories}")
         ev.codes = pd.Index(categories).get_indexer(labels).astype(np.int64)  # -1: no category
         ev.drop(ev.codes < 0, "unknown_type")
     else:
@@ -516,7 +545,7 @@ def _time_bins(
         last = pd.Timestamp(w[ok_time].max())
         n_bins = (int(last.value) - int(t0.value)) // int(td.value) + 1
     if n_bins < 1:
-        raise ValueError(f"start/end: empty time range [{t0}, {end})")
+        raise ConfigError(f"start/end: empty time range [{t0}, {end})")
     if n_nodes_hint * n_bins * max(len(ev.categories), 1) > _MAX_ENTRIES:
         _too_many(name, n_nodes_hint, n_bins, td, len(ev.categories), t0, w[ok_time])
     # compare as datetimes first: int64 nanosecond differences overflow beyond 292 years
@@ -622,7 +651,9 @@ def _assign(
     if isinstance(regions, Grid):
         return _assign_grid(regions, lon, lat, neighbourhood)
     if isinstance(regions, (bool, np.bool_)):
-        raise TypeError("regions: expected a Grid, H3Cells/int, GeoDataFrame or road-graph STGraph")
+        raise ConfigError(
+            "regions: expected a Grid, H3Cells/int, GeoDataFrame or road-graph STGraph"
+        )
     if isinstance(regions, (int, np.integer)):
         regions = H3Cells(int(regions))
     if isinstance(regions, H3Cells):
@@ -635,7 +666,7 @@ def _assign(
         gpd = None
     if gpd is not None and isinstance(regions, gpd.GeoDataFrame):
         return _assign_polygons(regions, lon, lat, keep, region_id_col)
-    raise TypeError(
+    raise ConfigError(
         f"regions: expected a Grid, H3Cells/int, GeoDataFrame or road-graph STGraph, got {type(regions).__name__}"
     )
 

@@ -25,6 +25,7 @@ from graph_builders._inputs import interval_seconds, node_positions
 from graph_builders.mapmatch import MetricProjection
 from stgraph.data.stgraph import STGraph
 from stgraph.data.weights import DISTANCE_M
+from stgraph.errors import ConfigError, DataFormatError
 
 __all__ = ["COUNT_UNITS", "fuse"]
 
@@ -71,7 +72,7 @@ def _agg_of(var: Mapping[str, Any], override: Mapping[str, str], qualified: str)
         if key in override:
             how = override[key]
             if how not in ("sum", "mean"):
-                raise ValueError(f"agg[{key!r}]: expected 'sum' or 'mean', got {how!r}")
+                raise ConfigError(f"agg[{key!r}]: expected 'sum' or 'mean', got {how!r}")
             return how
     if var.get("agg") in ("sum", "mean"):
         return var["agg"]
@@ -145,12 +146,14 @@ def fuse(
         ``fuse_dyn_edges_within_node``. (``fuse_nodes_too_far`` counts source nodes, not values.)
 
     Raises:
-        ValueError: no source with variables, a source without pos or time, bad options.
+        ConfigError: bad options (``how``, ``times``, ``names``, ``agg``, ``interval``).
+        DataFormatError: no source with variables, a source without pos or time, sources that
+            do not overlap under ``times='intersection'``.
     """
     if how not in ("nearest", "idw"):
-        raise ValueError(f"how: expected 'nearest' or 'idw', got {how!r}")
+        raise ConfigError(f"how: expected 'nearest' or 'idw', got {how!r}")
     if times not in ("union", "intersection"):
-        raise ValueError(f"times: expected 'union' or 'intersection', got {times!r}")
+        raise ConfigError(f"times: expected 'union' or 'intersection', got {times!r}")
     names, graphs = _named_sources(graphs, names)
     target = graphs[0] if on is None else on
     tgt = _Target.of(target)
@@ -205,17 +208,17 @@ def _named_sources(
     """The source graphs and their (unique) names."""
     if isinstance(graphs, Mapping):
         if names is not None:
-            raise ValueError("names: give names either as mapping keys or as names=..., not both")
+            raise ConfigError("names: give names either as mapping keys or as names=..., not both")
         names = [str(k) for k in graphs]
         graphs = list(graphs.values())
     graphs = list(graphs)
     if not graphs:
-        raise ValueError("fuse: no source graph given")
+        raise DataFormatError("graphs: fuse needs at least one source graph, got none")
     if names is None:
         names = [str((g.meta or {}).get("name") or f"source{i}") for i, g in enumerate(graphs)]
     names = list(names)
     if len(names) != len(graphs):
-        raise ValueError(f"names: {len(names)} names for {len(graphs)} graphs")
+        raise ConfigError(f"names: {len(names)} names for {len(graphs)} graphs")
     if len(set(names)) != len(names):
         names = [f"{n}{i}" if names.count(n) > 1 else n for i, n in enumerate(names)]
     return names, graphs
@@ -261,12 +264,12 @@ def _common_axis(
 ) -> tuple[_Axis, dict[str, int | None]]:
     """The common interval (given, or the longest source interval) and step range."""
     if not sources:
-        raise ValueError("fuse: none of the graphs has variables over time (x is empty)")
+        raise DataFormatError("fuse: none of the graphs has variables over time (x is empty)")
     for n, g in sources:
         if g.pos is None:
-            raise ValueError(f"fuse: source {n!r} has no pos; nodes cannot be placed")
+            raise DataFormatError(f"fuse: source {n!r} has no pos; nodes cannot be placed")
         if g.time is None:
-            raise ValueError(f"fuse: source {n!r} has no time; steps cannot be aligned")
+            raise DataFormatError(f"fuse: source {n!r} has no time; steps cannot be aligned")
     intervals = {}
     for n, g in sources:
         iv = (g.meta or {}).get("interval")
@@ -277,10 +280,10 @@ def _common_axis(
     known = [v for v in intervals.values() if v]
     step_s = interval_seconds(interval) if interval is not None else (max(known) if known else None)
     if step_s is None:
-        raise ValueError("fuse: no source has an interval and none was given; pass interval=...")
+        raise ConfigError("fuse: no source has an interval and none was given; pass interval=...")
     for n, iv in intervals.items():
         if iv and iv > step_s:
-            raise ValueError(
+            raise ConfigError(
                 f"fuse: source {n!r} has interval {iv} s, longer than the common interval {step_s} s; "
                 f"choose interval >= {iv} s"
             )
@@ -292,7 +295,7 @@ def _common_axis(
     else:
         lo, hi = (max(starts) - origin) // step_s, (min(ends) - origin) // step_s
         if hi < lo:
-            raise ValueError(
+            raise DataFormatError(
                 "fuse: times='intersection' but the sources do not overlap in time "
                 f"(latest start {max(starts)}, earliest end {min(ends)})"
             )

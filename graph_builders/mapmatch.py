@@ -27,6 +27,7 @@ from scipy.spatial import cKDTree
 
 from graph_builders.osm.spatial import segment_geometry
 from stgraph.data.stgraph import STGraph
+from stgraph.errors import ConfigError, DataFormatError
 from stgraph.utils.geo import project
 
 __all__ = ["MetricProjection", "RoadIndex", "match_to_roads", "road_index", "simulate_tracks"]
@@ -86,17 +87,19 @@ class RoadIndex:
 def road_index(road_graph: STGraph, *, step_m: float = 25.0) -> RoadIndex:
     """Project a road graph's segments and build the KD-tree of points every ``step_m`` along them."""
     if road_graph.pos is None or road_graph.edge_index is None:
-        raise ValueError("road_graph: needs pos [N, 2] and edge_index [2, E] (from osm.road_graph)")
+        raise DataFormatError(
+            "road_graph: needs pos [N, 2] and edge_index [2, E] (from osm.road_graph)"
+        )
     seg_graph = (road_graph.meta or {}).get("road_node") == "segment"
     if not seg_graph and road_graph.edge_index.size(1) == 0:
-        raise ValueError("road_graph: has no edges to match onto")
+        raise DataFormatError("road_graph: has no edges to match onto")
     coords, ptr = segment_geometry(road_graph)
     proj = MetricProjection.about(coords[:, 0], coords[:, 1])
     xy = proj(coords[:, 0], coords[:, 1])
     n_seg = len(ptr) - 1
     counts = np.diff(ptr)
     if (counts < 2).any():
-        raise ValueError(
+        raise DataFormatError(
             f"road_graph: segment {int(np.argmax(counts < 2))} has fewer than 2 points"
         )
     # pieces: consecutive coordinate pairs within each polyline
@@ -303,10 +306,10 @@ def match_to_roads(
         distance to it (m) and the position along it (0 = start, 1 = end).
     """
     if method not in ("hmm", "nearest"):
-        raise ValueError(f"method: expected 'hmm' or 'nearest', got {method!r}")
+        raise ConfigError(f"method: expected 'hmm' or 'nearest', got {method!r}")
     if index is None:
         if road_graph is None:
-            raise ValueError("match_to_roads: give road_graph or index")
+            raise ConfigError("match_to_roads: give road_graph or index")
         index = road_index(road_graph, step_m=max(max_dist_m, 5.0))
     lonlat = np.asarray(lonlat, dtype=np.float64)
     segment = np.asarray(segment)
@@ -424,7 +427,10 @@ def simulate_tracks(
     while made < n_tracks:
         tries += 1
         if tries > 200 * n_tracks:
-            raise ValueError("simulate_tracks: could not find enough connected node pairs")
+            raise DataFormatError(
+                f"road_graph: simulate_tracks made only {made} of n_tracks={n_tracks} tracks in "
+                f"{tries - 1} tries; the road graph has too few connected node pairs"
+            )
         s_node, d_node = rng.choice(nodes, 2, replace=False)
         try:
             path = nx.shortest_path(g, int(s_node), int(d_node), weight="length")

@@ -32,7 +32,7 @@ from graph_builders.trajectories import (
 )
 from stgraph.data.stgraph import STGraph
 from stgraph.data.weights import DISTANCE_M
-from stgraph.errors import DataFormatError
+from stgraph.errors import ConfigError, DataFormatError
 from stgraph.utils.memory import check_memory
 
 __all__ = ["from_tracks"]
@@ -141,7 +141,7 @@ def from_tracks(
     _check_options(mode, kernel, nodes, k)
     value_cols = list(value_cols)
     if not value_cols:
-        raise ValueError("value_cols: give at least one value column")
+        raise ConfigError("value_cols: give at least one value column")
     step_s = interval_seconds(interval)
     units = dict(units or {})
     cols = {"lon_col": lon_col, "lat_col": lat_col, "time_col": time_col, "id_col": id_col}
@@ -196,13 +196,13 @@ def from_tracks(
 
 def _check_options(mode: str, kernel: str, nodes: object, k: int) -> None:
     if mode not in ("knn", "interpolate"):
-        raise ValueError(f"mode: expected 'knn' or 'interpolate', got {mode!r}")
+        raise ConfigError(f"mode: expected 'knn' or 'interpolate', got {mode!r}")
     if kernel not in ("idw", "gaussian"):
-        raise ValueError(f"kernel: expected 'idw' or 'gaussian', got {kernel!r}")
+        raise ConfigError(f"kernel: expected 'idw' or 'gaussian', got {kernel!r}")
     if mode == "interpolate" and nodes is None:
-        raise ValueError("mode='interpolate' needs nodes=... (an STGraph or [M, 2] lon/lat)")
+        raise ConfigError("mode='interpolate' needs nodes=... (an STGraph or [M, 2] lon/lat)")
     if k < 1:
-        raise ValueError(f"k: must be at least 1, got {k}")
+        raise ConfigError(f"k: must be at least 1, got {k}")
 
 
 def _read_reports(
@@ -228,7 +228,9 @@ def _read_reports(
         )
     if not derive:
         return pts, dropped, 0, False
-    seg = split_segments(pts["track"].to_numpy(), pts["time"].to_numpy(), interval_seconds(max_gap))
+    seg = split_segments(
+        pts["track"].to_numpy(), pts["time"].to_numpy(), interval_seconds(max_gap, option="max_gap")
+    )
     sp = point_speeds(pts["lon"].to_numpy(), pts["lat"].to_numpy(), pts["time"].to_numpy(), seg)
     pts[_DERIVED_SPEED] = np.where(sp > max_speed_mps, np.nan, sp)
     return pts, dropped, int((sp > max_speed_mps).sum()), True

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from stgraph.errors import DataFormatError
 from stgraph.utils.atomic import atomic_path
 
 
@@ -102,7 +103,7 @@ def plot_graph(
     from stgraph.utils.plotting import map_figsize, style_map_axes
 
     if graph.pos is None:
-        raise ValueError("plot_graph: the graph has no pos (lon/lat) to draw")
+        raise DataFormatError("plot_graph: the graph has no pos (lon/lat) to draw")
     pos = graph.pos.double().numpy()
     values, label = _node_values(graph, color_by)
     n = len(pos)

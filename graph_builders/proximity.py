@@ -25,7 +25,7 @@ from scipy.spatial import Delaunay, cKDTree
 
 from graph_builders._inputs import renamed_options
 from stgraph.data.weights import gaussian_affinity
-from stgraph.errors import DataFormatError
+from stgraph.errors import ConfigError, DataFormatError
 from stgraph.utils.geo import EARTH_RADIUS_M, project
 
 if TYPE_CHECKING:
@@ -82,11 +82,11 @@ def _check_pos(pos: Any) -> np.ndarray:
         else np.asarray(pos, dtype=np.float64)
     )
     if arr.ndim != 2 or arr.shape[1] != 2:
-        raise ValueError(f"pos: expected shape (N, 2) of lon, lat degrees, got {arr.shape}")
+        raise DataFormatError(f"pos: expected shape (N, 2) of lon, lat degrees, got {arr.shape}")
     bad = ~np.isfinite(arr).all(1) | (np.abs(arr[:, 0]) > 180) | (np.abs(arr[:, 1]) > 90)
     if bad.any():
         i = int(np.nonzero(bad)[0][0])
-        raise ValueError(
+        raise DataFormatError(
             f"pos: row {i} is ({arr[i, 0]}, {arr[i, 1]}); expected finite lon in [-180, 180] and lat "
             f"in [-90, 90] ({int(bad.sum())} bad rows)"
         )
@@ -117,10 +117,10 @@ def distance_matrix(
             dtype=np.float64,
         )
         if mat.ndim != 2 or mat.shape[0] != mat.shape[1]:
-            raise ValueError(f"distances: expected a square [N, N] matrix, got {mat.shape}")
+            raise DataFormatError(f"distances: expected a square [N, N] matrix, got {mat.shape}")
         return mat, {}
     if node_ids is None:
-        raise ValueError(
+        raise ConfigError(
             "distances: a from/to/dist table needs node_ids (the id of each node in order)"
         )
     source = distances
@@ -142,7 +142,7 @@ def distance_matrix(
     ids = [str(i) for i in node_ids]
     index = {k: i for i, k in enumerate(ids)}
     if len(index) != len(ids):
-        raise ValueError("node_ids: ids must be unique")
+        raise DataFormatError("node_ids: ids must be unique")
     src = table.iloc[:, 0].astype(str).map(index)
     dst = table.iloc[:, 1].astype(str).map(index)
     dist = pd.to_numeric(table.iloc[:, 2], errors="coerce")
@@ -212,7 +212,7 @@ def _weights(dist: np.ndarray, weight: str, sigma: float | None) -> np.ndarray:
     if weight == "gaussian":
         s = sigma if sigma is not None else (float(dist.std()) if dist.size else 1.0)
         return _kernel(dist, s if s > 0 else 1.0)
-    raise ValueError(f"weight={weight!r}: expected 'distance', 'gaussian' or 'binary'")
+    raise ConfigError(f"weight={weight!r}: expected 'distance', 'gaussian' or 'binary'")
 
 
 class ProximityEdges(NamedTuple):
@@ -277,17 +277,20 @@ def connect(
         rows of a distance table.
 
     Raises:
-        TypeError: ``pos`` is an STGraph (use :func:`connect_graph`).
-        ValueError: an unknown method or metric, bad positions, neither ``pos`` nor ``distances``.
+        ConfigError: an unknown method, metric or weight, a numeric option out of range (``k``,
+            ``radius_m``, ``threshold``, ``sigma_m``), neither ``pos`` nor ``distances``.
+        DataFormatError: bad positions or distances, ``pos`` is an STGraph (use
+            :func:`connect_graph`).
     """
     from stgraph.data import STGraph
 
     if isinstance(pos, STGraph):
-        raise TypeError("connect: pos is an STGraph; use proximity.connect_graph(graph, ...)")
+        raise DataFormatError("connect: pos is an STGraph; use proximity.connect_graph(graph, ...)")
     if method not in METHODS:
-        raise ValueError(f"method={method!r}: expected one of {', '.join(METHODS)}")
+        raise ConfigError(f"method={method!r}: expected one of {', '.join(METHODS)}")
     if metric != "haversine":
-        raise ValueError(f"metric={metric!r}: only 'haversine' (lon/lat degrees) is supported")
+        raise ConfigError(f"metric={metric!r}: only 'haversine' (lon/lat degrees) is supported")
+    _check_numbers(k=k, radius_m=radius_m, threshold=threshold, sigma_m=sigma_m)
     weight = weight or ("gaussian" if method == "gaussian" else "distance")
     p, dmat, dropped = _read_inputs(pos, distances, node_ids)
     summary: dict[str, Any] = {"method": method, "weight": weight}
@@ -326,6 +329,28 @@ def connect(
     return ProximityEdges(edge_index, edge_weight, summary)
 
 
+def _is_number(value: object) -> bool:
+    """A finite real number (not a bool)."""
+    return (
+        not isinstance(value, bool)
+        and isinstance(value, (int, float, np.number))
+        and bool(np.isfinite(value))
+    )
+
+
+def _check_numbers(*, k: int, radius_m: float, threshold: float, sigma_m: float | None) -> None:
+    """The numeric options of :func:`connect` in range (a :class:`ConfigError` naming the first
+    one that is not)."""
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ConfigError(f"k: expected an integer >= 1 (neighbours per node), got {k!r}")
+    if not (_is_number(radius_m) and radius_m > 0):
+        raise ConfigError(f"radius_m: expected a number of metres > 0, got {radius_m!r}")
+    if not (_is_number(threshold) and 0.0 <= threshold <= 1.0):
+        raise ConfigError(f"threshold: expected a Gaussian weight in [0, 1], got {threshold!r}")
+    if sigma_m is not None and not (_is_number(sigma_m) and sigma_m > 0):
+        raise ConfigError(f"sigma_m: expected a number of metres > 0 (or None), got {sigma_m!r}")
+
+
 def connect_graph(graph: STGraph, **options: Any) -> STGraph:
     """A copy of ``graph`` with proximity edges from its ``pos`` (:func:`connect` ``options``).
 
@@ -357,11 +382,11 @@ def _read_inputs(
     p = _check_pos(pos) if pos is not None else None
     if distances is None:
         if p is None:
-            raise ValueError("connect: give pos ([N, 2] lon/lat) or distances")
+            raise ConfigError("connect: give pos ([N, 2] lon/lat) or distances")
         return p, None, None
     dmat, dropped = distance_matrix(distances, node_ids)
     if p is not None and len(p) != len(dmat):
-        raise ValueError(f"distances: {len(dmat)} nodes but pos has {len(p)}")
+        raise DataFormatError(f"distances: {len(dmat)} nodes but pos has {len(p)}")
     return p, dmat, dropped
 
 
@@ -438,9 +463,9 @@ def _method_pairs(
         return src, dst, dist, False
     # delaunay
     if p is None:
-        raise ValueError("method='delaunay' needs pos")
+        raise ConfigError("method='delaunay' needs pos")
     if n < 3:
-        raise ValueError(f"method='delaunay' needs at least 3 nodes, got {n}")
+        raise DataFormatError(f"method='delaunay' needs at least 3 nodes, got {n}")
     xy, _ = project(p[:, 0], p[:, 1])
     s3 = Delaunay(xy).simplices
     src = np.concatenate([s3[:, 0], s3[:, 1], s3[:, 2]]).astype(np.int64)

@@ -27,7 +27,7 @@ import torch
 from graph_builders._inputs import MAX_DROP_SHARE, report_dropped, source_name
 from graph_builders.regions import cell_ids
 from stgraph.data.stgraph import STGraph
-from stgraph.errors import ChecksumError, DataFormatError
+from stgraph.errors import ChecksumError, ConfigError, DataFormatError
 from stgraph.utils.extras import require
 from stgraph.utils.geo import EARTH_RADIUS_M, haversine_m
 from stgraph.utils.grid import NEIGHBOUR_OFFSETS, grid_edges
@@ -180,19 +180,19 @@ def _as_dataarray(
         if dims is None:
             defaults = {2: (lat_dim, lon_dim), 3: (time_dim, lat_dim, lon_dim)}
             if arr.ndim not in defaults:
-                raise ValueError(
+                raise ConfigError(
                     f"{name}: a {arr.ndim}-d array needs dims=... naming each axis "
                     f"(e.g. ({lat_dim!r}, {lon_dim!r}, {time_dim!r}, {var_dim!r}))"
                 )
             dims = defaults[arr.ndim]
         if len(dims) != arr.ndim:
-            raise ValueError(
+            raise ConfigError(
                 f"{name}: dims {tuple(dims)} do not match an array of shape {arr.shape}"
             )
         coords = dict(coords or {})
         for d in (lat_dim, lon_dim):
             if d not in coords:
-                raise ValueError(
+                raise ConfigError(
                     f"{name}: coords[{d!r}] is required for a numpy raster (cell centres, degrees)"
                 )
         data = xr.DataArray(
@@ -220,7 +220,7 @@ def _as_dataarray(
         if variable is not None and var_dim in data.dims:
             data = data.sel({var_dim: [variable] if isinstance(variable, str) else list(variable)})
     else:
-        raise TypeError(
+        raise DataFormatError(
             f"from_grid: expected an xarray DataArray/Dataset, a numpy array or a path, got {type(data).__name__}"
         )
     missing_dims = [d for d in (lat_dim, lon_dim) if d not in data.dims]
@@ -273,7 +273,7 @@ def _units(da: Any, var_dim: str, units: str | Sequence[str] | None) -> list[dic
     else:
         unit_list = list(units)
         if len(unit_list) != len(labels):
-            raise ValueError(f"units: {len(unit_list)} given for {len(labels)} variables {labels}")
+            raise ConfigError(f"units: {len(unit_list)} given for {len(labels)} variables {labels}")
     return [{"name": n, "unit": u} for n, u in zip(labels, unit_list, strict=True)]
 
 
@@ -569,15 +569,15 @@ def _check_grid_options(
     coarsen: int, neighbourhood: int, reduce: str, boundary: str, edge_weight: str
 ) -> None:
     if not isinstance(coarsen, (int, np.integer)) or coarsen < 1:
-        raise ValueError(f"coarsen: expected an integer >= 1, got {coarsen!r}")
+        raise ConfigError(f"coarsen: expected an integer >= 1, got {coarsen!r}")
     if neighbourhood not in NEIGHBOUR_OFFSETS:
-        raise ValueError(f"neighbourhood: expected 4 or 8, got {neighbourhood!r}")
+        raise ConfigError(f"neighbourhood: expected 4 or 8, got {neighbourhood!r}")
     if reduce not in ("mean", "sum"):
-        raise ValueError(f"reduce: expected 'mean' or 'sum', got {reduce!r}")
+        raise ConfigError(f"reduce: expected 'mean' or 'sum', got {reduce!r}")
     if boundary not in ("pad", "trim"):
-        raise ValueError(f"boundary: expected 'pad' or 'trim', got {boundary!r}")
+        raise ConfigError(f"boundary: expected 'pad' or 'trim', got {boundary!r}")
     if edge_weight not in ("inverse_distance", "binary"):
-        raise ValueError(
+        raise ConfigError(
             f"edge_weight: expected 'inverse_distance' or 'binary', got {edge_weight!r}"
         )
 

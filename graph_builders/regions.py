@@ -20,7 +20,7 @@ import torch
 
 from graph_builders._inputs import check_lonlat
 from stgraph.data.stgraph import STGraph
-from stgraph.errors import DataFormatError
+from stgraph.errors import ConfigError, DataFormatError
 from stgraph.utils.geo import EARTH_RADIUS_M
 from stgraph.utils.grid import grid_edges
 
@@ -47,9 +47,12 @@ class Grid:
 
     def __post_init__(self) -> None:
         if self.rows < 1 or self.cols < 1:
-            raise ValueError(f"Grid: rows and cols must be >= 1, got {self.rows} x {self.cols}")
+            raise ConfigError(f"Grid: rows and cols must be >= 1, got {self.rows} x {self.cols}")
         if not (self.cell_deg_lat > 0 and self.cell_deg_lon > 0):
-            raise ValueError("Grid: cell sizes must be positive degrees")
+            raise ConfigError(
+                "Grid: cell sizes must be positive degrees, got "
+                f"cell_deg_lat={self.cell_deg_lat}, cell_deg_lon={self.cell_deg_lon}"
+            )
 
     @classmethod
     def sthsl(
@@ -87,7 +90,11 @@ class Grid:
     ) -> Grid:
         """Square-ish cells of ``cell_m`` metres (at the bbox's mid-latitude) covering a bbox."""
         if not (max_lon > min_lon and max_lat > min_lat and cell_m > 0):
-            raise ValueError("Grid.from_bbox: expected min < max and cell_m > 0")
+            raise ConfigError(
+                "grid: expected bbox (west, south, east, north) with west < east, south < north "
+                f"and cell_m > 0, got bbox ({min_lon}, {min_lat}, {max_lon}, {max_lat}), "
+                f"cell_m {cell_m}"
+            )
         dlat = cell_m / (EARTH_RADIUS_M * _RAD)
         dlon = dlat / math.cos((min_lat + max_lat) / 2 * _RAD)
         rows = max(1, math.ceil((max_lat - min_lat) / dlat))
@@ -128,7 +135,7 @@ class Grid:
     def to_array(self, graph: STGraph) -> np.ndarray:
         """A graph built on this grid as a dense array ``(rows, cols, T, V)``."""
         if graph.num_nodes != self.num_cells:
-            raise ValueError(
+            raise DataFormatError(
                 f"to_array: graph has {graph.num_nodes} nodes, grid has {self.num_cells} cells"
             )
         return graph.x.numpy().reshape(self.rows, self.cols, graph.num_steps, graph.num_variables)
@@ -142,7 +149,7 @@ class H3Cells:
 
     def __post_init__(self) -> None:
         if not 0 <= int(self.resolution) <= 15:
-            raise ValueError(f"H3Cells: resolution must lie in [0, 15], got {self.resolution}")
+            raise ConfigError(f"H3Cells: resolution must lie in [0, 15], got {self.resolution}")
 
 
 def cell_ids(rows: np.ndarray, cols: np.ndarray) -> list[str]:
@@ -159,18 +166,18 @@ def as_grid(grid: Grid | Mapping[str, object]) -> Grid:
         return grid
     if isinstance(grid, Mapping):
         if set(grid) != {"bbox", "cell_m"}:
-            raise ValueError(
+            raise ConfigError(
                 "grid: expected a dict with exactly the keys 'bbox' (west, south, east, north) and "
                 f"'cell_m' (metres), got keys {sorted(grid)}"
             )
         try:
             w, s, e, n = (float(v) for v in grid["bbox"])
         except (TypeError, ValueError) as exc:
-            raise ValueError(
+            raise ConfigError(
                 f"grid: bbox {grid['bbox']!r} must be 4 numbers (west, south, east, north)"
             ) from exc
         return Grid.from_bbox(w, s, e, n, cell_m=float(grid["cell_m"]))
-    raise TypeError(
+    raise ConfigError(
         f"grid: expected an events.Grid or a dict {{'bbox', 'cell_m'}}, got {type(grid).__name__}"
     )
 

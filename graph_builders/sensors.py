@@ -47,7 +47,7 @@ from graph_builders._inputs import (
     wall_to_unix,
 )
 from stgraph.data.stgraph import STGraph
-from stgraph.errors import DataFormatError
+from stgraph.errors import ConfigError, DataFormatError
 from stgraph.utils.extras import require
 from stgraph.utils.geo import haversine_m
 from stgraph.utils.readers import normalize_ids as _norm_ids
@@ -173,7 +173,7 @@ def snap_to_roads(
             "dist": np.asarray(dist, dtype=np.float64),
         }
     if snap != "edge":
-        raise ValueError(f"snap: expected 'edge' or 'node', got {snap!r}")
+        raise ConfigError(f"snap: expected 'edge' or 'node', got {snap!r}")
     pi, ei, dist = nearest_edges_all(road_graph, lon, lat)
     best = np.full(lon.size, np.inf)
     np.minimum.at(best, pi, dist)
@@ -432,7 +432,7 @@ def _select(
     dist_matrix = None
     if road_graph is not None:
         if table is not None:
-            raise ValueError("distances: give either road_graph= or distances=, not both")
+            raise ConfigError("distances: give either road_graph= or distances=, not both")
         snapped = _snap(
             road_graph,
             ids,
@@ -740,7 +740,7 @@ def _snap(
         sel = ~far_mask
         d, sd = d[np.ix_(sel, sel)], sd[sel]
     elif far != "keep":
-        raise ValueError(f"far: expected 'drop' or 'keep', got {far!r}")
+        raise ConfigError(f"far: expected 'drop' or 'keep', got {far!r}")
     return _Snapped(d, sd, info)
 
 
@@ -762,7 +762,7 @@ def _sensor_meta(
     """``meta`` of a sensor graph (the road graph's part is added by the caller)."""
     unit_list = [units] * len(rd.var_names) if isinstance(units, str) else list(units)
     if len(unit_list) != len(rd.var_names):
-        raise ValueError(f"units: {len(unit_list)} given for variables {rd.var_names}")
+        raise ConfigError(f"units: {len(unit_list)} given for variables {rd.var_names}")
     dropped = {k: len(v) for k, v in dropped_ids.items()}
     on_roads = road_graph is not None
     return {
@@ -878,7 +878,7 @@ def _wide_readings(
         times = None
         if start is not None:
             if td is None:
-                raise ValueError("start: needs interval=... when the readings have no time column")
+                raise ConfigError("start: needs interval=... when the readings have no time column")
             t0 = pd.Timestamp(start)
             times = wall_to_unix(pd.DatetimeIndex(t0 + td * np.arange(len(values))), tz)
     info["unparseable_values"] = int(bad.sum())
@@ -899,7 +899,7 @@ def _long_readings(
     name,
 ):
     if time_col is None:
-        raise ValueError(
+        raise ConfigError(
             f"{name}: long-format readings ({id_col!r}, {value_col!r}) need time_col=..."
         )
     if variable_col is not None and variable_col not in raw.columns:

@@ -43,7 +43,7 @@ from graph_builders._inputs import MAX_DROP_SHARE, interval_seconds, report_drop
 from graph_builders.mapmatch import RoadIndex, match_to_roads, road_index, simulate_tracks
 from graph_builders.regions import Grid, as_grid, grid_nodes
 from stgraph.data.stgraph import STGraph
-from stgraph.errors import DataFormatError
+from stgraph.errors import ConfigError, DataFormatError
 from stgraph.utils.geo import EARTH_RADIUS_M, haversine_m
 from stgraph.utils.memory import check_memory
 
@@ -411,19 +411,19 @@ def from_points(
         DataFormatError: a missing column or an unreadable file.
         TooManyDroppedError: ``strict=True`` and more than ``max_drop_share`` of the points were
             dropped (unparseable times, missing or invalid coordinates, too far from any road).
-        ValueError: both or neither of ``road_graph`` and ``grid``; an empty result.
+        ConfigError: both or neither of ``road_graph`` and ``grid``; a bad ``node``.
     """
     if (road_graph is None) == (grid is None):
-        raise ValueError("from_points: give exactly one of road_graph=... or grid=...")
+        raise ConfigError("from_points: give exactly one of road_graph=... or grid=...")
     if node not in ("intersection", "segment"):
-        raise ValueError(f"node: expected 'intersection' or 'segment', got {node!r}")
+        raise ConfigError(f"node: expected 'intersection' or 'segment', got {node!r}")
     step_s = interval_seconds(interval)
     values = [c for c in (speed_col, heading_col) if c is not None]
     pts, dropped = read_points(
         table, lon_col=lon_col, lat_col=lat_col, time_col=time_col, id_col=id_col, value_cols=values
     )
     track, t = pts["track"].to_numpy(), pts["time"].to_numpy()
-    segment = split_segments(track, t, interval_seconds(max_gap))
+    segment = split_segments(track, t, interval_seconds(max_gap, option="max_gap"))
     if road_graph is not None:
         heading = pts[heading_col].to_numpy() if heading_col is not None else None
         opts = {"max_dist_m": max_dist_m, "sigma_m": sigma_m, "method": method}
@@ -635,7 +635,7 @@ def _speeds(
     if speed_col is not None:
         factor = {"m/s": 1.0, "km/h": 1 / 3.6, "mph": 0.44704}.get(speed_unit)
         if factor is None:
-            raise ValueError(f"speed_unit: expected 'm/s', 'km/h' or 'mph', got {speed_unit!r}")
+            raise ConfigError(f"speed_unit: expected 'm/s', 'km/h' or 'mph', got {speed_unit!r}")
         return pts[speed_col].to_numpy() * factor, 0
     lon, lat, t = pts["lon"].to_numpy(), pts["lat"].to_numpy(), pts["time"].to_numpy()
     speed = point_speeds(lon, lat, t, segment)

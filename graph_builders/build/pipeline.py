@@ -14,6 +14,7 @@ from graph_builders.build.config import BuildConfig, config_from_dict, load_conf
 from graph_builders.build.sources import build_source
 from graph_builders.build.summary import format_summary, graph_summary, source_reports, write_map
 from stgraph.data.stgraph import STGraph
+from stgraph.errors import ConfigError
 from stgraph.utils.atomic import atomic_write_text
 
 __all__ = ["BuildResult", "run_build"]
@@ -121,7 +122,9 @@ def _as_config(
     if isinstance(config, Mapping):
         return config_from_dict(dict(config), overrides=overrides)
     if overrides:
-        raise TypeError("run_build: overrides apply to a YAML path or a mapping, not a BuildConfig")
+        raise ConfigError(
+            "run_build: overrides apply to a YAML path or a mapping, not a BuildConfig"
+        )
     return config
 
 

@@ -77,6 +77,7 @@ from graph_builders.osm.topology import (
     simplify,
 )
 from stgraph.data import STGraph
+from stgraph.errors import ConfigError, DataFormatError
 from stgraph.utils.extras import require
 
 __all__ = [
@@ -159,9 +160,9 @@ def _check_bbox(bbox) -> tuple[float, float, float, float]:
     try:
         w, s, e, n = (float(b) for b in bbox)
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"bbox={bbox!r}: expected (west, south, east, north) in degrees") from exc
+        raise ConfigError(f"bbox={bbox!r}: expected (west, south, east, north) in degrees") from exc
     if not (-180 <= w < e <= 180 and -90 <= s < n <= 90):
-        raise ValueError(f"bbox={bbox!r}: expected west < east, south < north, in degrees")
+        raise ConfigError(f"bbox={bbox!r}: expected west < east, south < north, in degrees")
     return w, s, e, n
 
 
@@ -209,13 +210,13 @@ def road_graph(
         FileNotFoundError: the file does not exist.
         stgraph.errors.DataFormatError: empty, truncated or corrupt file (the message names it), or
             no way of the network in it.
-        ValueError: bad ``network``, ``node``, ``bbox`` or ``speed_fallback``.
+        stgraph.errors.ConfigError: bad ``network``, ``node``, ``bbox`` or ``speed_fallback``.
     """
     check_network(network)
     if node not in ("intersection", "segment"):
-        raise ValueError(f"node={node!r}: expected 'intersection' or 'segment'")
+        raise ConfigError(f"node={node!r}: expected 'intersection' or 'segment'")
     if speed_fallback not in ("impute", "class"):
-        raise ValueError(f"speed_fallback={speed_fallback!r}: expected 'impute' or 'class'")
+        raise ConfigError(f"speed_fallback={speed_fallback!r}: expected 'impute' or 'class'")
     if bbox is not None:
         bbox = _check_bbox(bbox)
     options = (
@@ -271,15 +272,15 @@ def _from_graph(
     from graph_builders.osm.online import net_from_networkx
 
     if not g.is_directed() or not g.is_multigraph():
-        raise TypeError(
+        raise DataFormatError(
             f"road_graph: expected an OSMnx networkx.MultiDiGraph, got {type(g).__name__}"
         )
     if any("x" not in d or "y" not in d for _, d in g.nodes(data=True)):
-        raise ValueError("road_graph: every node of the OSMnx graph needs x/y (lon/lat)")
+        raise DataFormatError("road_graph: every node of the OSMnx graph needs x/y (lon/lat)")
     from stgraph.data.interop import is_wgs84
 
     if not is_wgs84(g.graph.get("crs")):
-        raise ValueError(
+        raise DataFormatError(
             f"road_graph: the graph is projected ({g.graph.get('crs')}); pass the unprojected "
             "graph (osmnx.project_graph(G, to_latlong=True))"
         )
@@ -364,7 +365,7 @@ def _download(
 ) -> tuple[RoadNet, ContextPoints | None, list[dict], list[str], str | None]:
     """The road network of a place or bbox through OSMnx (Overpass)."""
     if path_or_place is None and bbox is None:
-        raise ValueError(
+        raise ConfigError(
             "road_graph: give a file, a place name, or bbox=(west, south, east, north)"
         )
     ox = require("osmnx", "a road graph of a place name or a bbox (download through OSMnx)")

@@ -12,6 +12,7 @@ from graph_builders.osm.tags import DEFAULT_SPEED_KPH, ROAD_CLASSES
 from graph_builders.osm.topology import EDGE_ATTR_NAMES, RoadNet, haversine_m
 from stgraph.data import DISTANCE_M, STGraph
 from stgraph.datasets.files import sha256_of
+from stgraph.errors import ConfigError, DataFormatError
 
 SEGMENT_EDGE_ATTR_NAMES: tuple[str, ...] = ("length_m", "turn_deg")
 
@@ -108,7 +109,7 @@ def assemble(
 ) -> STGraph:
     """The STGraph of ``net`` in ``node`` mode, with context features and the metadata given."""
     if len(net.u) == 0:
-        raise ValueError("road graph is empty after filtering (see meta 'dropped' reasons)")
+        raise DataFormatError("road graph is empty after filtering (see meta 'dropped' reasons)")
     crs = utm_crs(float(np.median(net.lon)), float(np.median(net.lat)))
     attrs = net.attrs.astype(np.float32)
     geom = np.stack([net.geom_lon, net.geom_lat], 1)
@@ -142,7 +143,7 @@ def assemble(
         if not u_turns and n_u:
             meta.setdefault("dropped", {})["segment_transition_u_turn"] = n_u
     else:
-        raise ValueError(f"node={node!r}: expected 'intersection' or 'segment'")
+        raise ConfigError(f"node={node!r}: expected 'intersection' or 'segment'")
     ctx_feat = _context(lon, lat, ctx, context_radius, crs)
     node_attr = np.concatenate([static, ctx_feat], axis=1).astype(np.float32)
     n = len(lon)

@@ -24,7 +24,7 @@ import numpy as np
 
 from graph_builders.osm.context import classify_landuse, classify_poi
 from graph_builders.osm.tags import BIDIRECTIONAL_NETWORKS, in_network, oneway_direction
-from stgraph.errors import DataFormatError
+from stgraph.errors import ConfigError, DataFormatError
 from stgraph.utils.extras import require
 
 
@@ -147,7 +147,7 @@ def read_osm(
         FileNotFoundError: the file does not exist.
         DataFormatError: empty, truncated or corrupt file (the message names the file and what
             the parser reported), or no way of the network in it.
-        ValueError: unknown ``engine``, or ``"expat"`` for a file that is not OSM XML.
+        stgraph.errors.ConfigError: unknown ``engine``, or ``"expat"`` for a file that is not OSM XML.
     """
     p = check_osm_path(path)
     _osmium(), _shapely()  # the [osm] extra: one line naming it when it is not installed
@@ -155,9 +155,9 @@ def read_osm(
     if engine == "auto":
         engine = "expat" if is_xml and p.stat().st_size <= EXPAT_MAX_BYTES else "pyosmium"
     if engine not in ("pyosmium", "expat"):
-        raise ValueError(f"engine={engine!r}: expected 'auto', 'pyosmium' or 'expat'")
+        raise ConfigError(f"engine={engine!r}: expected 'auto', 'pyosmium' or 'expat'")
     if engine == "expat" and not is_xml:
-        raise ValueError(f"{p}: engine='expat' reads OSM XML ({', '.join(_XML_SUFFIXES)}) only")
+        raise ConfigError(f"{p}: engine='expat' reads OSM XML ({', '.join(_XML_SUFFIXES)}) only")
     col = _Collector(network, context)
     if engine == "expat":
         _collect_expat(p, col)

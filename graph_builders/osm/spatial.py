@@ -15,6 +15,7 @@ import torch
 from pyproj import CRS
 from scipy.spatial import cKDTree
 
+from stgraph.errors import DataFormatError
 from stgraph.utils.extras import require
 from stgraph.utils.geo import project, utm_crs
 
@@ -52,7 +53,7 @@ def segment_geometry(graph) -> tuple[np.ndarray, np.ndarray]:
     if coords is not None and ptr is not None and ptr.numel() == n_seg + 1:
         return coords.double().numpy(), ptr.long().numpy()
     if _is_segment_graph(graph):
-        raise ValueError("segment_geometry: this segment graph has no (matching) road_geom")
+        raise DataFormatError("segment_geometry: this segment graph has no (matching) road_geom")
     pos = graph.pos.double().numpy()
     ei = graph.edge_index.numpy()
     coords = np.stack([pos[ei[0]], pos[ei[1]]], 1).reshape(-1, 2)
@@ -62,7 +63,7 @@ def segment_geometry(graph) -> tuple[np.ndarray, np.ndarray]:
 def edge_geometry(graph) -> tuple[np.ndarray, np.ndarray]:
     """Polylines of the edges of an intersection-mode road graph (see :func:`segment_geometry`)."""
     if _is_segment_graph(graph):
-        raise ValueError(
+        raise DataFormatError(
             "edge_geometry: in a segment graph the road segments are the nodes; use segment_geometry"
         )
     return segment_geometry(graph)
@@ -138,7 +139,9 @@ def nearest_edges(
         ``(indices, metres [M])``. For every equally near edge use :func:`nearest_edges_all`.
     """
     if _is_segment_graph(graph):
-        raise ValueError("nearest_edges: segment graphs have segments as nodes; use nearest_nodes")
+        raise DataFormatError(
+            "nearest_edges: segment graphs have segments as nodes; use nearest_nodes"
+        )
     crs = graph_crs(graph)
     pts, _ = project(lon, lat, crs=crs)
     idx, dist = _nearest_lines(graph, pts, crs)
@@ -151,7 +154,7 @@ def nearest_edges_all(
     """Every equally near edge of each point (both directions of a two-way street, or all the
     edges meeting at the nearest node): ``(point_index [K], edge_index [K], metres [K])``."""
     if _is_segment_graph(graph):
-        raise ValueError(
+        raise DataFormatError(
             "nearest_edges_all: segment graphs have segments as nodes; use nearest_nodes"
         )
     crs = graph_crs(graph)

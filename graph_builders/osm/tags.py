@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
+from stgraph.errors import ConfigError
+
 #: Road classes in a fixed order: the ``road_class`` code of an edge is the index in this list, so
 #: codes mean the same in every city. Highway values not listed get the code of ``"other"``.
 ROAD_CLASSES: tuple[str, ...] = (
@@ -188,9 +190,9 @@ ONEWAY_JUNCTIONS = frozenset({"roundabout", "circular"})
 
 
 def check_network(network: str) -> str:
-    """Return ``network`` if it is a known network type, else raise ``ValueError``."""
+    """Return ``network`` if it is a known network type, else raise a ``ConfigError``."""
     if network not in _COMPILED:
-        raise ValueError(f"network={network!r}: expected one of {', '.join(NETWORK_TYPES)}")
+        raise ConfigError(f"network={network!r}: expected one of {', '.join(NETWORK_TYPES)}")
     return network
 
 

@@ -34,6 +34,7 @@ from graph_builders.osm.tags import (
     parse_speed,
     road_class,
 )
+from stgraph.errors import ConfigError
 from stgraph.utils.geo import haversine_m as _haversine_m
 
 #: Earth radius (m) for great-circle lengths; OSMnx's value, so lengths agree with it.
@@ -143,7 +144,7 @@ def way_attributes(
                     fill[c] = obs.mean()
                     n_mean += int(missing[cls == c].any(1).sum())
         elif speed_fallback != "class":
-            raise ValueError(f"speed_fallback={speed_fallback!r}: expected 'impute' or 'class'")
+            raise ConfigError(f"speed_fallback={speed_fallback!r}: expected 'impute' or 'class'")
         rows, cols = np.nonzero(missing)
         speed[rows, cols] = fill[cls[rows]]
         n_total = int(missing.any(1).sum())

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch_geometric.data import Data
 
+from stgraph.errors import DataFormatError
 from stgraph.utils.extras import require
 
 if TYPE_CHECKING:
@@ -280,7 +281,7 @@ def from_networkx(
         meta: metadata merged over the graph's own (``g.graph``).
 
     Raises:
-        ValueError: a node without coordinates while others have them, dynamic edges without
+        DataFormatError: a node without coordinates while others have them, dynamic edges without
             ``x``, or an attribute named that some node or edge lacks.
     """
     nodes = list(g.nodes)
@@ -366,7 +367,7 @@ def _node_positions(ndata: Sequence[dict], crs: Any) -> tuple[np.ndarray | None,
         return None, crs
     if any(f is None for f in found):
         i = next(i for i, f in enumerate(found) if f is None)
-        raise ValueError(f"from_networkx: node {i} has no coordinates (x/y, lon/lat or pos)")
+        raise DataFormatError(f"from_networkx: node {i} has no coordinates (x/y, lon/lat or pos)")
     arr = np.asarray(found, dtype=np.float64)
     lon, lat = _to_lonlat(arr[:, 0], arr[:, 1], crs)
     return np.stack([lon, lat], 1), crs
@@ -376,7 +377,7 @@ def _attr_column(records: Sequence[dict], key: str) -> torch.Tensor:
     vals = [_scalar(r.get(key)) for r in records]
     if any(v is None for v in vals):
         i = vals.index(None)
-        raise ValueError(f"from_networkx: edge {i} has no numeric {key!r}")
+        raise DataFormatError(f"from_networkx: edge {i} has no numeric {key!r}")
     return torch.tensor(vals, dtype=torch.float32)
 
 
@@ -386,7 +387,7 @@ def _attr_table(records: Sequence[dict], keys: Sequence[str], what: str) -> torc
         for i, r in enumerate(records):
             v = _scalar(r.get(k))
             if v is None:
-                raise ValueError(f"from_networkx: {what} {i} has no numeric attribute {k!r}")
+                raise DataFormatError(f"from_networkx: {what} {i} has no numeric attribute {k!r}")
             out[i, j] = v
     return torch.from_numpy(out)
 
@@ -437,13 +438,13 @@ def to_geopandas(graph: Data) -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame]:
     ``LineString`` geometry (the road's polyline for road graphs, else the straight segment).
 
     Raises:
-        ValueError: the graph has no ``pos``.
+        DataFormatError: the graph has no ``pos``.
     """
     gpd = require("geopandas", "to_geopandas")
     import pandas as pd
 
     if graph.pos is None:
-        raise ValueError("to_geopandas: the graph has no pos (node coordinates)")
+        raise DataFormatError("to_geopandas: the graph has no pos (node coordinates)")
     meta = graph.meta or {}
     crs = meta.get("crs") or "EPSG:4326"
     pos = graph.pos.detach().cpu().double().numpy()
@@ -509,18 +510,20 @@ def points_to_columns(
     replaced by the two columns (existing columns of those names are replaced too).
 
     Raises:
-        ValueError: the frame has no CRS, or a geometry that is neither a point nor empty.
+        DataFormatError: the frame has no CRS, or a geometry that is neither a point nor empty.
     """
     import pandas as pd
 
     name = frame.geometry.name
     if frame.crs is None:
-        raise ValueError("GeoDataFrame: no CRS; set one (e.g. gdf.set_crs(4326)) before building")
+        raise DataFormatError(
+            "GeoDataFrame: no CRS; set one (e.g. gdf.set_crs(4326)) before building"
+        )
     kinds = frame.geometry.geom_type
     bad = kinds.notna() & (kinds != "Point")
     if bool(bad.any()):
         i = int(np.flatnonzero(bad.to_numpy())[0])
-        raise ValueError(
+        raise DataFormatError(
             f"GeoDataFrame: row {i} has a {kinds.iloc[i]} geometry; sensors and events need "
             "points (use the centroids, or pass polygons as regions=)"
         )
@@ -596,7 +599,7 @@ def to_xarray(graph: Data, *, grid: bool | None = None) -> xr.Dataset:
     meta = graph.meta or {}
     cells = grid_cells(graph) if grid is not False else None
     if grid and cells is None:
-        raise ValueError("to_xarray(grid=True): the graph has no meta['grid'] with rows/cols")
+        raise DataFormatError("to_xarray(grid=True): the graph has no meta['grid'] with rows/cols")
     values = graph.x.detach().cpu().double().numpy().copy()
     values[~graph.mask.cpu().numpy()] = np.nan
     if graph.time is not None:
@@ -679,13 +682,13 @@ def from_xarray(ds: xr.Dataset | xr.DataArray, *, cls: type[G], meta: dict | Non
     ``cls`` is the class to build (``STGraph.from_xarray`` passes itself).
 
     Raises:
-        ValueError: no data variable has both ``node`` and ``time`` dims.
+        DataFormatError: no data variable has both ``node`` and ``time`` dims.
     """
     if hasattr(ds, "to_dataset") and not hasattr(ds, "data_vars"):
         ds = ds.to_dataset(name=ds.name or "value")
     names = [k for k, a in ds.data_vars.items() if {"node", "time"} <= set(a.dims)]
     if not names:
-        raise ValueError(
+        raise DataFormatError(
             f"from_xarray: no data variable with dims ('node', 'time') (found "
             f"{ {k: a.dims for k, a in ds.data_vars.items()} }); a grid goes through "
             "graph_builders.raster.from_grid"
@@ -748,17 +751,17 @@ def _adjacency_edges(adjacency: Any, n: int) -> tuple[torch.Tensor, torch.Tensor
         ei, ew = adjacency
         ei = torch.as_tensor(np.asarray(ei), dtype=torch.long)
         if ei.dim() != 2 or ei.size(0) != 2:
-            raise ValueError(f"adjacency: edge_index must be [2, E], got {tuple(ei.shape)}")
+            raise DataFormatError(f"adjacency: edge_index must be [2, E], got {tuple(ei.shape)}")
         return ei, None if ew is None else torch.as_tensor(np.asarray(ew), dtype=torch.float32)
     if hasattr(adjacency, "tocoo"):
         coo = adjacency.tocoo()
         if coo.shape != (n, n):
-            raise ValueError(f"adjacency: shape {coo.shape}; expected ({n}, {n})")
+            raise DataFormatError(f"adjacency: shape {coo.shape}; expected ({n}, {n})")
         ei = np.stack([coo.row, coo.col]).astype(np.int64)
         return torch.from_numpy(ei), torch.from_numpy(coo.data.astype(np.float32))
     a = np.asarray(adjacency.detach().cpu() if isinstance(adjacency, torch.Tensor) else adjacency)
     if a.shape != (n, n):
-        raise ValueError(f"adjacency: shape {a.shape}; expected ({n}, {n}) for {n} nodes")
+        raise DataFormatError(f"adjacency: shape {a.shape}; expected ({n}, {n}) for {n} nodes")
     src, dst = np.nonzero(a)
     return (
         torch.from_numpy(np.stack([src, dst]).astype(np.int64)),
@@ -801,14 +804,14 @@ def from_numpy(
     if arr.ndim == 2:
         arr = arr[:, :, None]
     if arr.ndim != 3:
-        raise ValueError(f"x: expected [T, N] or [T, N, V], got shape {arr.shape}")
+        raise DataFormatError(f"x: expected [T, N] or [T, N, V], got shape {arr.shape}")
     t, n, v = arr.shape
     m = None
     if mask is not None:
         m = np.asarray(mask, dtype=bool)
         m = m[:, :, None] if m.ndim == 2 else m
         if m.shape != arr.shape:
-            raise ValueError(f"mask: shape {m.shape}; expected {arr.shape} like x")
+            raise DataFormatError(f"mask: shape {m.shape}; expected {arr.shape} like x")
         m = np.ascontiguousarray(m.transpose(1, 0, 2)) & np.isfinite(arr.transpose(1, 0, 2))
     fields: dict[str, Any] = {}
     if adjacency is not None:
@@ -861,7 +864,7 @@ def from_pandas(
         meta: further metadata.
 
     Raises:
-        ValueError: the index is not made of times, or ``pos`` lacks a node of the table.
+        DataFormatError: the index is not made of times, or ``pos`` lacks a node of the table.
     """
     import pandas as pd
 
@@ -870,7 +873,7 @@ def from_pandas(
         try:
             index = pd.DatetimeIndex(pd.to_datetime(index))
         except (TypeError, ValueError) as exc:
-            raise ValueError(
+            raise DataFormatError(
                 f"from_pandas: the index must hold times (a DatetimeIndex), got {index.dtype} ({exc})"
             ) from None
     numeric = frame.apply(pd.to_numeric, errors="coerce")
@@ -890,7 +893,7 @@ def from_pandas(
         lat_col = next(c for c in ("lat", "latitude", "y") if c in table.columns)
         missing = [i for i in ids if i not in table.index]
         if missing:
-            raise ValueError(f"from_pandas: pos has no row for node(s) {missing[:10]}")
+            raise DataFormatError(f"from_pandas: pos has no row for node(s) {missing[:10]}")
         pos = table.loc[ids, [lon_col, lat_col]].to_numpy(np.float64)
     base = {"provenance": [f"STGraph.from_pandas(wide: {len(index)} steps x {len(ids)} nodes)"]}
     base.update(meta or {})

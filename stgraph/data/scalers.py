@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from stgraph.errors import ConfigError, DataFormatError
+
 
 class Scaler(torch.nn.Module):
     """Base: ``transform(x) = (x - loc) / scale``; stats are buffers so they live in checkpoints.
@@ -16,7 +18,7 @@ class Scaler(torch.nn.Module):
     def __init__(self, axis: str = "variable") -> None:
         super().__init__()
         if axis not in ("variable", "node"):
-            raise ValueError(f"axis must be 'variable' or 'node', got {axis!r}")
+            raise ConfigError(f"axis must be 'variable' or 'node', got {axis!r}")
         self.axis = axis
         self.register_buffer("loc", torch.zeros(1, 1, 1))
         self.register_buffer("scale", torch.ones(1, 1, 1))
@@ -27,11 +29,11 @@ class Scaler(torch.nn.Module):
     def fit(self, x: Tensor, mask: Tensor | None = None) -> Scaler:
         """Fit on ``x`` ``[N, T, V]`` (observed entries only). Pass the training steps only."""
         if x.dim() != 3:
-            raise ValueError(f"fit: expected x of shape [N, T, V], got {tuple(x.shape)}")
+            raise DataFormatError(f"fit: expected x of shape [N, T, V], got {tuple(x.shape)}")
         if mask is None:
             mask = torch.ones_like(x, dtype=torch.bool)
         if not bool(mask.any()):
-            raise ValueError("fit: no observed values to fit the scaler on")
+            raise DataFormatError("fit: no observed values to fit the scaler on")
         mask = mask.bool()
         x = torch.where(mask, x, torch.zeros((), dtype=x.dtype))  # NaN under the mask must not leak
         loc, scale = self._stats(x.double(), mask)
@@ -57,7 +59,9 @@ class Scaler(torch.nn.Module):
         n = stat.size(0)
         reps = x.size(0) // n  # a PyG batch of B windows of one graph stacks B*N nodes
         if reps * n != x.size(0):
-            raise ValueError(f"per-node scaler fitted on {n} nodes cannot scale {x.size(0)} nodes")
+            raise DataFormatError(
+                f"per-node scaler fitted on {n} nodes cannot scale {x.size(0)} nodes"
+            )
         return stat.repeat(reps, 1, 1).view(x.size(0), *([1] * (x.dim() - 2)), -1)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[override]
@@ -111,5 +115,5 @@ SCALERS = {"standard": StandardScaler, "minmax": MinMaxScaler, "none": IdentityS
 def make_scaler(name: str, axis: str = "variable") -> Scaler:
     """A scaler by name: ``standard``, ``minmax`` or ``none``."""
     if name not in SCALERS:
-        raise ValueError(f"unknown scaler {name!r}; choose one of {sorted(SCALERS)}")
+        raise ConfigError(f"scaler: unknown scaler {name!r}; choose one of {sorted(SCALERS)}")
     return SCALERS[name](axis=axis)

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from stgraph.data.stgraph import to_unix_seconds
+from stgraph.errors import ConfigError, DataFormatError
 
 
 @dataclass(frozen=True)
@@ -47,23 +48,23 @@ def chronological_split(
         :class:`Split` of step ranges.
     """
     if (ratios is None) == (dates is None):
-        raise ValueError("chronological_split: give exactly one of ratios= or dates=")
+        raise ConfigError("chronological_split: give exactly one of ratios= or dates=")
     graph = None if isinstance(num_steps_or_graph, int) else num_steps_or_graph
     t = num_steps_or_graph if graph is None else graph.num_steps
     if ratios is not None:
         if len(ratios) != 3 or any(r < 0 for r in ratios) or abs(sum(ratios) - 1.0) > 1e-6:
-            raise ValueError(
+            raise ConfigError(
                 f"ratios: expected three non-negative shares summing to 1, got {list(ratios)}"
             )
         a = int(t * ratios[0] + 1e-9)
         b = a + int(t * ratios[1] + 1e-9)
     else:
         if graph is None or graph.time is None:
-            raise ValueError("chronological_split: dates= needs a graph with time")
+            raise DataFormatError("chronological_split: dates= needs a graph with time")
         if len(dates) != 2:
-            raise ValueError("dates: expected (val_start, test_start)")
+            raise ConfigError("dates: expected (val_start, test_start)")
         stamps = [to_unix_seconds(d) for d in dates]
         a, b = (int(torch.searchsorted(graph.time, torch.tensor(s))) for s in stamps)
         if a > b:
-            raise ValueError(f"dates: val_start {dates[0]} is after test_start {dates[1]}")
+            raise ConfigError(f"dates: val_start {dates[0]} is after test_start {dates[1]}")
     return Split(train=(0, a), val=(a, b), test=(b, t))

@@ -11,6 +11,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from stgraph.data.stgraph import STRUCTURE_KEYS, STGraph
+from stgraph.errors import ConfigError
 
 SECONDS_PER_DAY = 86_400
 #: Past periods averaged into the seasonal reference (see :func:`seasonal_reference`).
@@ -126,20 +127,23 @@ class SlidingWindows(Dataset):
         history: bool = False,
     ) -> None:
         if input_steps < 1 or horizon < 1 or stride < 1:
-            raise ValueError(
-                f"input_steps, horizon and stride must be >= 1, got {input_steps}, {horizon}, {stride}"
+            raise ConfigError(
+                "input_steps, horizon and stride must each be >= 1, got "
+                f"input_steps={input_steps}, horizon={horizon}, stride={stride}"
             )
         t = graph.num_steps
         stop = t if stop is None else stop
         if not 0 <= start <= stop <= t:
-            raise ValueError(f"window range [{start}, {stop}) is not inside the series [0, {t})")
+            raise ConfigError(
+                f"start/stop: window range [{start}, {stop}) is not inside the series [0, {t})"
+            )
         self.graph = graph
         self.input_steps, self.horizon, self.stride = input_steps, horizon, stride
         self.start, self.stop, self.history = start, stop, history
         first = max(0, start - input_steps) if history else start
         span = input_steps + horizon
         if stop - first < span:
-            raise ValueError(
+            raise ConfigError(
                 f"window of {input_steps} input + {horizon} horizon = {span} steps is longer than "
                 f"the {stop - first} steps available in [{first}, {stop}) of a {t}-step series"
             )

@@ -32,6 +32,7 @@ import pandas as pd
 import torch
 
 from stgraph.data.stgraph import STGraph
+from stgraph.errors import ConfigError
 from stgraph.nn.adapters import DEFAULT_TARGETS, LoRA, adapter_names, add_adapters
 from stgraph.nn.models.stfm import STFM
 
@@ -48,11 +49,11 @@ def find_backbone(model: torch.nn.Module) -> tuple[str, STFM]:
     itself, ``"backbone"`` in an :class:`~stgraph.tasks.STFMForecaster`).
 
     Raises:
-        TypeError: ``model`` holds no STFM, or more than one.
+        ConfigError: ``model`` holds no STFM, or more than one.
     """
     found = [(n, m) for n, m in model.named_modules() if isinstance(m, STFM)]
     if len(found) != 1:
-        raise TypeError(
+        raise ConfigError(
             f"{type(model).__name__}: expected one stgraph.nn.STFM inside, found {len(found)}"
         )
     return found[0]
@@ -95,11 +96,13 @@ def configure_finetune(
         parameters of adapters already attached are frozen and trained respectively.
 
     Raises:
-        ValueError: an unknown mode, adapters of another rank/alpha, no adapter target.
-        TypeError: ``head`` mode on a model without an STFM.
+        ConfigError: an unknown mode, adapters of another rank/alpha, ``head`` or ``adapter``
+            mode on a model without one STFM.
+        ValueError: from :func:`~stgraph.nn.adapters.add_adapters`: a bad ``rank``/``alpha``,
+            no adapter target.
     """
     if mode not in FINETUNE_MODES:
-        raise ValueError(f"fine-tuning mode {mode!r}: expected one of {list(FINETUNE_MODES)}")
+        raise ConfigError(f"fine-tuning mode {mode!r}: expected one of {list(FINETUNE_MODES)}")
     if mode == "adapter":
         if adapter_names(model):
             _check_existing(model, rank, alpha)
@@ -109,7 +112,7 @@ def configure_finetune(
     elif mode == "head":
         trainable = {id(p) for m in head_modules(model).values() for p in m.parameters()}
         if not trainable:
-            raise ValueError(f"{type(model).__name__}: its STFM has no forecast-head parameters")
+            raise ConfigError(f"{type(model).__name__}: its STFM has no forecast-head parameters")
     else:
         trainable = {id(p) for p in model.parameters()}
     out = []
@@ -123,7 +126,7 @@ def configure_finetune(
 def _check_existing(model: torch.nn.Module, rank: int, alpha: float) -> None:
     found = {(m.rank, m.alpha) for m in model.modules() if isinstance(m, LoRA)}
     if found != {(int(rank), float(alpha))}:
-        raise ValueError(
+        raise ConfigError(
             f"configure_finetune: the model already carries adapters with (rank, alpha) "
             f"{sorted(found)}, not ({rank}, {alpha:g}); pass the same, or merge_adapters first"
         )
@@ -210,31 +213,31 @@ def parse_budget(
             shorter than one window is refused.
 
     Raises:
-        ValueError: naming the budget and the forms expected, or what does not fit.
+        ConfigError: naming the budget and the forms expected, or what does not fit.
     """
     a, b = (int(v) for v in train_range)
     if not 0 <= a < b <= graph.num_steps:
-        raise ValueError(
+        raise ConfigError(
             f"budget {text!r}: train_range [{a}, {b}) is not a non-empty part of the "
             f"{graph.num_steps}-step series"
         )
     if not isinstance(text, str) or not text.strip():
-        raise ValueError(f"budget {text!r}: expected {BUDGET_FORMS}")
+        raise ConfigError(f"budget {text!r}: expected {BUDGET_FORMS}")
     parts = [p.strip() for p in text.strip().lower().split(",")]
     data = [p for p in parts if not _STEPS.match(p)]
     steps = [p for p in parts if _STEPS.match(p)]
     if len(parts) > 2 or len(data) > 1 or len(steps) > 1:
-        raise ValueError(f"budget {text!r}: expected {BUDGET_FORMS}")
+        raise ConfigError(f"budget {text!r}: expected {BUDGET_FORMS}")
     max_steps = None
     if steps:
         max_steps = int(_STEPS.match(steps[0]).group(1))
         if max_steps < 1:
-            raise ValueError(f"budget {text!r}: the number of optimiser steps must be >= 1")
+            raise ConfigError(f"budget {text!r}: the number of optimiser steps must be >= 1")
     train_steps, what = None, f"the whole training part ({b - a} steps)"
     if data:
         train_steps, what = _data_budget(text, data[0], graph, b - a)
         if window is not None and train_steps < window:
-            raise ValueError(
+            raise ConfigError(
                 f"budget {text!r}: {train_steps} steps are fewer than one training window "
                 f"({window} steps of input and horizon); give a longer span"
             )
@@ -248,40 +251,40 @@ def _data_budget(text: str, part: str, graph: STGraph, length: int) -> tuple[int
     m = _DATA.match(part)
     if m is None:
         if re.fullmatch(r"\d+", part):
-            raise ValueError(
+            raise ConfigError(
                 f"budget {text!r}: a bare number is ambiguous; write '{part} steps' for "
                 f"optimiser steps or a span such as '1d' or '10%' ({BUDGET_FORMS})"
             )
-        raise ValueError(f"budget {text!r}: expected {BUDGET_FORMS}")
+        raise ConfigError(f"budget {text!r}: expected {BUDGET_FORMS}")
     value, unit = float(m.group(1)), m.group(2)
     number = m.group(1)
     if unit == "%":
         if not 0 < value <= 100:
-            raise ValueError(f"budget {text!r}: a share must lie in (0, 100] percent")
+            raise ConfigError(f"budget {text!r}: a share must lie in (0, 100] percent")
         steps = int(length * value / 100 + 1e-9)
         if steps < 1:
-            raise ValueError(
+            raise ConfigError(
                 f"budget {text!r}: {number}% of the {length}-step training part is under one step"
             )
         return steps, f"the first {number}% of the training part ({steps} of {length} steps)"
     if unit not in DURATION_UNITS:
-        raise ValueError(
+        raise ConfigError(
             f"budget {text!r}: unknown unit {unit!r}; use one of min, h, d, w ({BUDGET_FORMS})"
         )
     interval = graph.interval
     if interval is None:
-        raise ValueError(
+        raise ConfigError(
             f"budget {text!r}: the graph declares no interval and has no timestamps, so a span "
             "of time cannot be converted to steps; give a share such as '10%'"
         )
     seconds = value * DURATION_UNITS[unit]
     steps = int(math.floor(seconds / interval + 1e-9))
     if steps < 1:
-        raise ValueError(
+        raise ConfigError(
             f"budget {text!r}: {number} {unit} is shorter than one step of {interval} s"
         )
     if steps > length:
-        raise ValueError(
+        raise ConfigError(
             f"budget {text!r}: {steps} steps of {interval} s, but the training part has only "
             f"{length}; give a shorter span or a share such as '50%'"
         )

@@ -32,6 +32,7 @@ from torch_geometric.data import Batch
 
 from stgraph.data.stgraph import STGraph
 from stgraph.data.windows import seasonal_reference
+from stgraph.errors import ConfigError, DataFormatError
 from stgraph.nn.models.stfm import STFM
 from stgraph.tasks.forecaster import Forecaster
 from stgraph.utils.atomic import atomic_path
@@ -76,16 +77,20 @@ def forecast_table(
         clock).
 
     Raises:
-        ValueError: no timestamps, too few steps for ``input_steps``, ``start`` outside the
-            series, or a model output of the wrong shape.
+        ConfigError: ``input_steps`` or ``horizon`` not an integer >= 1, too few steps for
+            ``input_steps``, ``start`` not a time or outside the series, or a model whose
+            horizon or output shape does not fit.
+        DataFormatError: the graph has no timestamps.
     """
     if isinstance(input_steps, bool) or int(input_steps) < 1:
-        raise ValueError(f"input_steps={input_steps!r}: expected an integer >= 1")
+        raise ConfigError(f"input_steps={input_steps!r}: expected an integer >= 1")
     if isinstance(horizon, bool) or int(horizon) < 1:
-        raise ValueError(f"horizon={horizon!r}: expected an integer >= 1")
+        raise ConfigError(f"horizon={horizon!r}: expected an integer >= 1")
     input_steps, horizon = int(input_steps), int(horizon)
     if graph.time is None or graph.num_steps == 0:
-        raise ValueError("forecast_table: the graph has no timestamps (time) to forecast after")
+        raise DataFormatError(
+            "forecast_table: the graph has no timestamps (time) to forecast after"
+        )
     interval = graph.interval
     end = window_end(graph, input_steps, start)
     graph = _with_structure(model, graph)
@@ -96,7 +101,7 @@ def forecast_table(
     pred = _predict(model, Batch.from_data_list([window]), horizon)
     expected = (graph.num_nodes, horizon, graph.num_variables)
     if tuple(pred.shape) != expected:
-        raise ValueError(
+        raise ConfigError(
             f"forecast_table: {type(model).__name__} returned shape {tuple(pred.shape)}, "
             f"expected {expected} (nodes, horizon, variables)"
         )
@@ -117,13 +122,13 @@ def window_end(graph: STGraph, input_steps: int, start: Any = None) -> int:
     before ``start``.
 
     Raises:
-        ValueError: fewer than ``input_steps`` steps before it, or ``start`` outside the series.
-        TypeError: ``start`` is not a time.
+        ConfigError: fewer than ``input_steps`` steps before it, ``start`` outside the series
+            or not a time.
     """
     t = graph.num_steps
     if start is None:
         if t < input_steps:
-            raise ValueError(
+            raise ConfigError(
                 f"the graph has {t} steps, fewer than input_steps={input_steps}: nothing to "
                 "forecast from"
             )
@@ -132,18 +137,18 @@ def window_end(graph: STGraph, input_steps: int, start: Any = None) -> int:
     time = graph.time
     first, last = int(time[0]), int(time[-1])
     if stamp <= first:
-        raise ValueError(
+        raise ConfigError(
             f"start {start!r} is at or before the first observation ({_label(first)}): no "
             "input before it"
         )
     if stamp > last + graph.interval:
-        raise ValueError(
+        raise ConfigError(
             f"start {start!r} is after the step following the last observation "
             f"({_label(last + graph.interval)}); omit start to forecast after the last observation"
         )
     end = int(torch.searchsorted(time, torch.tensor(stamp, dtype=time.dtype)))
     if end < input_steps:
-        raise ValueError(
+        raise ConfigError(
             f"start {start!r}: only {end} steps before it, fewer than input_steps={input_steps}"
         )
     return end
@@ -153,20 +158,20 @@ def start_seconds(start: Any, meta: dict) -> int:
     """``start`` as unix seconds in the graph's clock (see the module docstring).
 
     Raises:
-        TypeError: ``start`` is a number (a step index or seconds would be ambiguous).
-        ValueError: ``start`` is not readable as a time.
+        ConfigError: ``start`` is a number (a step index or seconds would be ambiguous), or is
+            not readable as a time.
     """
     if isinstance(start, (bool, int, float, np.integer, np.floating)):
-        raise TypeError(
+        raise ConfigError(
             f"start={start!r}: expected a time (a string such as '2012-03-07 08:00', a datetime "
             "or a pandas.Timestamp), not a number"
         )
     try:
         ts = pd.Timestamp(start)
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"start={start!r}: not readable as a time ({exc})") from None
+        raise ConfigError(f"start={start!r}: not readable as a time ({exc})") from None
     if ts is pd.NaT:
-        raise ValueError(f"start={start!r}: not a time")
+        raise ConfigError(f"start={start!r}: not a time")
     if ts.tzinfo is not None:
         zone = meta.get("timezone") if meta.get("time_reference") == "local" else None
         ts = ts.tz_convert(zone or "UTC").tz_localize(None)
@@ -196,7 +201,7 @@ def _predict(model: torch.nn.Module, batch: Batch, horizon: int) -> Tensor:
         with torch.no_grad():
             if isinstance(model, Forecaster):
                 if model.horizon != horizon:
-                    raise ValueError(
+                    raise ConfigError(
                         f"{type(model).__name__} forecasts {model.horizon} steps, not "
                         f"horizon={horizon}"
                     )
@@ -211,7 +216,7 @@ def _table(graph: STGraph, pred: Tensor, y_time: Tensor) -> pd.DataFrame:
     node, step, var = (a.ravel() for a in np.meshgrid(*map(np.arange, (n, h, v)), indexing="ij"))
     ids = (graph.meta or {}).get("node_ids")
     if ids is not None and len(ids) != n:
-        raise ValueError(f"meta['node_ids'] has {len(ids)} entries for {n} nodes")
+        raise DataFormatError(f"meta['node_ids'] has {len(ids)} entries for {n} nodes")
     if ids is None:
         node_col = node.astype(np.int64)
     elif all(isinstance(i, (int, np.integer)) and not isinstance(i, bool) for i in ids):
@@ -245,11 +250,11 @@ def write_forecasts(df: pd.DataFrame, path: str | os.PathLike) -> Path:
     dtypes, values and ``attrs``.
 
     Raises:
-        ValueError: ``df`` lacks some of :data:`FORECAST_COLUMNS`.
+        DataFormatError: ``df`` lacks some of :data:`FORECAST_COLUMNS`.
     """
     missing = [c for c in FORECAST_COLUMNS if c not in df.columns]
     if missing:
-        raise ValueError(f"write_forecasts: the table has no columns {missing}")
+        raise DataFormatError(f"write_forecasts: the table has no columns {missing}")
     with atomic_path(path) as tmp:
         df.to_parquet(tmp, engine="pyarrow", index=False)
     return Path(path)

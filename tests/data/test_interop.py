@@ -14,6 +14,7 @@ from scipy.sparse.csgraph import dijkstra
 
 from stgraph import datasets
 from stgraph.data import STGraph, interop
+from stgraph.errors import DataFormatError
 
 ox = pytest.importorskip("osmnx")
 gpd = pytest.importorskip("geopandas")
@@ -153,7 +154,7 @@ def test_road_graph_takes_an_osmnx_multidigraph(oakland_osmnx):
     total = sum(d["length"] for _, _, d in G.edges(data=True))
     assert float(g.edge_attr[:, 0].double().sum()) == pytest.approx(total, rel=1e-5)
     assert "OSMnx graph" in g.meta["sources"][0]["name"]
-    with pytest.raises(TypeError, match="MultiDiGraph"):
+    with pytest.raises(DataFormatError, match="MultiDiGraph"):
         osm.road_graph(nx.DiGraph(G))
 
 

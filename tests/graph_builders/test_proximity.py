@@ -14,6 +14,7 @@ from graph_builders import osm, proximity
 from graph_builders.osm.topology import haversine_m
 from stgraph.data import STGraph
 from stgraph.datasets._pickle import load_verified_pickle
+from stgraph.errors import DataFormatError
 
 ADJ_BAY_SHA = "116275f5704d0d492018e14c047f7ae5004385b450aa907f88424055a4a97370"  # MANIFEST.md
 
@@ -148,7 +149,7 @@ def test_connect_returns_stgraph_and_rejects_bad_input(bay):
     h = proximity.connect_graph(g, method="knn", k=4)
     assert isinstance(h, STGraph) and h.edge_index.size(1) == 4 * len(pos)
     assert torch.equal(h.edge_index, proximity.connect(pos, method="knn", k=4).edge_index)
-    with pytest.raises(TypeError, match="connect_graph"):
+    with pytest.raises(DataFormatError, match="connect_graph"):
         proximity.connect(g, method="knn")
     with pytest.warns(DeprecationWarning, match="'radius_m'"):
         old = proximity.connect(pos, method="radius", radius=2000.0)

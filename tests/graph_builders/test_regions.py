@@ -8,6 +8,7 @@ import pytest
 from graph_builders import events, trajectories
 from graph_builders.mapmatch import MetricProjection
 from graph_builders.regions import Grid, as_grid, cell_ids, grid_nodes
+from stgraph.errors import ConfigError
 from stgraph.utils.geo import haversine_m, project
 from stgraph.utils.grid import grid_edges
 
@@ -43,7 +44,7 @@ def test_as_grid_reads_a_spec_and_names_bad_ones():
         as_grid({"cell_m": 1000})
     with pytest.raises(ValueError, match="4 numbers"):
         as_grid({"bbox": (1, 2, 3), "cell_m": 1000})
-    with pytest.raises(TypeError, match="events.Grid"):
+    with pytest.raises(ConfigError, match="events.Grid"):
         as_grid([1, 2, 3, 4])
 
 

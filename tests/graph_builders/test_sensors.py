@@ -9,7 +9,7 @@ import torch
 
 from graph_builders import sensors
 from stgraph.data import load
-from stgraph.errors import ChecksumError, DataFormatError
+from stgraph.errors import ChecksumError, ConfigError, DataFormatError
 from stgraph.utils.geo import haversine_m
 
 #: ``meta["dropped"]`` of sensors with readings that are all numbers, finite, in float32's range.
@@ -38,7 +38,7 @@ def test_old_option_names_warn_and_still_work(los_paths):
         old = sensors.from_table(loc, speed, unit="mph", **kw)
     assert old.meta["variables"] == new.meta["variables"] == [{"name": "speed", "unit": "mph"}]
     assert torch.equal(old.edge_index, new.edge_index) and torch.equal(old.x, new.x)
-    with pytest.raises(TypeError, match="give units= only"):
+    with pytest.raises(ConfigError, match="give units= only"):
         sensors.from_table(loc, speed, unit="mph", units="mph", **kw)
 
 

@@ -8,6 +8,7 @@ from torch_geometric.data import Batch
 
 from stgraph import datasets
 from stgraph.data import SlidingWindows, chronological_split
+from stgraph.errors import ConfigError
 from stgraph.nn import STFM
 from stgraph.nn.adapters import LoRA, adapter_names
 from stgraph.tasks import STFMForecaster
@@ -132,7 +133,7 @@ def test_full_mode_trains_everything_and_bad_modes_are_refused():
     assert len(params) == len(list(model.parameters())) and all(p.requires_grad for p in params)
     with pytest.raises(ValueError, match="'linear'.*head"):
         configure_finetune(model, "linear")
-    with pytest.raises(TypeError, match="STFM"):
+    with pytest.raises(ConfigError, match="STFM"):
         configure_finetune(torch.nn.Linear(3, 3), "head")
     assert FINETUNE_MODES == ("head", "adapter", "full")
 

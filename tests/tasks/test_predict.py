@@ -14,6 +14,7 @@ from torch_geometric.data import Batch
 from stgraph import datasets
 from stgraph.baselines import LastValue
 from stgraph.data import SlidingWindows
+from stgraph.errors import ConfigError
 from stgraph.nn import STFM
 from stgraph.tasks.predict import FORECAST_COLUMNS, forecast_table, write_forecasts
 
@@ -146,7 +147,7 @@ def test_clear_errors(los_loop, model):
         forecast_table(model, los_loop, input_steps=12, horizon=3, start="2012-03-01 00:30")
     with pytest.raises(ValueError, match="after the step following the last observation"):
         forecast_table(model, los_loop, input_steps=12, horizon=3, start="2012-04-01")
-    with pytest.raises(TypeError, match="not a number"):
+    with pytest.raises(ConfigError, match="not a number"):
         forecast_table(model, los_loop, input_steps=12, horizon=3, start=1000)
     with pytest.raises(ValueError, match="not readable as a time"):
         forecast_table(model, los_loop, input_steps=12, horizon=3, start="next tuesday")
