@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stgraph.errors import DataFormatError
+from stgraph.errors import ConfigError, DataFormatError
 from stgraph.utils.atomic import atomic_path
 
 
@@ -30,7 +30,7 @@ def _node_values(graph, color_by: str | None) -> tuple[np.ndarray | None, str | 
     names = meta.get("node_attr_names") or []
     if color_by in names and graph.node_attr is not None:
         return graph.node_attr[:, names.index(color_by)].double().numpy(), color_by
-    raise KeyError(
+    raise ConfigError(
         f"color_by={color_by!r}: not a variable ({variables}) nor a node attribute ({list(names)})"
     )
 

@@ -52,6 +52,8 @@ import torch
 from torch import Tensor
 from torch.nn.utils import parametrize
 
+from stgraph.errors import ConfigError
+
 #: The layers whose weights :func:`add_adapters` adapts by default: the attention and
 #: message-passing layers of :class:`~stgraph.nn.STFM` (temporal attention, partition attention of
 #: the blocks and of the hierarchical pooling, variable cross-attention, directed/dynamic message
@@ -126,9 +128,9 @@ class LoRA(torch.nn.Module):
 
 def _check_rank(rank: int, alpha: float) -> None:
     if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:
-        raise ValueError(f"adapter rank={rank!r}: expected an integer >= 1")
+        raise ConfigError(f"adapter rank={rank!r}: expected an integer >= 1")
     if not (isinstance(alpha, (int, float)) and math.isfinite(alpha) and alpha > 0):
-        raise ValueError(f"adapter alpha={alpha!r}: expected a number > 0")
+        raise ConfigError(f"adapter alpha={alpha!r}: expected a number > 0")
 
 
 def _matches(
@@ -163,12 +165,12 @@ def _check_targets(targets: Sequence[str | type[torch.nn.Module]]) -> list:
         targets = [targets]
     out = list(targets)
     if not out:
-        raise ValueError("add_adapters: targets is empty; name layer classes or name patterns")
+        raise ConfigError("add_adapters: targets is empty; name layer classes or name patterns")
     for t in out:
         if not (isinstance(t, str) and t) and not (
             isinstance(t, type) and issubclass(t, torch.nn.Module)
         ):
-            raise TypeError(
+            raise ConfigError(
                 f"add_adapters: target {t!r} is neither a module class, a class name nor a "
                 "name pattern"
             )
@@ -209,8 +211,8 @@ def add_adapters(
         (``"blocks.0.temporal.qkv.weight"``, ...), in module order.
 
     Raises:
-        ValueError: bad ``rank``/``alpha``/``targets``, no weight matches ``targets``, or
-            ``model`` already carries adapters (:func:`merge_adapters` it first).
+        ConfigError: bad ``rank``/``alpha``/``targets`` or no weight matches ``targets``.
+        ValueError: ``model`` already carries adapters (:func:`merge_adapters` it first).
     """
     _check_rank(rank, alpha)
     targets = _check_targets(targets)
@@ -226,7 +228,7 @@ def add_adapters(
             chosen.extend((name, module, w) for w in weights)
     if not chosen:
         layers = sorted({type(m).__name__ for m in model.modules() if _weights_of(m)})
-        raise ValueError(
+        raise ConfigError(
             f"add_adapters: no Linear or MultiheadAttention weight of {type(model).__name__} "
             f"matches targets {[getattr(t, '__name__', t) for t in targets]}; "
             f"its adaptable layers are {layers or 'none'}"

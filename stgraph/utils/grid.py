@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from stgraph.errors import ConfigError, DataFormatError
+
 __all__ = ["NEIGHBOUR_OFFSETS", "grid_edges"]
 
 #: Offsets ``(d_row, d_col)`` of a cell's neighbours: 4 = rook (edge-sharing), 8 = queen.
@@ -45,10 +47,10 @@ def grid_edges(
         ValueError: ``neighbourhood`` not 4 or 8, a negative shape, or ``keep`` of the wrong size.
     """
     if neighbourhood not in NEIGHBOUR_OFFSETS:
-        raise ValueError(f"neighbourhood: expected 4 or 8, got {neighbourhood!r}")
+        raise ConfigError(f"neighbourhood: expected 4 or 8, got {neighbourhood!r}")
     rows, cols = int(rows), int(cols)
     if rows < 0 or cols < 0:
-        raise ValueError(f"grid_edges: rows and cols must be >= 0, got {rows} x {cols}")
+        raise ConfigError(f"grid_edges: rows and cols must be >= 0, got {rows} x {cols}")
     r, c = np.divmod(np.arange(rows * cols, dtype=np.int64), max(cols, 1))
     src, dst = [], []
     for dr, dc in NEIGHBOUR_OFFSETS[neighbourhood]:
@@ -60,7 +62,7 @@ def grid_edges(
     if keep is not None:
         keep = np.asarray(keep, dtype=bool).reshape(-1)
         if keep.size != rows * cols:
-            raise ValueError(
+            raise DataFormatError(
                 f"keep: expected {rows * cols} cells ({rows} x {cols}), got {keep.size}"
             )
         ok = keep[s] & keep[d]

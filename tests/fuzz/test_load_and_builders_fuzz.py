@@ -308,7 +308,9 @@ def test_raster_random_arrays(shape, fill, lat0, step, coarsen, data):
 @given(data=st.data())
 def test_raster_mutated_grib(data_dir, tmp_path, data):
     pytest.importorskip("cfgrib")
-    src = (data_dir / "era5-uk-t2m" / "era5-2mt-2019-03-uk.grib").read_bytes()[: 3360 * 6]
+    # one whole day (24 hourly messages of 3,360 bytes): a shorter cut from midnight is refused
+    # as a file cut between messages, and the valid path would never be reached unmutated
+    src = (data_dir / "era5-uk-t2m" / "era5-2mt-2019-03-uk.grib").read_bytes()[: 3360 * 24]
     path = tmp_path / "cut.grib"
     path.write_bytes(data.draw(mutated_bytes(src)))
     _valid_or_typed_error(raster.from_grid, path)

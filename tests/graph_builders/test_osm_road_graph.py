@@ -14,6 +14,7 @@ import torch
 from graph_builders import osm
 from graph_builders.osm.topology import haversine_m
 from stgraph.data import load
+from stgraph.errors import ConfigError
 
 EXTRACTS = {
     "helsinki": "osm-helsinki/Helsinki.osm.pbf",
@@ -348,7 +349,7 @@ def test_plot_graph_writes_png(graphs, tmp_path):
         data = out.read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
     assert not list(tmp_path.glob(".*.tmp"))  # written atomically, no temp file left
-    with pytest.raises(KeyError, match="color_by='rain'"):
+    with pytest.raises(ConfigError, match="color_by='rain'"):
         plot_graph(graphs["west-oakland", "segment"], tmp_path / "x.png", color_by="rain")
     assert not (tmp_path / "x.png").exists()
 

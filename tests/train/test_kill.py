@@ -221,7 +221,12 @@ def _finetune_args(run: Path, checkpoint: Path) -> list[str]:
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("fault", "exchange"),
-    [("dir:between_renames@1", False), ("dir:after_swap@1", True), ("file:before_rename@6", True)],
+    [
+        ("dir:between_renames@1", False),
+        ("dir:after_swap@1", True),
+        ("file:before_rename@6", True),  # before the first resume state: epoch 0's weights
+        ("file:before_rename@15", True),  # after it: epoch 1's metrics or weights
+    ],
 )
 def test_finetune_killed_at_a_rename_point_resumes_identically(
     tmp_path, tiny_pretrained, fault, exchange
@@ -234,7 +239,8 @@ def test_finetune_killed_at_a_rename_point_resumes_identically(
     _consistent(run)
     again = _cli(*_finetune_args(run, tiny_pretrained))
     assert again.returncode == 0, again.stderr
-    assert "resuming" in again.stdout
+    fresh = fault == "file:before_rename@6"  # killed before the first resume state was written
+    assert ("starting fresh: no resume state" if fresh else "resuming") in again.stdout
     _same_as(ref, run)
 
 
