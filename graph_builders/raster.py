@@ -373,13 +373,7 @@ def from_grid(
     if drop_empty:
         _report_empty(name, c, strict, max_drop_share)
     ei, dist, w = _edges(c, dlat, dlon, neighbourhood, edge_weight)
-    rad = np.pi / 180.0
-    height = EARTH_RADIUS_M * dlat * rad
-    width = EARTH_RADIUS_M * dlon * rad * np.cos(mean_lat * rad)
-    # node_attr: [cell_width_m (at the node's latitude), cell_height_m, valid_cells]
-    width_at = EARTH_RADIUS_M * dlon * rad * np.cos(c.node_lat * rad)
-    n_valid = np.asarray(valid.values, dtype=np.float64).reshape(-1)[c.keep]
-    node_attr = np.stack([width_at, np.full(c.node_lat.shape, height), n_valid], axis=1)
+    width, height, node_attr = _cell_attributes(c, dlat, dlon, mean_lat, valid)
     times, interval = _times(da, time_dim, name)
     if any(Path(f).suffix.lower() in _GRIB_SUFFIXES or engine == "cfgrib" for f in files):
         _check_whole_days(times, interval, name, partial)
@@ -422,6 +416,19 @@ def _graph(
         node_attr=torch.from_numpy(node_attr.astype(np.float32)),
         meta=meta,
     )
+
+
+def _cell_attributes(
+    c: _Cells, dlat: float, dlon: float, mean_lat: float, valid: Any
+) -> tuple[float, float, np.ndarray]:
+    """Block width and height (m) at the mean latitude, and ``node_attr`` ``[cell_width_m`` (at
+    the node's latitude), ``cell_height_m, valid_cells]``."""
+    rad = np.pi / 180.0
+    height = EARTH_RADIUS_M * dlat * rad
+    width = EARTH_RADIUS_M * dlon * rad * np.cos(mean_lat * rad)
+    width_at = EARTH_RADIUS_M * dlon * rad * np.cos(c.node_lat * rad)
+    n_valid = np.asarray(valid.values, dtype=np.float64).reshape(-1)[c.keep]
+    return width, height, np.stack([width_at, np.full(c.node_lat.shape, height), n_valid], axis=1)
 
 
 def _check_whole_days(
