@@ -554,6 +554,11 @@ def section_los_loop(args, folds: dict[str, Path]) -> dict:
 
 
 # ------------------------------------------------------------------ report
+def _rel(path: Path) -> str:
+    path = Path(path).resolve()
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
+
+
 def _load_section(args, name: str) -> dict:
     f = args.workdir / f"{name}.json"
     return json.loads(f.read_text()) if f.is_file() else {}
@@ -583,7 +588,14 @@ def report(args, sections: dict[str, dict], seconds: dict[str, float]) -> str:
         "early stopping on the target's validation part; fine-tuning keeps the pretrained "
         "weights unless an epoch beats them on validation.",
         "",
+        "Checkpoints each section ran on (a section is cached until it is run again):",
+        "",
     ]
+    for name, sec in sections.items():
+        runs = sec.get("checkpoints")
+        where = ", ".join(f"{k} = `{v}`" for k, v in runs.items()) if runs else "not recorded"
+        md.append(f"- {name}: {where}")
+    md.append("")
     zs = sections.get("zero_shot", {}).get("rows", [])
     if zs:
         for r in zs:
@@ -747,6 +759,13 @@ def main(argv: list[str] | None = None) -> int:
         default=["short", "10%"],
         help="few-shot budgets: 'short' (one day, see short_budget) and/or shares or spans",
     )
+    ap.add_argument(
+        "--folds",
+        nargs="*",
+        default=["A", "B"],
+        choices=["A", "B"],
+        help="folds to run the sections on (e.g. the supervised runs of one fold per process)",
+    )
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--workdir", type=Path, default=REPO / "runs" / "generalization")
     ap.add_argument("--report-only", action="store_true")
@@ -755,13 +774,14 @@ def main(argv: list[str] | None = None) -> int:
     args.domain_runs = {k: Path(v) for k, v in args.domain_runs.items()}
     torch.set_num_threads(args.threads)
     args.workdir.mkdir(parents=True, exist_ok=True)
-    folds = {"A": args.fold_a, "B": args.fold_b}
+    folds = {k: v for k, v in {"A": args.fold_a, "B": args.fold_b}.items() if k in args.folds}
     timing_file = args.workdir / "seconds.json"
     seconds = json.loads(timing_file.read_text()) if timing_file.is_file() else {}
     if not args.report_only:
         for name in args.sections:
             t0 = time.perf_counter()
             result = globals()[f"section_{name}"](args, folds)
+            result["checkpoints"] = {k: _rel(v) for k, v in folds.items()}
             seconds[name] = time.perf_counter() - t0
             atomic_write_text(args.workdir / f"{name}.json", json.dumps(result, indent=1) + "\n")
             atomic_write_text(timing_file, json.dumps(seconds, indent=1) + "\n")

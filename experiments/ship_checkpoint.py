@@ -38,7 +38,11 @@ def _card(run: Path, name: str, command: str, run_label: str) -> str:
         f"# {name}",
         "",
         "The small stgraph backbone (`stgraph.nn.STFM`, configs/model/small.yaml"
-        + (", with its seasonal reference (`season: true`)" if model.seasonal is not None else "")
+        + (
+            f", with its seasonal reference (`season: {model.seasonal.mode}`)"
+            if model.seasonal is not None
+            else ""
+        )
         + f", {params:,} parameters) pretrained on the corpus below with masked reconstruction "
         "and forecasting mixed per batch. No parameter depends on the number of nodes, node "
         "identity, the variables or the city: the same weights run on any graph.",

@@ -7,7 +7,12 @@ from stgraph.data.splits import Split, chronological_split
 from stgraph.data.stgraph import META_DEFAULTS, STGraph, resolve_interval, to_unix_seconds
 from stgraph.data.views import TemporalSignal
 from stgraph.data.weights import DISTANCE_M, AddEdgeAffinity, gaussian_affinity, model_edge_weights
-from stgraph.data.windows import SlidingWindows, seasonal_reference, windows_for_split
+from stgraph.data.windows import (
+    SlidingWindows,
+    adaptive_reference,
+    seasonal_reference,
+    windows_for_split,
+)
 
 __all__ = [
     "AddEdgeAffinity",
@@ -28,6 +33,7 @@ __all__ = [
     "model_edge_weights",
     "resolve_interval",
     "save",
+    "adaptive_reference",
     "seasonal_reference",
     "to_unix_seconds",
     "views",

@@ -6,6 +6,8 @@ series of ``T`` steps costs ``O(1)`` memory however many windows it yields.
 
 from __future__ import annotations
 
+import weakref
+
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset
@@ -41,6 +43,7 @@ def seasonal_reference(
     *,
     lags: int = SEASON_LAGS,
     periods: tuple[int, ...] | None = None,
+    stat: str = "mean",
 ) -> tuple[Tensor, Tensor]:
     r"""The seasonal profile of steps ``[start, stop)`` from the periods *before* ``start``.
 
@@ -57,6 +60,8 @@ def seasonal_reference(
         start, stop: the steps to give a reference for.
         lags: periods averaged.
         periods: the periods to use (default :func:`season_periods` of the graph's interval).
+        stat: ``"mean"`` (default) or ``"median"`` of the observed lags (the lower middle one
+            of an even count, as :func:`torch.nanmedian`).
 
     Returns:
         ``(values, observed)``, each ``[N, stop - start, V]``; values are 0 where no lag was
@@ -78,10 +83,159 @@ def seasonal_reference(
         m = graph.mask[:, idx].view(n, width, lags, v) & ok.view(1, width, lags, 1)
         x = graph.x[:, idx].view(n, width, lags, v)
         count = m.sum(2)
-        mean = (x * m).sum(2) / count.clamp_min(1)
+        if stat == "median":
+            mean = torch.where(m, x, torch.full_like(x, float("nan"))).nanmedian(2).values
+            mean = torch.nan_to_num(mean)
+        else:
+            mean = (x * m).sum(2) / count.clamp_min(1)
         fill = (count > 0) & ~found
         values = torch.where(fill, mean, values)
         found = found | fill
+    return values, found
+
+
+#: Lags (in periods) of the adaptive reference's seasonal candidates: a recent profile that
+#: follows a changing pattern, and a long one that averages out the noise of sparse counts.
+ADAPTIVE_LAGS = (4, 26)
+#: Periods of history the adaptive reference's level candidate (the plain mean) reaches back.
+LEVEL_PERIODS = 8
+#: Steps of history the level reaches back where no period divides the interval.
+LEVEL_STEPS = 512
+#: The adaptive reference's kinds (what :class:`SlidingWindows` carries as ``season``).
+REFERENCES = ("adaptive", "recent")
+#: The adaptive reference's choices per graph (by ``id``, dropped with the graph) and day.
+_CHOICES: dict[int, dict] = {}
+
+
+#: Backtest span of the adaptive reference: periods of the preferred one, clamped to steps.
+BACKTEST_PERIODS, BACKTEST_STEPS = 2, (28, 336)
+#: Factor on the recent profile's backtest error: it must do this much better to be taken
+#: over a longer average (a short backtest of noisy counts otherwise switches by chance).
+RECENT_PENALTY = 1.0
+
+
+def _backtest_steps(periods: tuple[int, ...]) -> int:
+    """Steps before a window on which the adaptive reference's candidates are scored: two
+    periods of the preferred one, at least 28 and at most 336 steps."""
+    lo, hi = BACKTEST_STEPS
+    return min(max(BACKTEST_PERIODS * periods[0], lo), hi) if periods else lo
+
+
+#: Statistic of the adaptive reference's level and long profile: the median, the constant with
+#: the smallest absolute error (sparse counts: mostly 0, where a mean is pulled up by bursts).
+LEVEL_STAT = "median"
+LONG_STAT = "median"
+
+
+def _seasonal_candidates(periods: tuple[int, ...]) -> list[tuple[int, str]]:
+    """``(lags, stat)`` of the adaptive reference's seasonal candidates (none without a period)."""
+    return list(zip(ADAPTIVE_LAGS, ("mean", LONG_STAT), strict=True)) if periods else []
+
+
+def _level(graph: STGraph, stop: int, span: int) -> tuple[Tensor, Tensor]:
+    """Median (:data:`LEVEL_STAT`) of the observed values of steps ``[stop - span, stop)``:
+    ``[N, V]`` and found."""
+    a = max(0, stop - span)
+    m = graph.mask[:, a:stop]
+    count = m.sum(1)
+    x = graph.x[:, a:stop]
+    if stop <= a:
+        return x.new_zeros(x.size(0), x.size(2)), count > 0
+    if LEVEL_STAT == "median":
+        mid = torch.where(m, x, torch.full_like(x, float("nan"))).nanmedian(1).values
+    else:
+        mid = (x * m).sum(1) / count.clamp_min(1)
+    return torch.where(count > 0, torch.nan_to_num(mid), torch.zeros_like(mid)), count > 0
+
+
+def _choice(graph: STGraph, end: int, periods: tuple[int, ...]) -> tuple[Tensor, Tensor, Tensor]:
+    """Which candidate did best on the backtest span that ends at step ``end`` (``[N, V]``
+    index into ``(*ADAPTIVE_LAGS, level)``), and the level as of ``end`` (``[N, V]``, found)."""
+    b0 = max(0, end - _backtest_steps(periods))
+    xb, mb = graph.x[:, b0:end], graph.mask[:, b0:end]
+
+    def score(ref: Tensor, ok: Tensor) -> Tensor:
+        both = mb & ok
+        count = both.sum(1)
+        err = ((xb - ref).abs() * both).sum(1) / count.clamp_min(1)
+        return torch.where(count >= 2, err, torch.full_like(err, float("inf")))
+
+    errors = [
+        score(*seasonal_reference(graph, b0, end, lags=lags, periods=periods, stat=stat))
+        for lags, stat in _seasonal_candidates(periods)
+    ]
+    span = LEVEL_PERIODS * periods[0] if periods else LEVEL_STEPS
+    past, past_ok = _level(graph, b0, span)
+    errors.append(score(past.unsqueeze(1), past_ok.unsqueeze(1)))
+    level, ok = _level(graph, end, span)
+    if len(errors) > 1:
+        errors[0] = errors[0] * RECENT_PENALTY
+    return torch.stack(errors).argmin(0), level, ok  # ties, no score: the first (recent) one
+
+
+def adaptive_reference(
+    graph: STGraph,
+    start: int,
+    stop: int,
+    *,
+    periods: tuple[int, ...] | None = None,
+) -> tuple[Tensor, Tensor]:
+    r"""The reference of steps ``[start, stop)`` that did best just before ``start``, per node
+    and variable.
+
+    Three candidates, each from the steps *before* ``start`` only: the seasonal profile of the
+    last 4 periods (their mean) and of the last 26 (their median; :func:`seasonal_reference`,
+    week then day), and the median of the last 8 periods (512 steps where no period fits the
+    interval). Medians, because the choice and the forecasts are scored by absolute error, and
+    the median is the constant with the least of it: on sparse counts mostly 0, where a mean is
+    pulled up by the bursts. Each is scored on
+    the observed steps of a backtest span before ``start`` (two periods, 28 to 336 steps; each
+    step's candidate computed from the history before it), and every node and variable takes
+    the one with the smallest mean absolute error there: a pattern that changes (footfall after
+    a lockdown) keeps the recent profile, noisy sparse counts the long one or the median, a
+    series without a period the median. Where the chosen candidate has no value, the others fill in, in
+    that order.
+
+    The backtest span ends at the last multiple of a day's steps (of the step for daily data)
+    at or before ``start``, so windows starting on the same day share one choice, computed once
+    per graph and day (a cache that lives as long as the graph).
+
+    Returns:
+        ``(values, observed)``, each ``[N, stop - start, V]``, as :func:`seasonal_reference`.
+    """
+    n, t, v = graph.x.shape
+    width = stop - start
+    values = graph.x.new_zeros(n, max(width, 0), v)
+    found = torch.zeros(n, max(width, 0), v, dtype=torch.bool, device=graph.x.device)
+    if width <= 0 or start <= 0:
+        return values, found
+    periods = season_periods(graph.interval) if periods is None else periods
+    block = max(1, periods[0] // 7) if periods else LEVEL_STEPS // 8
+    end = start - start % block
+    cache = _CHOICES.get(id(graph))
+    if cache is None:
+        cache = _CHOICES[id(graph)] = {}
+        weakref.finalize(graph, _CHOICES.pop, id(graph), None)
+    key = (end, periods)
+    if key not in cache:
+        cache[key] = _choice(graph, end, periods)
+    best, level, level_ok = cache[key]
+    cands = [
+        seasonal_reference(graph, start, stop, lags=lags, periods=periods, stat=stat)
+        for lags, stat in _seasonal_candidates(periods)
+    ]
+    cands.append(
+        (level.unsqueeze(1).expand(n, width, v), level_ok.unsqueeze(1).expand(n, width, v))
+    )
+    chosen = best.unsqueeze(1)  # [N, 1, V]
+    for c, (value, ok) in enumerate(cands):
+        take = (chosen == c) & ok
+        values = torch.where(take, value, values)
+        found = found | take
+    for value, ok in cands:  # the chosen one has no value there: the others, in order
+        take = ok & ~found
+        values = torch.where(take, value, values)
+        found = found | take
     return values, found
 
 
@@ -95,8 +249,8 @@ class SlidingWindows(Dataset):
 
     Each item is an :class:`STGraph` with ``x``/``mask`` ``[N, L, V]``, ``y``/``y_mask``
     ``[N, H, V]``, ``time`` ``[L]``, ``y_time`` ``[H]``, ``season``/``season_mask``
-    ``[N, L + H, V]`` (the :func:`seasonal_reference` of the input and target steps, from the
-    periods before the window), the static graph, and the dynamic edges of
+    ``[N, L + H, V]`` (the :func:`adaptive_reference` of the input and target steps, from the
+    steps before the window), the static graph, and the dynamic edges of
     the input steps (``dyn_edge_time`` re-based to the window). What was computed once for the
     graph travels with each window as it is (shared, not copied): the structure of
     :class:`~stgraph.nn.AddGraphStructure` (:data:`~stgraph.data.stgraph.STRUCTURE_KEYS`) and the
@@ -191,7 +345,7 @@ class SlidingWindows(Dataset):
                 value = g._store.get(key)
                 if value is not None:
                     out[key] = value[keep]
-        out.season, out.season_mask = seasonal_reference(g, s, e, periods=self._periods)
+        out.season, out.season_mask = adaptive_reference(g, s, e, periods=self._periods)
         out.meta = g.meta  # shared, read-only by convention: windows are views of one series
         out.window = torch.tensor([s], dtype=torch.long)
         return out
@@ -254,8 +408,10 @@ def windows_for_split(
 
 
 __all__ = [
+    "ADAPTIVE_LAGS",
     "SEASON_LAGS",
     "SlidingWindows",
+    "adaptive_reference",
     "season_periods",
     "seasonal_reference",
     "windows_for_split",

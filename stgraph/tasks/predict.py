@@ -31,7 +31,7 @@ from torch import Tensor
 from torch_geometric.data import Batch
 
 from stgraph.data.stgraph import STGraph
-from stgraph.data.windows import seasonal_reference
+from stgraph.data.windows import adaptive_reference
 from stgraph.errors import ConfigError, DataFormatError
 from stgraph.nn.models.stfm import STFM
 from stgraph.tasks.forecaster import Forecaster
@@ -97,7 +97,7 @@ def forecast_table(
     window = graph.slice_time(end - input_steps, end)
     last = int(graph.time[end - 1])
     window.y_time = last + interval * torch.arange(1, horizon + 1, dtype=torch.long)
-    window.season, window.season_mask = seasonal_reference(graph, end - input_steps, end + horizon)
+    window.season, window.season_mask = adaptive_reference(graph, end - input_steps, end + horizon)
     pred = _predict(model, Batch.from_data_list([window]), horizon)
     expected = (graph.num_nodes, horizon, graph.num_variables)
     if tuple(pred.shape) != expected:

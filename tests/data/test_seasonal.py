@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from stgraph import datasets
-from stgraph.data import SlidingWindows, seasonal_reference
+from stgraph.data import SlidingWindows, adaptive_reference, seasonal_reference
 from stgraph.data.windows import season_periods
 
 
@@ -67,7 +67,62 @@ def test_windows_carry_the_reference_of_inputs_and_targets(dataset, start):
     w = SlidingWindows(g, 8, 4)
     item = w[start]
     s = w.window_start(start)
-    values, found = seasonal_reference(g, s, s + 12)
+    values, found = adaptive_reference(g, s, s + 12)
     assert item.season.shape == (g.num_nodes, 12, 1)
     assert torch.equal(item.season, values) and torch.equal(item.season_mask, found)
     assert bool(item.season_mask.any()) == (start > 0)
+
+
+def test_adaptive_reference_never_reads_the_window_or_its_future(dataset):
+    g = dataset("los-loop")
+    start, stop = 1500, 1524
+    before = adaptive_reference(g, start, stop)
+    g2 = g.clone()
+    g2.x[:, start:] = 1e6
+    g2.mask[:, start:] = True
+    after = adaptive_reference(g2, start, stop)
+    assert torch.equal(before[0], after[0]) and torch.equal(before[1], after[1])
+    assert bool(before[1].all())
+
+
+@pytest.mark.parametrize(
+    ("name", "candidate", "share"),
+    [("melbourne-pedestrian", 0, 0.6), ("chickenpox", 2, 0.8)],
+)
+def test_adaptive_reference_takes_the_candidate_that_did_best(dataset, name, candidate, share):
+    """Footfall around the 2021-22 lockdowns keeps the last 4 weeks' profile at most sensors;
+    weekly chickenpox counts (a yearly period with few years behind) the median level at most
+    counties. Each node's values are exactly its chosen candidate's."""
+    from stgraph.data.windows import _choice, _level, _seasonal_candidates, season_periods
+
+    g = dataset(name)
+    periods = season_periods(g.interval)
+    block = max(1, periods[0] // 7)
+    start = int(0.8 * g.num_steps) // block * block
+    best, _, _ = _choice(g, start, periods)
+    assert float((best == candidate).float().mean()) >= share
+    values, found = adaptive_reference(g, start, start + 12)
+    cands = [
+        seasonal_reference(g, start, start + 12, lags=k, stat=st)
+        for k, st in _seasonal_candidates(periods)
+    ]
+    level, ok = _level(g, start, 8 * periods[0])
+    cands.append((level.unsqueeze(1).expand_as(values), ok.unsqueeze(1).expand_as(found)))
+    for node in range(g.num_nodes):
+        value, seen = cands[int(best[node, 0])]
+        if bool(seen[node].all()):
+            assert torch.equal(values[node], value[node])
+
+
+def test_median_reference_of_sparse_counts(dataset):
+    """stat="median": the middle observed lag, not pulled up by a burst (a 0, 0, 0, 5 slot is
+    0, its mean 1.25)."""
+    g = dataset("chicago-crime")
+    start = 600
+    med, _ = seasonal_reference(g, start, start + 1, lags=4, stat="median")
+    mean, _ = seasonal_reference(g, start, start + 1, lags=4)
+    lags = [start - 7 * k for k in range(1, 5)]
+    assert bool(g.mask[:, lags].all())
+    want = g.x[:, lags].median(1).values  # torch's lower middle of an even count
+    assert torch.equal(med[:, 0], want)
+    assert float((med < mean).float().mean()) > 0.3  # bursts pull many a mean above the median

@@ -29,13 +29,28 @@ class SeasonalAnchor(torch.nn.Module):
       where the step has no reference. The gate starts open (:math:`w = 0`, bias
       ``gate_bias``): on strongly periodic data the reference is the better level at once.
 
+    With ``mode="anomaly"`` the output side is instead the reference plus a learned share of
+    the input's last gap to it, and the head's residual is counted in that gap's scale
+    (:meth:`anomaly_anchor`): :math:`s_h + \rho_{nhv}\,a_{nv} + \hat r\,\delta_{nv}`, with
+    :math:`a` the gap at the last step where input and reference are both observed,
+    :math:`\delta` the mean absolute gap over the input window and :math:`\rho` the gate above
+    (starting at 1/2). The reference alone, and the reference plus a persisting anomaly, are
+    then what the model starts from, and a residual is as large as the reference's own recent
+    error rather than the window's spread (on a daily profile, mostly the profile itself).
+
     Args:
         channels (int): token size ``C``.
         patch_len (int): steps per token ``P``.
+        mode (str): ``"level"`` (default) or ``"anomaly"``.
     """
 
-    def __init__(self, channels: int, patch_len: int) -> None:
+    MODES = ("level", "anomaly")
+
+    def __init__(self, channels: int, patch_len: int, mode: str = "level") -> None:
         super().__init__()
+        if mode not in self.MODES:
+            raise ValueError(f"mode={mode!r}: expected one of {self.MODES}")
+        self.mode = mode
         self.channels, self.patch_len = channels, patch_len
         self.gap = torch.nn.Linear(2 * patch_len, channels)
         self.query = torch.nn.Linear(channels, channels)
@@ -51,7 +66,25 @@ class SeasonalAnchor(torch.nn.Module):
         for m in (self.gap, self.query, self.node, self.bias):
             m.reset_parameters()
         torch.nn.init.zeros_(self.skill.weight)
-        torch.nn.init.constant_(self.skill.bias, self.gate_bias)
+        torch.nn.init.constant_(self.skill.bias, self.gate_bias if self.mode == "level" else 0.0)
+
+    @staticmethod
+    def input_anomaly(
+        x: Tensor, mask: Tensor, season: Tensor, season_mask: Tensor, scale: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """The input's gap to its reference (``[N, L, V]`` each; ``scale`` ``[N, 1, V]``): at the
+        last step where both are observed (0 where there is none), and its mean absolute value
+        over the window (``scale`` where fewer than 2 steps have both; at least 5 % of
+        ``scale``). Returns ``(gap, gap_scale)``, each ``[N, 1, V]``."""
+        both = mask & season_mask
+        gap = torch.where(both, x - season, torch.zeros_like(x))
+        steps = torch.arange(1, x.size(1) + 1, device=x.device).view(1, -1, 1)
+        pos = (both.long() * steps).amax(1, keepdim=True)  # [N, 1, V], 0: none
+        last = gap.gather(1, (pos - 1).clamp_min(0))
+        count = both.sum(1, keepdim=True)
+        mad = gap.abs().sum(1, keepdim=True) / count.clamp_min(1)
+        spread = torch.where(count >= 2, mad, scale)
+        return last, torch.maximum(spread, 0.05 * scale)
 
     @staticmethod
     def input_skill(x: Tensor, mask: Tensor, season: Tensor, season_mask: Tensor) -> Tensor:
@@ -103,18 +136,53 @@ class SeasonalAnchor(torch.nn.Module):
         reference ``season`` ``[N, H, V]`` of each target step; ``query`` ``[B, H, C]``,
         ``last_token`` ``[N, C]``, ``var_emb`` ``[V, C]``, ``skill`` ``[N, V, 2]``
         (:meth:`input_skill`; ``None``: not measured)."""
+        g = torch.sigmoid(self._logit(query, last_token, var_emb, batch, skill))
+        g = g * season_mask.to(g.dtype)
+        return loc + g * (torch.where(season_mask, season, loc.expand_as(season)) - loc)
+
+    def anomaly_anchor(
+        self,
+        loc: Tensor,
+        scale: Tensor,
+        season: Tensor,
+        season_mask: Tensor,
+        gap: Tensor,
+        gap_scale: Tensor,
+        query: Tensor,
+        last_token: Tensor,
+        var_emb: Tensor,
+        batch: Tensor,
+        skill: Tensor | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        """``(level, scale)``, each ``[N, H, V]``: the reference ``season`` plus the gated share
+        of the input's last ``gap`` (:meth:`input_anomaly`) and ``gap_scale`` where a target
+        step has a reference, ``loc`` and ``scale`` (``[N, 1, V]`` or ``[N, H, V]``) where it
+        has none; the other arguments as :meth:`anchor`."""
+        rho = torch.sigmoid(self._logit(query, last_token, var_emb, batch, skill))
+        level = torch.where(season_mask, season + rho * gap, loc.expand_as(season))
+        spread = torch.where(season_mask, gap_scale.expand_as(season), scale.expand_as(season))
+        return level, spread
+
+    def _logit(
+        self,
+        query: Tensor,
+        last_token: Tensor,
+        var_emb: Tensor,
+        batch: Tensor,
+        skill: Tensor | None,
+    ) -> Tensor:
+        """The gate's logit ``[N, H, V]``."""
         root = var_emb.size(-1) ** 0.5
         logit = broadcast_graphs(torch.einsum("bhc,vc->bhv", self.query(query), var_emb), batch)
         logit = logit + (self.node(last_token) @ var_emb.t()).unsqueeze(1)
         logit = logit / root + self.bias(var_emb).view(1, 1, -1)
         if skill is None:
             skill = logit.new_zeros(logit.size(0), logit.size(2), 2)
-        logit = logit + self.skill(skill).squeeze(-1).unsqueeze(1)
-        g = torch.sigmoid(logit) * season_mask.to(logit.dtype)
-        return loc + g * (torch.where(season_mask, season, loc.expand_as(season)) - loc)
+        return logit + self.skill(skill).squeeze(-1).unsqueeze(1)
 
     def __repr__(self) -> str:
-        return f"{self.__class__.__name__}({self.channels}, patch_len={self.patch_len})"
+        mode = f", mode={self.mode!r}" if self.mode != "level" else ""
+        return f"{self.__class__.__name__}({self.channels}, patch_len={self.patch_len}{mode})"
 
 
 __all__ = ["SeasonalAnchor"]

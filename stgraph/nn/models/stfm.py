@@ -54,6 +54,8 @@ class STFMState:
     season: Tensor | None = None  # [N, H, V] seasonal reference of the target steps
     season_mask: Tensor | None = None  # [N, H, V]
     season_skill: Tensor | None = None  # [N, V, 2] the reference's skill on the input window
+    season_gap: Tensor | None = None  # [N, 1, V] the input's last gap to its reference
+    season_gap_scale: Tensor | None = None  # [N, 1, V] its mean absolute gap
 
 
 def _transform_batch(transform: AddGraphStructure, data: Batch) -> Batch:
@@ -159,10 +161,12 @@ class STFM(torch.nn.Module):
             scale, next to the instance-normalised ones (default ``True``).
         decoder_hops (int): diffusion hops between neighbouring nodes' target steps in the
             :class:`ForecastHead` (``graph_hops``; default ``1``).
-        season (bool): read the window's seasonal reference (``season``/``season_mask`` of
-            :class:`~stgraph.data.SlidingWindows`) with a :class:`SeasonalAnchor`: the tokens see
-            the input's gap to it and the forecast's level moves towards it by a learned gate
-            (default ``False``; the pretrained foundation model sets it).
+        season (bool or str): read the window's seasonal reference (``season``/``season_mask``
+            of :class:`~stgraph.data.SlidingWindows`) with a :class:`SeasonalAnchor`: the tokens
+            see the input's gap to it, and ``True`` (= ``"level"``) moves the forecast's level
+            towards it by a learned gate, ``"anomaly"`` forecasts the reference plus a gated
+            share of the input's last gap to it, with the residual in that gap's scale
+            (default ``False``; the pretrained foundation model sets ``"anomaly"``).
 
     Shapes:
         - **input:** ``x``, ``mask`` :math:`(N, L, V)`, ``time`` :math:`(B, L)`, graph tensors
@@ -191,9 +195,11 @@ class STFM(torch.nn.Module):
         pos_frequencies: int = 0,
         graph_values: bool = True,
         decoder_hops: int = 1,
-        season: bool = False,
+        season: bool | str = False,
     ) -> None:
         super().__init__()
+        if season not in (False, True, *SeasonalAnchor.MODES):
+            raise ValueError(f"season={season!r}: expected a bool, 'level' or 'anomaly'")
         unknown = set(tasks) - set(RECONSTRUCTION_TASKS)
         if unknown:
             raise ValueError(
@@ -232,7 +238,8 @@ class STFM(torch.nn.Module):
             if any(t in self.tasks for t in RECONSTRUCTION_TASKS)
             else None
         )
-        self.seasonal = SeasonalAnchor(channels, patch_len) if season else None
+        mode = "level" if season is True else season
+        self.seasonal = SeasonalAnchor(channels, patch_len, mode) if mode else None
         self.anomaly_head = AnomalyScoreHead() if "anomaly" in self.tasks else None
         self.kriging_head = KrigingHead() if "kriging" in self.tasks else None
         self.node_head = NodeClassificationHead(channels, node_classes) if node_classes else None
@@ -326,7 +333,7 @@ class STFM(torch.nn.Module):
             names = node_attr_names or [f"attr{i}" for i in range(node_attr.size(1))]
             ctx = self.context(node_attr, self.names(list(names)), batch)
         h = h + self.spatial(structure.rwse, structure.rel_pos, structure.has_pos, ctx).unsqueeze(1)
-        future = (None, None, None)
+        future = (None, None, None, None, None)
         if self.seasonal is not None:
             if season is None or season_mask is None:  # no reference: as if none was observed
                 season = torch.zeros_like(x)
@@ -334,8 +341,12 @@ class STFM(torch.nn.Module):
             h = h + self.seasonal.embed(
                 x, mask, season[:, :length], season_mask[:, :length], loc, scale
             )
-            skill = self.seasonal.input_skill(x, mask, season[:, :length], season_mask[:, :length])
-            future = (season[:, length:], season_mask[:, length:], skill)
+            past, past_ok = season[:, :length], season_mask[:, :length]
+            skill = self.seasonal.input_skill(x, mask, past, past_ok)
+            future = (season[:, length:], season_mask[:, length:], skill, None, None)
+            if self.seasonal.mode == "anomaly":
+                gap = self.seasonal.input_anomaly(x, mask, past, past_ok, scale)
+                future = (*future[:3], *gap)
         dyn_step = None
         if dyn_edge_index is not None and dyn_edge_index.numel():
             dyn_step = torch.div(dyn_edge_time + pad, self.patch_len, rounding_mode="floor")
@@ -443,7 +454,27 @@ class STFM(torch.nn.Module):
             )
             a = broadcast_graphs(torch.sigmoid(logit), state.batch)  # [N, H, V]
             loc = state.loc + a * (state.last_value - state.loc)
+        scale = state.scale
         if (
+            self.seasonal is not None
+            and state.season is not None
+            and state.season.size(1) == y.size(1)
+            and state.season_gap is not None
+        ):
+            loc, scale = self.seasonal.anomaly_anchor(
+                loc,
+                scale,
+                state.season,
+                state.season_mask,
+                state.season_gap,
+                state.season_gap_scale,
+                query,
+                state.tokens[:, -1],
+                state.var_emb,
+                state.batch,
+                state.season_skill,
+            )
+        elif (
             self.seasonal is not None
             and state.season is not None
             and state.season.size(1) == y.size(1)
@@ -459,10 +490,10 @@ class STFM(torch.nn.Module):
                 state.season_skill,
             )
         if self.global_residual:
-            return MaskedInstanceNorm.inverse(y[..., 0], loc, state.scale) + (
+            return MaskedInstanceNorm.inverse(y[..., 0], loc, scale) + (
                 y[..., 1] * state.global_scale
             )
-        return MaskedInstanceNorm.inverse(y, loc, state.scale)
+        return MaskedInstanceNorm.inverse(y, loc, scale)
 
     def _readout(self, state: STFMState, task: str) -> Tensor:
         """The shared reconstruction readout ``[N, L, V]`` in normalised units."""
@@ -519,7 +550,11 @@ class STFM(torch.nn.Module):
             f"pos_frequencies={self.spatial.frequencies}" if self.spatial.frequencies else "",
             "graph_values=False" if not self.tokenizer.graph_values else "",
             f"decoder_hops={fh.graph_hops}" if fh.graph_hops != 1 else "",
-            "season=True" if self.seasonal is not None else "",
+            ""
+            if self.seasonal is None
+            else (
+                "season=True" if self.seasonal.mode == "level" else f"season={self.seasonal.mode!r}"
+            ),
         ]
         return (
             f"{self.__class__.__name__}(channels={self.channels}, depth={self.depth}, "
