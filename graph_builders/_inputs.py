@@ -505,3 +505,18 @@ def node_positions(nodes: STGraph | np.ndarray, *, option: str) -> np.ndarray:
             f"{option}: expected an STGraph or [M, 2] lon/lat, got shape {pos.shape}"
         )
     return pos
+
+
+def check_bbox(bbox: Sequence[float]) -> tuple[float, float, float, float]:
+    """``(west, south, east, north)`` as floats, in degrees, west < east and south < north.
+
+    Raises:
+        ConfigError: naming ``bbox`` and what was expected.
+    """
+    try:
+        w, s, e, n = (float(b) for b in bbox)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"bbox={bbox!r}: expected (west, south, east, north) in degrees") from exc
+    if not (-180 <= w < e <= 180 and -90 <= s < n <= 90):
+        raise ConfigError(f"bbox={bbox!r}: expected west < east, south < north, in degrees")
+    return w, s, e, n

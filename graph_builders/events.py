@@ -48,6 +48,7 @@ from pyproj import CRS
 from graph_builders._inputs import (
     MAX_DROP_SHARE,
     build_graph,
+    check_bbox,
     check_lonlat,
     log,
     match_columns,
@@ -257,13 +258,7 @@ def _check_options(
         )
     if bbox is None:
         return None
-    try:
-        w, s, e, n = (float(b) for b in bbox)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"bbox={bbox!r}: expected (west, south, east, north) in degrees") from exc
-    if not (-180 <= w < e <= 180 and -90 <= s < n <= 90):
-        raise ConfigError(f"bbox={bbox!r}: expected west < east, south < north, in degrees")
-    return w, s, e, n
+    return check_bbox(bbox)
 
 
 def _graph(x: np.ndarray, times: np.ndarray, assign: _Assignment, meta: dict) -> STGraph:

@@ -46,7 +46,7 @@ import importlib.util
 import os
 from pathlib import Path
 
-from graph_builders._inputs import renamed_options
+from graph_builders._inputs import check_bbox, renamed_options
 from graph_builders.osm.build import SEGMENT_EDGE_ATTR_NAMES, assemble, sha256_file
 from graph_builders.osm.context import CONTEXT_NAMES, LANDUSE_CATEGORIES, POI_CATEGORIES
 from graph_builders.osm.reader import OSM_SUFFIXES, ContextPoints, check_osm_path, read_osm
@@ -148,22 +148,12 @@ def road_net(
     net.dropped.update(extract.dropped)
     net.counts.update(extract.counts)
     if bbox is not None:
-        net = clip_bbox(net, _check_bbox(bbox))
+        net = clip_bbox(net, check_bbox(bbox))
     if not retain_all:
         net = largest_component(net, simplified=simplify_graph)
     if simplify_graph:
         net = simplify(net)
     return net, extract.context
-
-
-def _check_bbox(bbox) -> tuple[float, float, float, float]:
-    try:
-        w, s, e, n = (float(b) for b in bbox)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"bbox={bbox!r}: expected (west, south, east, north) in degrees") from exc
-    if not (-180 <= w < e <= 180 and -90 <= s < n <= 90):
-        raise ConfigError(f"bbox={bbox!r}: expected west < east, south < north, in degrees")
-    return w, s, e, n
 
 
 @renamed_options(context_radius="context_radius_m")
@@ -218,7 +208,7 @@ def road_graph(
     if speed_fallback not in ("impute", "class"):
         raise ConfigError(f"speed_fallback={speed_fallback!r}: expected 'impute' or 'class'")
     if bbox is not None:
-        bbox = _check_bbox(bbox)
+        bbox = check_bbox(bbox)
     options = (
         f"network={network}, node={node}, bbox={list(bbox) if bbox else None}, simplify={simplify}, "
         f"retain_all={retain_all}, context={context}, context_radius={context_radius_m}, "
