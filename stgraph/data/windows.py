@@ -84,8 +84,7 @@ def seasonal_reference(
         x = graph.x[:, idx].view(n, width, lags, v)
         count = m.sum(2)
         if stat == "median":
-            mean = torch.where(m, x, torch.full_like(x, float("nan"))).nanmedian(2).values
-            mean = torch.nan_to_num(mean)
+            mean = _masked_median(x, m, 2)
         else:
             mean = (x * m).sum(2) / count.clamp_min(1)
         fill = (count > 0) & ~found
@@ -97,55 +96,45 @@ def seasonal_reference(
 #: Lags (in periods) of the adaptive reference's seasonal candidates: a recent profile that
 #: follows a changing pattern, and a long one that averages out the noise of sparse counts.
 ADAPTIVE_LAGS = (4, 26)
-#: Periods of history the adaptive reference's level candidate (the plain mean) reaches back.
+#: Periods of history the adaptive reference's level candidate (a median) reaches back.
 LEVEL_PERIODS = 8
 #: Steps of history the level reaches back where no period divides the interval.
 LEVEL_STEPS = 512
-#: The adaptive reference's kinds (what :class:`SlidingWindows` carries as ``season``).
-REFERENCES = ("adaptive", "recent")
 #: The adaptive reference's choices per graph (by ``id``, dropped with the graph) and day.
 _CHOICES: dict[int, dict] = {}
-
-
-#: Backtest span of the adaptive reference: periods of the preferred one, clamped to steps.
-BACKTEST_PERIODS, BACKTEST_STEPS = 2, (28, 336)
-#: Factor on the recent profile's backtest error: it must do this much better to be taken
-#: over a longer average (a short backtest of noisy counts otherwise switches by chance).
-RECENT_PENALTY = 1.0
 
 
 def _backtest_steps(periods: tuple[int, ...]) -> int:
     """Steps before a window on which the adaptive reference's candidates are scored: two
     periods of the preferred one, at least 28 and at most 336 steps."""
-    lo, hi = BACKTEST_STEPS
-    return min(max(BACKTEST_PERIODS * periods[0], lo), hi) if periods else lo
-
-
-#: Statistic of the adaptive reference's level and long profile: the median, the constant with
-#: the smallest absolute error (sparse counts: mostly 0, where a mean is pulled up by bursts).
-LEVEL_STAT = "median"
-LONG_STAT = "median"
+    return min(max(2 * periods[0], 28), 336) if periods else 28
 
 
 def _seasonal_candidates(periods: tuple[int, ...]) -> list[tuple[int, str]]:
-    """``(lags, stat)`` of the adaptive reference's seasonal candidates (none without a period)."""
-    return list(zip(ADAPTIVE_LAGS, ("mean", LONG_STAT), strict=True)) if periods else []
+    """``(lags, stat)`` of the adaptive reference's seasonal candidates: the recent profile's
+    mean, the long one's median (none without a period)."""
+    return list(zip(ADAPTIVE_LAGS, ("mean", "median"), strict=True)) if periods else []
+
+
+def _masked_median(x: Tensor, mask: Tensor, dim: int) -> Tensor:
+    """Median of the observed entries along ``dim`` (the lower middle of an even count); 0
+    where none is observed."""
+    return torch.nan_to_num(
+        torch.where(mask, x, torch.full_like(x, float("nan"))).nanmedian(dim).values
+    )
 
 
 def _level(graph: STGraph, stop: int, span: int) -> tuple[Tensor, Tensor]:
-    """Median (:data:`LEVEL_STAT`) of the observed values of steps ``[stop - span, stop)``:
-    ``[N, V]`` and found."""
+    """Median of the observed values of steps ``[stop - span, stop)``: ``[N, V]`` and found
+    (the median: the constant with the smallest absolute error; on sparse counts mostly 0,
+    where a mean is pulled up by the bursts)."""
     a = max(0, stop - span)
     m = graph.mask[:, a:stop]
     count = m.sum(1)
     x = graph.x[:, a:stop]
     if stop <= a:
         return x.new_zeros(x.size(0), x.size(2)), count > 0
-    if LEVEL_STAT == "median":
-        mid = torch.where(m, x, torch.full_like(x, float("nan"))).nanmedian(1).values
-    else:
-        mid = (x * m).sum(1) / count.clamp_min(1)
-    return torch.where(count > 0, torch.nan_to_num(mid), torch.zeros_like(mid)), count > 0
+    return _masked_median(x, m, 1), count > 0
 
 
 def _choice(graph: STGraph, end: int, periods: tuple[int, ...]) -> tuple[Tensor, Tensor, Tensor]:
@@ -168,8 +157,6 @@ def _choice(graph: STGraph, end: int, periods: tuple[int, ...]) -> tuple[Tensor,
     past, past_ok = _level(graph, b0, span)
     errors.append(score(past.unsqueeze(1), past_ok.unsqueeze(1)))
     level, ok = _level(graph, end, span)
-    if len(errors) > 1:
-        errors[0] = errors[0] * RECENT_PENALTY
     return torch.stack(errors).argmin(0), level, ok  # ties, no score: the first (recent) one
 
 
@@ -196,9 +183,11 @@ def adaptive_reference(
     series without a period the median. Where the chosen candidate has no value, the others fill in, in
     that order.
 
-    The backtest span ends at the last multiple of a day's steps (of the step for daily data)
-    at or before ``start``, so windows starting on the same day share one choice, computed once
-    per graph and day (a cache that lives as long as the graph).
+    The backtest span ends at the last multiple of a seventh of the preferred period at or
+    before ``start`` (a day of sub-daily data, a step of daily data, 7 weeks of weekly data), so
+    windows starting in the same block share one choice, computed once per graph and block (a
+    cache that lives as long as the graph object; change a graph's values in place and the
+    choices made before are kept).
 
     Returns:
         ``(values, observed)``, each ``[N, stop - start, V]``, as :func:`seasonal_reference`.
@@ -264,6 +253,8 @@ class SlidingWindows(Dataset):
         stride: steps between consecutive window starts (default 1).
         start, stop: the step range (default: the whole series).
         history: allow inputs before ``start`` (see above).
+        reference: carry ``season``/``season_mask`` (default ``True``); ``False`` for a model
+            that does not read them (:attr:`~stgraph.tasks.Forecaster.reads_reference`).
 
     Raises:
         ValueError: if not a single window fits, naming the lengths.
@@ -279,6 +270,7 @@ class SlidingWindows(Dataset):
         start: int = 0,
         stop: int | None = None,
         history: bool = False,
+        reference: bool = True,
     ) -> None:
         if input_steps < 1 or horizon < 1 or stride < 1:
             raise ConfigError(
@@ -294,6 +286,7 @@ class SlidingWindows(Dataset):
         self.graph = graph
         self.input_steps, self.horizon, self.stride = input_steps, horizon, stride
         self.start, self.stop, self.history = start, stop, history
+        self.reference = reference
         first = max(0, start - input_steps) if history else start
         span = input_steps + horizon
         if stop - first < span:
@@ -345,7 +338,8 @@ class SlidingWindows(Dataset):
                 value = g._store.get(key)
                 if value is not None:
                     out[key] = value[keep]
-        out.season, out.season_mask = adaptive_reference(g, s, e, periods=self._periods)
+        if self.reference:
+            out.season, out.season_mask = adaptive_reference(g, s, e, periods=self._periods)
         out.meta = g.meta  # shared, read-only by convention: windows are views of one series
         out.window = torch.tensor([s], dtype=torch.long)
         return out
@@ -380,7 +374,14 @@ class SlidingWindows(Dataset):
 
 
 def windows_for_split(
-    graph: STGraph, split, input_steps: int, horizon: int, *, stride: int = 1, history: bool = False
+    graph: STGraph,
+    split,
+    input_steps: int,
+    horizon: int,
+    *,
+    stride: int = 1,
+    history: bool = False,
+    reference: bool = True,
 ) -> dict[str, SlidingWindows | None]:
     """One :class:`SlidingWindows` per non-empty split part (``None`` for an empty part).
 
@@ -403,6 +404,7 @@ def windows_for_split(
             start=a,
             stop=b,
             history=part != "train" and (history or b - a < input_steps + horizon),
+            reference=reference,
         )
     return out
 

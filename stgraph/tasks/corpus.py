@@ -202,6 +202,11 @@ class WindowRange:
         length = int(torch.randint(lo, hi + 1, (1,), generator=generator))
         lo, hi = self.horizon
         horizon = int(torch.randint(lo, hi + 1, (1,), generator=generator))
+        return self.fit(length, horizon, available)
+
+    @staticmethod
+    def fit(length: int, horizon: int, available: int) -> tuple[int, int]:
+        """``(L, H)`` shrunk in proportion when ``L + H`` exceeds ``available`` steps."""
         if length + horizon > available:
             share = available / (length + horizon)
             length = max(2, math.floor(length * share))
@@ -281,25 +286,23 @@ class Corpus:
         cg = self.graphs[i]
         length, horizon = self.windows.draw(generator, cg.train_steps)
         windows = SlidingWindows(cg.graph, length, horizon)
-        n = cg.graph.num_nodes
-        b = max(1, min(self.batch_size, self.node_budget // max(n, 1), len(windows)))
+        b = self._windows_per_batch(cg, len(windows))
         starts = torch.randperm(len(windows), generator=generator)[:b]
         return i, Batch.from_data_list([windows[int(s)] for s in starts])
+
+    def _windows_per_batch(self, cg: CorpusGraph, available: int) -> int:
+        return max(
+            1, min(self.batch_size, self.node_budget // max(cg.graph.num_nodes, 1), available)
+        )
 
     def largest_batch(self, i: int) -> tuple[Batch, int]:
         """The largest batch graph ``i`` can give, for a memory estimate: a batch of one
         window of the longest input and lead time drawn (shrunk as :meth:`WindowRange.draw`
         shrinks them), and the windows of its batches."""
         cg = self.graphs[i]
-        length, horizon = self.windows.input_steps[1], self.windows.horizon[1]
-        if length + horizon > cg.train_steps:
-            share = cg.train_steps / (length + horizon)
-            length = max(2, math.floor(length * share))
-            horizon = max(1, cg.train_steps - length)
-        windows = SlidingWindows(cg.graph, length, horizon)
-        n = cg.graph.num_nodes
-        b = max(1, min(self.batch_size, self.node_budget // max(n, 1), len(windows)))
-        return Batch.from_data_list([windows[0]]), b
+        longest = (self.windows.input_steps[1], self.windows.horizon[1])
+        windows = SlidingWindows(cg.graph, *WindowRange.fit(*longest, cg.train_steps))
+        return Batch.from_data_list([windows[0]]), self._windows_per_batch(cg, len(windows))
 
 
 __all__ = [

@@ -9,6 +9,9 @@ A :class:`Forecaster` maps a batch of windows (an :class:`~stgraph.data.STGraph`
   their input scaler there. Nothing outside ``[a, b)`` may be read.
 - ``trainable`` says whether the trainer should run gradient steps (``False`` for statistical
   models, which are fully fitted by ``fit``).
+- ``reads_reference`` says whether ``forward`` reads the windows' ``season``/``season_mask``
+  (:func:`~stgraph.data.adaptive_reference`); windows for a model that does not are built
+  without it (``SlidingWindows(reference=False)``), which is most of an item's cost.
 - Missing inputs (``batch.mask == False``) must not influence predictions through their ``x``
   value (which is 0).
 """
@@ -42,6 +45,11 @@ class Forecaster(torch.nn.Module):
     def __init__(self, input_steps: int, horizon: int, num_variables: int = 1) -> None:
         super().__init__()
         self.input_steps, self.horizon, self.num_variables = input_steps, horizon, num_variables
+
+    @property
+    def reads_reference(self) -> bool:
+        """Whether :meth:`forward` reads the windows' reference (default ``False``)."""
+        return False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -42,6 +42,11 @@ class STFMForecaster(Forecaster):
         self.options = options
         self.backbone = STFM(**options)
 
+    @property
+    def reads_reference(self) -> bool:
+        """Whether the backbone reads the windows' reference (``season=...``)."""
+        return self.backbone.seasonal is not None
+
     def fit(self, graph: STGraph, train_range: tuple[int, int]) -> STFMForecaster:
         """Check ``graph`` and write the backbone's structure onto it, in place (no readings are
         used; a graph that already carries it is left as it is)."""

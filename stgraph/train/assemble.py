@@ -143,3 +143,13 @@ def budget_windows(cfg: TrainConfig, graph: STGraph, protocol: Protocol, split, 
         graph, protocol.input_steps, protocol.horizon, stride=protocol.stride, start=a, stop=b
     )
     return out, budget.max_steps, budget.description
+
+
+def windows_for_model(windows: dict, model: Forecaster) -> dict:
+    """``windows`` (a split's :class:`SlidingWindows`, in place) with the reference only where
+    ``model`` reads it (:attr:`~stgraph.tasks.Forecaster.reads_reference`): most of the cost
+    of an item, for nothing, in a model that ignores it."""
+    for w in windows.values():
+        if w is not None:
+            w.reference = model.reads_reference
+    return windows

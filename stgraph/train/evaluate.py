@@ -20,6 +20,7 @@ from stgraph.train.assemble import (
     make_protocol,
     make_task,
     prepare_finetune,
+    windows_for_model,
 )
 from stgraph.train.config import load_config
 from stgraph.train.protocols import Protocol
@@ -113,6 +114,7 @@ def evaluate_checkpoint(
     model = make_model(cfg, graph, protocol)
     model.fit(graph, split.train)
     prepare_finetune(cfg, model)
+    windows = windows_for_model(windows, model)
     # On another data set the statistics fitted just now (scalers, tables) are that data set's;
     # only the learned parameters come from the checkpoint.
     ckpt.load_weights(model, weights, params_only=dataset is not None)

@@ -458,7 +458,6 @@ def _check_step_memory(cfg: PretrainConfig, corpus: Corpus, model, mix: Objectiv
     weight and no random state (:mod:`stgraph.train.step_memory`)."""
     from stgraph.train.step_memory import check_step_memory, estimate_step
 
-    copies = 3 + (1 if cfg.train.ema_decay else 0)  # gradients, AdamW's two moments, the average
     worst, name = None, ""
     for i, cg in enumerate(corpus.graphs):
         probe, windows = corpus.largest_batch(i)
@@ -467,7 +466,7 @@ def _check_step_memory(cfg: PretrainConfig, corpus: Corpus, model, mix: Objectiv
         def loss(b, cg=cg, gen=gen):
             return pretrain_loss(model, b, cg.loss_scale, mix, gen)[0]
 
-        est = estimate_step(model, loss, probe, windows, optimizer_copies=copies)
+        est = estimate_step(model, loss, probe, windows, average=bool(cfg.train.ema_decay))
         if worst is None or est.total > worst.total:
             worst, name = est, corpus.names[i]
     if worst is None:

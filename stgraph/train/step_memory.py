@@ -92,7 +92,7 @@ def estimate_step(
     probe: object,
     windows: int,
     *,
-    optimizer_copies: int = 3,
+    average: bool = False,
 ) -> StepEstimate:
     """Estimate a step of ``windows`` windows from a ``probe`` batch of one window.
 
@@ -101,8 +101,8 @@ def estimate_step(
         loss: the step's loss of a batch (``lambda b: task.loss(model, b)``).
         probe: a batch of one window, as the training loader yields it.
         windows: windows per training batch.
-        optimizer_copies: parameter-sized copies besides the weights: gradients plus the
-            optimiser's state (Adam: 2) and a weight average (1 more).
+        average: a moving average of the weights is kept (one more parameter-sized copy
+            besides the gradients and Adam's two moments).
 
     Returns:
         The estimate, parts in bytes.
@@ -125,7 +125,7 @@ def estimate_step(
     per_window = saved * BACKWARD_FACTOR
     return StepEstimate(
         weights=weights,
-        optimizer=trainable * optimizer_copies,
+        optimizer=trainable * (3 + int(average)),
         batch=_tensor_bytes(probe) * windows,
         activations=int(per_window * windows),
         windows=windows,

@@ -39,6 +39,7 @@ from stgraph.train.assemble import (
     make_protocol,
     make_task,
     prepare_finetune,
+    windows_for_model,
 )
 from stgraph.train.config import TrainConfig, TrainSettings, dump_config
 from stgraph.train.evaluate import evaluate_model
@@ -155,6 +156,7 @@ def _train(cfg: TrainConfig, *, resume: bool, graph: STGraph | None) -> RunResul
     model.fit(graph, split.train)
     prepare_finetune(cfg, model)
     windows, max_steps, budget_text = budget_windows(cfg, graph, protocol, split, windows)
+    windows = windows_for_model(windows, model)
     if max_steps is not None:  # the budget's optimiser steps, spread over the epochs
         per_epoch = math.ceil(max_steps / cfg.train.epochs)
         cfg = dataclasses.replace(
@@ -335,9 +337,8 @@ def _check_step_memory(
     ts = cfg.train
     windows = min(ts.batch_size, len(train_windows))
     probe = Batch.from_data_list([train_windows[0]])  # no loader: it would draw a random seed
-    copies = 3 + (1 if ts.ema_decay else 0)  # gradients, Adam's two moments, the average
     est = estimate_step(
-        model, lambda b: task.loss(model, b), probe, windows, optimizer_copies=copies
+        model, lambda b: task.loss(model, b), probe, windows, average=bool(ts.ema_decay)
     )
     check_step_memory(
         est,

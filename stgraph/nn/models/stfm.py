@@ -455,12 +455,12 @@ class STFM(torch.nn.Module):
             a = broadcast_graphs(torch.sigmoid(logit), state.batch)  # [N, H, V]
             loc = state.loc + a * (state.last_value - state.loc)
         scale = state.scale
-        if (
+        reference = (
             self.seasonal is not None
             and state.season is not None
             and state.season.size(1) == y.size(1)
-            and state.season_gap is not None
-        ):
+        )
+        if reference and self.seasonal.mode == "anomaly":
             loc, scale = self.seasonal.anomaly_anchor(
                 loc,
                 scale,
@@ -474,11 +474,7 @@ class STFM(torch.nn.Module):
                 state.batch,
                 state.season_skill,
             )
-        elif (
-            self.seasonal is not None
-            and state.season is not None
-            and state.season.size(1) == y.size(1)
-        ):
+        elif reference:
             loc = self.seasonal.anchor(
                 loc,
                 state.season,
