@@ -10,6 +10,7 @@ from stgraph.data.weights import DISTANCE_M, AddEdgeAffinity, gaussian_affinity,
 from stgraph.data.windows import (
     SlidingWindows,
     adaptive_reference,
+    anomaly_persistence,
     seasonal_reference,
     windows_for_split,
 )
@@ -34,6 +35,7 @@ __all__ = [
     "resolve_interval",
     "save",
     "adaptive_reference",
+    "anomaly_persistence",
     "seasonal_reference",
     "to_unix_seconds",
     "views",

@@ -93,14 +93,23 @@ def seasonal_reference(
     return values, found
 
 
-#: Lags (in periods) of the adaptive reference's seasonal candidates: a recent profile that
-#: follows a changing pattern, and a long one that averages out the noise of sparse counts.
-ADAPTIVE_LAGS = (4, 26)
-#: Periods of history the adaptive reference's level candidate (a median) reaches back.
+#: ``(lags, stat)`` of the adaptive reference's seasonal candidates (in periods of the preferred
+#: period): a recent profile that follows a changing pattern, and a long median that shrugs off
+#: the bursts of sparse counts.
+SEASONAL_CANDIDATES = ((4, "mean"), (26, "median"))
+#: Lags of the seasonal candidates (kept for callers of the earlier name).
+ADAPTIVE_LAGS = tuple(lags for lags, _ in SEASONAL_CANDIDATES)
+#: ``(stat, periods)`` of the adaptive reference's level candidates: the median of the last 8
+#: periods (a series whose profile is noise).
+LEVEL_CANDIDATES = (("median", 8),)
+#: Periods of history the first level candidate reaches back (kept for callers).
 LEVEL_PERIODS = 8
-#: Steps of history the level reaches back where no period divides the interval.
+#: Steps per period where no period divides the interval (levels reach back multiples of it).
 LEVEL_STEPS = 512
-#: The adaptive reference's choices per graph (by ``id``, dropped with the graph) and day.
+#: The shares of the input's last gap to its reference that :func:`anomaly_persistence` picks
+#: from, per lead: none (the reference alone) to all of it (the gap persists).
+PERSISTENCE = (0.0, 0.25, 0.5, 0.75, 1.0)
+#: The adaptive reference's choices per graph (by ``id``, dropped with the graph) and block.
 _CHOICES: dict[int, dict] = {}
 
 
@@ -110,54 +119,129 @@ def _backtest_steps(periods: tuple[int, ...]) -> int:
     return min(max(2 * periods[0], 28), 336) if periods else 28
 
 
-def _seasonal_candidates(periods: tuple[int, ...]) -> list[tuple[int, str]]:
-    """``(lags, stat)`` of the adaptive reference's seasonal candidates: the recent profile's
-    mean, the long one's median (none without a period)."""
-    return list(zip(ADAPTIVE_LAGS, ("mean", "median"), strict=True)) if periods else []
-
-
 def _masked_median(x: Tensor, mask: Tensor, dim: int) -> Tensor:
     """Median of the observed entries along ``dim`` (the lower middle of an even count); 0
     where none is observed."""
+    if x.size(dim) == 0:
+        return (x * 0).sum(dim)
     return torch.nan_to_num(
         torch.where(mask, x, torch.full_like(x, float("nan"))).nanmedian(dim).values
     )
 
 
-def _level(graph: STGraph, stop: int, span: int) -> tuple[Tensor, Tensor]:
-    """Median of the observed values of steps ``[stop - span, stop)``: ``[N, V]`` and found
-    (the median: the constant with the smallest absolute error; on sparse counts mostly 0,
-    where a mean is pulled up by the bursts)."""
-    a = max(0, stop - span)
+def _level(graph: STGraph, stop: int, span: int, stat: str) -> tuple[Tensor, Tensor]:
+    """Median (or mean) of the observed values of steps ``[stop - span, stop)``: ``[N, V]`` and
+    found (the median: the constant with the smallest absolute error; on sparse counts mostly
+    0, where a mean is pulled up by the bursts)."""
+    a = max(0, min(stop, stop - span))
     m = graph.mask[:, a:stop]
     count = m.sum(1)
     x = graph.x[:, a:stop]
-    if stop <= a:
-        return x.new_zeros(x.size(0), x.size(2)), count > 0
-    return _masked_median(x, m, 1), count > 0
+    if stat == "median":
+        return _masked_median(x, m, 1), count > 0
+    return (x * m).sum(1) / count.clamp_min(1), count > 0
 
 
-def _choice(graph: STGraph, end: int, periods: tuple[int, ...]) -> tuple[Tensor, Tensor, Tensor]:
-    """Which candidate did best on the backtest span that ends at step ``end`` (``[N, V]``
-    index into ``(*ADAPTIVE_LAGS, level)``), and the level as of ``end`` (``[N, V]``, found)."""
-    b0 = max(0, end - _backtest_steps(periods))
-    xb, mb = graph.x[:, b0:end], graph.mask[:, b0:end]
+def _levels(graph: STGraph, stop: int, periods: tuple[int, ...]) -> list[tuple[Tensor, Tensor]]:
+    """The level candidates (:data:`LEVEL_CANDIDATES`) as of step ``stop``, ``[N, V]`` each."""
+    unit = periods[0] if periods else LEVEL_STEPS
+    return [_level(graph, stop, count * unit, stat) for stat, count in LEVEL_CANDIDATES]
 
-    def score(ref: Tensor, ok: Tensor) -> Tensor:
-        both = mb & ok
-        count = both.sum(1)
-        err = ((xb - ref).abs() * both).sum(1) / count.clamp_min(1)
-        return torch.where(count >= 2, err, torch.full_like(err, float("inf")))
 
-    errors = [
-        score(*seasonal_reference(graph, b0, end, lags=lags, periods=periods, stat=stat))
-        for lags, stat in _seasonal_candidates(periods)
-    ]
-    span = LEVEL_PERIODS * periods[0] if periods else LEVEL_STEPS
-    past, past_ok = _level(graph, b0, span)
-    errors.append(score(past.unsqueeze(1), past_ok.unsqueeze(1)))
-    level, ok = _level(graph, end, span)
-    return torch.stack(errors).argmin(0), level, ok  # ties, no score: the first (recent) one
+def _candidates(
+    graph: STGraph,
+    start: int,
+    stop: int,
+    periods: tuple[int, ...],
+    levels: list[tuple[Tensor, Tensor]],
+) -> list[tuple[Tensor, Tensor]]:
+    """``(values, observed)`` ``[N, stop - start, V]`` of every candidate: the seasonal ones
+    from the steps before ``start`` (none without a period), then the ``levels``."""
+    out = []
+    if periods:
+        for lags, stat in SEASONAL_CANDIDATES:
+            out.append(
+                seasonal_reference(graph, start, stop, lags=lags, periods=periods, stat=stat)
+            )
+    width = max(stop - start, 0)
+    for level, ok in levels:
+        n, v = level.shape
+        out.append((level.unsqueeze(1).expand(n, width, v), ok.unsqueeze(1).expand(n, width, v)))
+    return out
+
+
+def _pick(best: Tensor, cands: list[tuple[Tensor, Tensor]], like: Tensor) -> tuple[Tensor, Tensor]:
+    """The candidate ``best`` (``[N, V]``) of each node and variable, the others in order where it
+    has no value."""
+    values = torch.zeros_like(like)
+    found = torch.zeros(like.shape, dtype=torch.bool, device=like.device)
+    chosen = best.unsqueeze(1)  # [N, 1, V]
+    for c, (value, ok) in enumerate(cands):
+        take = (chosen == c) & ok
+        values = torch.where(take, value, values)
+        found = found | take
+    for value, ok in cands:  # the chosen one has no value there: the others, in order
+        take = ok & ~found
+        values = torch.where(take, value, values)
+        found = found | take
+    return values, found
+
+
+class _Choice:
+    """The adaptive reference's choice on one backtest span (``[b0, end)``): which candidate
+    did best per node and variable, and the gaps of the observed steps to it (what
+    :func:`anomaly_persistence` scores its shares on)."""
+
+    def __init__(self, graph: STGraph, end: int, periods: tuple[int, ...]) -> None:
+        b0 = max(0, end - _backtest_steps(periods))
+        xb, mb = graph.x[:, b0:end], graph.mask[:, b0:end]
+        cands = _candidates(graph, b0, end, periods, _levels(graph, b0, periods))
+        self.levels = _levels(graph, end, periods)  # what the windows of the block use
+        errors = []
+        for ref, ok in cands:
+            both = mb & ok
+            count = both.sum(1)
+            err = ((xb - ref).abs() * both).sum(1) / count.clamp_min(1)
+            errors.append(torch.where(count >= 2, err, torch.full_like(err, float("inf"))))
+        self.best = torch.stack(errors).argmin(0)  # ties, no score: the first (recent) one
+        ref, ok = _pick(self.best, cands, xb)
+        self.ok = ok & mb
+        self.gap = torch.where(self.ok, xb - ref, torch.zeros_like(xb))
+        self._persist: dict[int, Tensor] = {}
+
+    def persistence(self, horizon: int) -> Tensor:
+        """``[N, horizon, V]``: per lead ``h``, the share of :data:`PERSISTENCE` with the least
+        absolute error of ``gap[t + h] - share * gap[t]`` on the backtest (0 where fewer than 4
+        pairs were observed; the longest lead the span holds for longer ones)."""
+        if horizon not in self._persist:
+            grid = torch.tensor(PERSISTENCE, dtype=self.gap.dtype, device=self.gap.device)
+            span = self.gap.size(1)
+            shares = []
+            for h in range(1, horizon + 1):
+                if h > span - 4 and shares:
+                    shares.append(shares[-1])
+                    continue
+                a, b = self.gap[:, : max(span - h, 0)], self.gap[:, h:]
+                both = (self.ok[:, : max(span - h, 0)] & self.ok[:, h:]).unsqueeze(0)
+                err = (b.unsqueeze(0) - grid.view(-1, 1, 1, 1) * a.unsqueeze(0)).abs() * both
+                share = grid[err.sum(2).argmin(0)]  # [N, V]; ties: the smallest share
+                shares.append(torch.where(both[0].sum(1) >= 4, share, torch.zeros_like(share)))
+            self._persist[horizon] = torch.stack(shares, 1)
+        return self._persist[horizon]
+
+
+def _choice_for(graph: STGraph, start: int, periods: tuple[int, ...]) -> _Choice:
+    """The cached :class:`_Choice` of the block that ``start`` falls in."""
+    block = max(1, periods[0] // 7) if periods else LEVEL_STEPS // 8
+    end = min(start - start % block, graph.num_steps)
+    cache = _CHOICES.get(id(graph))
+    if cache is None:
+        cache = _CHOICES[id(graph)] = {}
+        weakref.finalize(graph, _CHOICES.pop, id(graph), None)
+    key = (end, periods)
+    if key not in cache:
+        cache[key] = _Choice(graph, end, periods)
+    return cache[key]
 
 
 def adaptive_reference(
@@ -175,13 +259,12 @@ def adaptive_reference(
     week then day), and the median of the last 8 periods (512 steps where no period fits the
     interval). Medians, because the choice and the forecasts are scored by absolute error, and
     the median is the constant with the least of it: on sparse counts mostly 0, where a mean is
-    pulled up by the bursts. Each is scored on
-    the observed steps of a backtest span before ``start`` (two periods, 28 to 336 steps; each
-    step's candidate computed from the history before it), and every node and variable takes
-    the one with the smallest mean absolute error there: a pattern that changes (footfall after
-    a lockdown) keeps the recent profile, noisy sparse counts the long one or the median, a
-    series without a period the median. Where the chosen candidate has no value, the others fill in, in
-    that order.
+    pulled up by the bursts. Each is scored on the observed steps of a backtest span
+    before ``start`` (two periods, 28 to 336 steps; each step's candidate computed from the
+    history before the span), and every node and variable takes the one with the smallest mean
+    absolute error there: a pattern that changes (footfall after a lockdown) keeps the recent
+    profile, noisy sparse counts the long one or the median, a series without a period a level.
+    Where the chosen candidate has no value, the others fill in, in that order.
 
     The backtest span ends at the last multiple of a seventh of the preferred period at or
     before ``start`` (a day of sub-daily data, a step of daily data, 7 weeks of weekly data), so
@@ -194,38 +277,36 @@ def adaptive_reference(
     """
     n, t, v = graph.x.shape
     width = stop - start
-    values = graph.x.new_zeros(n, max(width, 0), v)
-    found = torch.zeros(n, max(width, 0), v, dtype=torch.bool, device=graph.x.device)
+    like = graph.x.new_zeros(n, max(width, 0), v)
     if width <= 0 or start <= 0:
-        return values, found
+        return like, torch.zeros(like.shape, dtype=torch.bool, device=like.device)
     periods = season_periods(graph.interval) if periods is None else periods
-    block = max(1, periods[0] // 7) if periods else LEVEL_STEPS // 8
-    end = start - start % block
-    cache = _CHOICES.get(id(graph))
-    if cache is None:
-        cache = _CHOICES[id(graph)] = {}
-        weakref.finalize(graph, _CHOICES.pop, id(graph), None)
-    key = (end, periods)
-    if key not in cache:
-        cache[key] = _choice(graph, end, periods)
-    best, level, level_ok = cache[key]
-    cands = [
-        seasonal_reference(graph, start, stop, lags=lags, periods=periods, stat=stat)
-        for lags, stat in _seasonal_candidates(periods)
-    ]
-    cands.append(
-        (level.unsqueeze(1).expand(n, width, v), level_ok.unsqueeze(1).expand(n, width, v))
-    )
-    chosen = best.unsqueeze(1)  # [N, 1, V]
-    for c, (value, ok) in enumerate(cands):
-        take = (chosen == c) & ok
-        values = torch.where(take, value, values)
-        found = found | take
-    for value, ok in cands:  # the chosen one has no value there: the others, in order
-        take = ok & ~found
-        values = torch.where(take, value, values)
-        found = found | take
-    return values, found
+    choice = _choice_for(graph, start, periods)
+    return _pick(choice.best, _candidates(graph, start, stop, periods, choice.levels), like)
+
+
+def anomaly_persistence(
+    graph: STGraph,
+    start: int,
+    horizon: int,
+    *,
+    periods: tuple[int, ...] | None = None,
+) -> Tensor:
+    r"""How much of a window's last gap to its :func:`adaptive_reference` persists, per lead.
+
+    ``[N, horizon, V]``: for lead :math:`h = 1..H` after a window's last input step, the share
+    :math:`\phi_h` of :data:`PERSISTENCE` with the least absolute error of :math:`a_{t+h} -
+    \phi_h a_t` over the gaps :math:`a` of the observed steps to the chosen reference on the
+    backtest span of the window that starts at ``start`` (the same span and choice as the
+    reference, so from the steps before ``start`` only). Near 1 where anomalies last (a jam, a
+    lockdown week), 0 where they are noise (sparse counts): the in-context damping that
+    :class:`~stgraph.nn.layers.SeasonalAnchor` starts its gate from. Zeros before any history.
+    """
+    n, _, v = graph.x.shape
+    if start <= 0 or horizon <= 0:
+        return graph.x.new_zeros(n, max(horizon, 0), v)
+    periods = season_periods(graph.interval) if periods is None else periods
+    return _choice_for(graph, start, periods).persistence(horizon)
 
 
 class SlidingWindows(Dataset):
@@ -340,6 +421,7 @@ class SlidingWindows(Dataset):
                     out[key] = value[keep]
         if self.reference:
             out.season, out.season_mask = adaptive_reference(g, s, e, periods=self._periods)
+            out.season_persist = anomaly_persistence(g, s, self.horizon, periods=self._periods)
         out.meta = g.meta  # shared, read-only by convention: windows are views of one series
         out.window = torch.tensor([s], dtype=torch.long)
         return out
@@ -414,6 +496,7 @@ __all__ = [
     "SEASON_LAGS",
     "SlidingWindows",
     "adaptive_reference",
+    "anomaly_persistence",
     "season_periods",
     "seasonal_reference",
     "windows_for_split",

@@ -93,20 +93,19 @@ def test_adaptive_reference_takes_the_candidate_that_did_best(dataset, name, can
     """Footfall around the 2021-22 lockdowns keeps the last 4 weeks' profile at most sensors;
     weekly chickenpox counts (a yearly period with few years behind) the median level at most
     counties. Each node's values are exactly its chosen candidate's."""
-    from stgraph.data.windows import _choice, _level, _seasonal_candidates, season_periods
+    from stgraph.data.windows import SEASONAL_CANDIDATES, _choice_for, _level, season_periods
 
     g = dataset(name)
     periods = season_periods(g.interval)
     block = max(1, periods[0] // 7)
     start = int(0.8 * g.num_steps) // block * block
-    best, _, _ = _choice(g, start, periods)
+    best = _choice_for(g, start, periods).best
     assert float((best == candidate).float().mean()) >= share
     values, found = adaptive_reference(g, start, start + 12)
     cands = [
-        seasonal_reference(g, start, start + 12, lags=k, stat=st)
-        for k, st in _seasonal_candidates(periods)
+        seasonal_reference(g, start, start + 12, lags=k, stat=st) for k, st in SEASONAL_CANDIDATES
     ]
-    level, ok = _level(g, start, 8 * periods[0])
+    level, ok = _level(g, start, 8 * periods[0], "median")
     cands.append((level.unsqueeze(1).expand_as(values), ok.unsqueeze(1).expand_as(found)))
     for node in range(g.num_nodes):
         value, seen = cands[int(best[node, 0])]
